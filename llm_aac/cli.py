@@ -12,6 +12,7 @@ import sys
 
 # subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("llm_aac.processing.synthetic", "write the synthetic captioning corpus (scenes, 5 captions, ground truth)"),
 }
 
 
