@@ -1,0 +1,179 @@
+"""Configuration of the EAT audio encoder (Efficient Audio Transformer, Chen et al., IJCAI 2024).
+
+Field names follow transformers conventions (`hidden_size`, `num_hidden_layers`, ...); the defaults
+are EAT-base as released by the authors. `EATConfig.large()` and `EATConfig.tiny()` give the other
+presets.
+"""
+
+from __future__ import annotations
+
+from transformers import PretrainedConfig
+
+
+class EATConfig(PretrainedConfig):
+    r"""Configuration of [`EATModel`] and [`EATForAudioClassification`].
+
+    The encoder reads a spectrogram-like input `[batch, frames, bins]`, cuts it into
+    `patch_size x patch_size` patches with a strided convolution, adds fixed 2-D sin-cos positions,
+    prepends one CLS token, applies one LayerNorm and runs `num_hidden_layers` post-LN transformer
+    blocks (no final LayerNorm).
+
+    Args:
+        hidden_size (`int`, defaults to 768): width of every token.
+        num_hidden_layers (`int`, defaults to 12): number of transformer blocks.
+        num_attention_heads (`int`, defaults to 12): attention heads per block.
+        intermediate_size (`int`, defaults to 3072): hidden width of each block's MLP.
+        hidden_act (`str`, defaults to `"gelu"`): MLP activation (a key of `transformers.activations.ACT2FN`).
+            EAT uses the exact (erf) GELU.
+        patch_size (`int`, defaults to 16): side of the square patches, in frames and in bins.
+        num_mel_bins (`int`, defaults to 128): number of input bins (128 for kaldi fbank, the number of
+            scales for CWT scalograms). Must be a multiple of `patch_size`.
+        max_length (`int`, defaults to 768): the longest input, counted in **time patches**
+            (768 patches x 16 frames x 10 ms = 122.88 s). The fixed position table is built for
+            `max_length x (num_mel_bins / patch_size)` patches.
+        layer_norm_eps (`float`, defaults to 1e-6): epsilon of every LayerNorm.
+        qkv_bias (`bool`, defaults to `True`): whether the fused query/key/value projection has a bias.
+        hidden_dropout_prob (`float`, defaults to 0.0): dropout after the attention output projection and
+            after the MLP output, before each residual add.
+        attention_probs_dropout_prob (`float`, defaults to 0.0): dropout on the attention probabilities.
+        activation_dropout (`float`, defaults to 0.0): dropout after the MLP activation.
+        drop_path_rate (`float`, defaults to 0.0): stochastic-depth rate of the last block; block `i`
+            uses `drop_path_rate * i / (num_hidden_layers - 1)` (EAT fine-tuning uses 0.1).
+        initializer_range (`float`, defaults to 0.02): std of the normal init of linear layers.
+        cls_token_initializer_range (`float`, defaults to 1.0): std of the normal init of the CLS token
+            (EAT draws it from N(0, 1)).
+        classifier_dropout (`float`, defaults to 0.0): dropout before the classification head of
+            [`EATForAudioClassification`].
+        kwargs: forwarded to [`~transformers.PretrainedConfig`] (`num_labels`, `id2label`,
+            `problem_type`, ...). `problem_type="multi_label_classification"` makes
+            [`EATForAudioClassification`] use a sigmoid/BCE loss (AudioSet), otherwise softmax/CE.
+    """
+
+    model_type = "eat"
+
+    # Declared as class fields too: transformers 5 configs are dataclasses, and `max_length` is only
+    # accepted by `save_pretrained` (not mistaken for a generation parameter) when it is a declared field.
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    patch_size: int = 16
+    num_mel_bins: int = 128
+    max_length: int = 768
+    layer_norm_eps: float = 1e-6
+    qkv_bias: bool = True
+    hidden_dropout_prob: float = 0.0
+    attention_probs_dropout_prob: float = 0.0
+    activation_dropout: float = 0.0
+    drop_path_rate: float = 0.0
+    initializer_range: float = 0.02
+    cls_token_initializer_range: float = 1.0
+    classifier_dropout: float = 0.0
+
+    def __init__(
+        self,
+        hidden_size: int = 768,
+        num_hidden_layers: int = 12,
+        num_attention_heads: int = 12,
+        intermediate_size: int = 3072,
+        hidden_act: str = "gelu",
+        patch_size: int = 16,
+        num_mel_bins: int = 128,
+        max_length: int = 768,
+        layer_norm_eps: float = 1e-6,
+        qkv_bias: bool = True,
+        hidden_dropout_prob: float = 0.0,
+        attention_probs_dropout_prob: float = 0.0,
+        activation_dropout: float = 0.0,
+        drop_path_rate: float = 0.0,
+        initializer_range: float = 0.02,
+        cls_token_initializer_range: float = 1.0,
+        classifier_dropout: float = 0.0,
+        **kwargs,
+    ):
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size
+        self.hidden_act = hidden_act
+        self.patch_size = patch_size
+        self.num_mel_bins = num_mel_bins
+        self.max_length = max_length
+        self.layer_norm_eps = layer_norm_eps
+        self.qkv_bias = qkv_bias
+        self.hidden_dropout_prob = hidden_dropout_prob
+        self.attention_probs_dropout_prob = attention_probs_dropout_prob
+        self.activation_dropout = activation_dropout
+        self.drop_path_rate = drop_path_rate
+        self.initializer_range = initializer_range
+        self.cls_token_initializer_range = cls_token_initializer_range
+        self.classifier_dropout = classifier_dropout
+        super().__init__(**kwargs)
+        self._validate_eat_fields()
+
+    def _validate_eat_fields(self) -> None:
+        problems = []
+        for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                     "patch_size", "num_mel_bins", "max_length"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                problems.append(f"{name} must be a positive integer, got {value!r}")
+        if not problems:
+            if self.hidden_size % self.num_attention_heads:
+                problems.append(
+                    f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
+                    f"({self.num_attention_heads})"
+                )
+            # The 2-D sin-cos table gives half of the channels to each axis, each half split into sin and cos.
+            if self.hidden_size % 4:
+                problems.append(f"hidden_size ({self.hidden_size}) must be a multiple of 4 for 2-D sin-cos positions")
+            if self.num_mel_bins % self.patch_size:
+                problems.append(
+                    f"num_mel_bins ({self.num_mel_bins}) must be a multiple of patch_size ({self.patch_size})"
+                )
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "activation_dropout",
+                     "drop_path_rate", "classifier_dropout"):
+            value = getattr(self, name)
+            if not 0.0 <= float(value) < 1.0:
+                problems.append(f"{name} must lie in [0, 1), got {value!r}")
+        if problems:
+            raise ValueError("Invalid EATConfig: " + "; ".join(problems))
+
+    @property
+    def num_freq_patches(self) -> int:
+        """Patches along the bin axis (8 for 128-bin fbank)."""
+        return self.num_mel_bins // self.patch_size
+
+    @property
+    def max_frames(self) -> int:
+        """Longest input in frames (`max_length * patch_size`)."""
+        return self.max_length * self.patch_size
+
+    def num_patches(self, num_frames: int) -> int:
+        """Patch tokens (CLS excluded) produced for `num_frames` frames (a multiple of `patch_size`)."""
+        return (num_frames // self.patch_size) * self.num_freq_patches
+
+    @classmethod
+    def base(cls, **overrides) -> "EATConfig":
+        """EAT-base: 12 layers, width 768, 12 heads, MLP 3072 (88 M parameters). Any field can be overridden."""
+        return cls(**overrides)
+
+    @classmethod
+    def large(cls, **overrides) -> "EATConfig":
+        """EAT-large: 24 layers, width 1024, 16 heads, MLP 4096 (309 M parameters). Any field can be overridden."""
+        settings = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
+        settings.update(overrides)
+        return cls(**settings)
+
+    @classmethod
+    def tiny(cls, **overrides) -> "EATConfig":
+        """A 2-layer, width-32 model for tests and CPU smoke runs (128 fbank bins, up to 64 time patches)."""
+        settings = dict(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_length=64
+        )
+        settings.update(overrides)
+        return cls(**settings)
+
+
+__all__ = ["EATConfig"]
