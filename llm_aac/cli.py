@@ -12,6 +12,8 @@ import sys
 
 # subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "precompute": ("llm_aac.processing.precompute", "precompute raw audio features into Arrow shards with per-bin statistics (resumable, multi-machine)"),
+    "convert-clap": ("modeling_llm_aac.convert_laion_clap", "convert a laion-clap .pt checkpoint to a transformers ClapModel folder"),
     "synth": ("llm_aac.processing.synthetic", "write the synthetic captioning corpus (scenes, 5 captions, ground truth)"),
 }
 
