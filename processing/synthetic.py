@@ -252,7 +252,7 @@ def _clip_length(rng: np.random.Generator, needed: float) -> float:
     if needed > MAX_CLIP_S:
         raise AssertionError(f"scene needs {needed:.2f} s > {MAX_CLIP_S} s")  # plan ranges make this impossible
     low = max(MIN_CLIP_S, needed)
-    return float(round(rng.uniform(low, min(MAX_CLIP_S, low + 12.0)), 2))
+    return float(round(rng.uniform(low, min(MAX_CLIP_S, low + 14.0)), 2))
 
 
 def _fade_envelope(n: int, fade: str, rng: np.random.Generator) -> np.ndarray:

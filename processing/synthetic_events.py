@@ -10,7 +10,7 @@ pattern, so that a mel or CWT front-end at a 10 ms hop can tell the types apart:
 | `rising_siren`  | exponential upward sweep with harmonics           | 0.5 -> 1.6 kHz  | 0.8-1.6 s sweeps         |
 | `falling_siren` | exponential downward sweep with harmonics         | 1.6 -> 0.5 kHz  | 0.8-1.6 s sweeps         |
 | `hiss`          | band-passed noise (rain-like)                     | 0.8-7 kHz       | continuous               |
-| `ticking`       | damped 3 kHz clicks at a slow or fast rate        | 2.5-4 kHz       | 1.5-2.5 Hz or 4-6 Hz     |
+| `ticking`       | damped 3-4.5 kHz clicks at a slow or fast rate    | 2.5-5 kHz       | 1.5-2.5 Hz or 4-6 Hz     |
 | `knocking`      | damped low thuds                                  | 120-250 Hz      | 0.25-0.45 s apart        |
 | `engine_hum`    | harmonic drone (40-90 Hz fundamental), wobbling   | < 1 kHz         | continuous               |
 | `bell`          | inharmonic partials with exponential decay        | 250 Hz-3.5 kHz  | 1.2-1.8 s strikes        |
@@ -128,7 +128,7 @@ def plan_event(event_type: str, rng: np.random.Generator, *, count: int = 1, dur
             if rate not in TICK_RATES_HZ:
                 raise ValueError(f"ticking needs rate 'slow' or 'fast', got {rate!r}")
             plan.params = {"rate": rate, "rate_hz": float(rng.uniform(*TICK_RATES_HZ[rate])),
-                           "freq": float(rng.uniform(2500, 3800))}
+                           "freq": float(rng.uniform(3000, 4500))}
         elif event_type == "hiss":
             plan.params = {"low": float(rng.uniform(700, 1000)), "high": float(rng.uniform(6000, 7200))}
         else:
@@ -211,9 +211,11 @@ def _render_knocking(plan, sr, rng):
     def knock(n):
         t = np.arange(n, dtype=np.float32) / sr
         body = np.sin(2 * np.pi * f * t) * np.exp(-t / 0.025)
-        # A short broadband transient makes the knock a thud rather than a plucked tone.
-        transient = rng.standard_normal(n).astype(np.float32) * np.exp(-t / 0.004)
-        return (body + 0.5 * transient).astype(np.float32)
+        # A short low-passed noise transient (16-sample moving average, ~1 kHz) makes the knock a
+        # thud rather than a plucked tone, without the broadband click that marks ticking.
+        transient = np.convolve(rng.standard_normal(n).astype(np.float32) * np.exp(-t / 0.006),
+                                np.full(16, 1 / 16, dtype=np.float32), mode="same")
+        return (body + 1.5 * transient).astype(np.float32)
 
     return _render_units(plan, sr, knock)
 
