@@ -13,6 +13,7 @@ import sys
 # subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "precompute": ("llm_aac.processing.precompute", "precompute raw audio features into Arrow shards with per-bin statistics (resumable, multi-machine)"),
+    "convert-eat": ("llm_aac.convert_eat", "convert an official EAT .pt or HF-port folder to a transformers EATModel folder"),
     "convert-clap": ("modeling_llm_aac.convert_laion_clap", "convert a laion-clap .pt checkpoint to a transformers ClapModel folder"),
     "synth": ("llm_aac.processing.synthetic", "write the synthetic captioning corpus (scenes, 5 captions, ground truth)"),
 }
