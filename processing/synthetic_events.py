@@ -206,16 +206,17 @@ def _render_siren(plan, sr, rng):
 
 
 def _render_knocking(plan, sr, rng):
+    from scipy import signal
+
     f = plan.params["freq"]
+    # Noise low-passed at 1 kHz: the knock is a dull thud, without the broadband click of ticking.
+    thud_filter = signal.butter(4, 1000, btype="low", fs=sr, output="sos")
 
     def knock(n):
         t = np.arange(n, dtype=np.float32) / sr
         body = np.sin(2 * np.pi * f * t) * np.exp(-t / 0.025)
-        # A short low-passed noise transient (16-sample moving average, ~1 kHz) makes the knock a
-        # thud rather than a plucked tone, without the broadband click that marks ticking.
-        transient = np.convolve(rng.standard_normal(n).astype(np.float32) * np.exp(-t / 0.006),
-                                np.full(16, 1 / 16, dtype=np.float32), mode="same")
-        return (body + 1.5 * transient).astype(np.float32)
+        transient = signal.sosfilt(thud_filter, rng.standard_normal(n)).astype(np.float32) * np.exp(-t / 0.008)
+        return (body + 2.0 * transient).astype(np.float32)
 
     return _render_units(plan, sr, knock)
 
