@@ -194,9 +194,7 @@ class EATAttention(nn.Module):
         if output_attentions and implementation != "eager":
             # Only the eager path materialises the probabilities.
             implementation = "eager"
-        attention_interface: Callable = eager_attention_forward
-        if implementation != "eager":
-            attention_interface = ALL_ATTENTION_FUNCTIONS[implementation]
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
 
         attn_output, attn_weights = attention_interface(
             self,

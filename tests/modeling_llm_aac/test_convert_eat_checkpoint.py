@@ -313,7 +313,7 @@ def test_official_pretrain_checkpoint_parity(tmp_path, fake_config_modules, attn
     convert_eat_checkpoint(path, out_dir)
 
     model = AutoModel.from_pretrained(out_dir, attn_implementation=attn_implementation).eval()
-    assert isinstance(model, EATModel)
+    assert isinstance(model, EATModel) and model.config._attn_implementation == attn_implementation
     config = model.config
     assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads) == (HIDDEN, LAYERS, HEADS)
     assert (config.intermediate_size, config.max_length, config.num_mel_bins) == (FFN, MAX_LENGTH, BINS)

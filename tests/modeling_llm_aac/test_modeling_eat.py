@@ -27,6 +27,7 @@ def make_model(attn_implementation="sdpa", **overrides):
     torch.manual_seed(0)
     model = EATModel(tiny_config(**overrides)).eval()
     model.set_attn_implementation(attn_implementation)
+    assert model.config._attn_implementation == attn_implementation
     return model
 
 
