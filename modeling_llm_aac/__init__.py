@@ -18,3 +18,15 @@ AutoModelForAudioClassification.register(EATConfig, EATForAudioClassification, e
 EATConfig.register_for_auto_class()
 EATModel.register_for_auto_class("AutoModel")
 EATForAudioClassification.register_for_auto_class("AutoModelForAudioClassification")
+
+# --- Feature extractor: Kaldi fbank (EAT input), Morlet scalogram, original LLM-AAC CWT ---
+from transformers import AutoFeatureExtractor
+
+from .configuration_eat import EATConfig
+from .configuration_llm_aac import LLMAACConfig
+from .feature_extraction_llm_aac import LLMAACFeatureExtractor
+
+# Both the encoder's and the captioner's checkpoints carry a preprocessor_config.json for it.
+AutoFeatureExtractor.register(EATConfig, LLMAACFeatureExtractor, exist_ok=True)
+AutoFeatureExtractor.register(LLMAACConfig, LLMAACFeatureExtractor, exist_ok=True)
+LLMAACFeatureExtractor.register_for_auto_class()
