@@ -348,7 +348,10 @@ def compute_caption_metrics(
     candidates, mult_references, num_blank = _sanitize_inputs(predictions, references)
     requested, metric_set, set_ranking, default_tokenize = resolve_metrics(metrics)
     if ranking_metric is not None:
-        ranking_metric = resolve_metrics(ranking_metric)[0][0]
+        key = str(ranking_metric).strip().lower().replace("-", "_")
+        if key not in METRIC_TITLES:
+            raise ValueError(f"unknown ranking_metric {ranking_metric!r}; known metrics: {', '.join(METRIC_TITLES)}")
+        ranking_metric = key
     else:
         ranking_metric = set_ranking
     must_tokenize = tokenize is True
@@ -402,7 +405,7 @@ def compute_caption_metrics(
     scores: dict[str, float] = {}
     sentence_scores: dict[str, list[float]] = {}
     uses_java = tokenized or any("java" in _REQUIREMENTS.get(name, ()) for name in wanted)
-    if wanted or tokenized:
+    if wanted:
         from aac_metrics.functional.evaluate import evaluate as aac_evaluate
         from aac_metrics.utils.tokenization import preprocess_mult_sents
 
@@ -420,23 +423,22 @@ def compute_caption_metrics(
                 )
                 candidates = [sentences[0] for sentences in tokenized_all[: len(candidates)]]
                 mult_references = tokenized_all[len(candidates) :]
-            if wanted:
-                corpus_outputs, sentence_outputs = aac_evaluate(
-                    candidates,
-                    mult_references,
-                    preprocess=False,
-                    metrics=_plan_aac_calls(wanted),
-                    cache_path=aac_cache,
-                    java_path=java_executable,
-                    device=device,
-                    verbose=verbose,
-                )
-                scores = {key: float(value) for key, value in corpus_outputs.items() if _keep_score(key, wanted)}
-                sentence_scores = {
-                    key: [float(v) for v in value.tolist()]
-                    for key, value in sentence_outputs.items()
-                    if _keep_score(key, wanted)
-                }
+            corpus_outputs, sentence_outputs = aac_evaluate(
+                candidates,
+                mult_references,
+                preprocess=False,
+                metrics=_plan_aac_calls(wanted),
+                cache_path=aac_cache,
+                java_path=java_executable,
+                device=device,
+                verbose=verbose,
+            )
+        scores = {key: float(value) for key, value in corpus_outputs.items() if _keep_score(key, wanted)}
+        sentence_scores = {
+            key: [float(v) for v in value.tolist()]
+            for key, value in sentence_outputs.items()
+            if _keep_score(key, wanted)
+        }
 
     return CaptionMetricsResult(
         scores=scores,

@@ -260,6 +260,8 @@ def test_explicit_list_and_ranking_override():
     assert result.requested == ("bleu_4", "rouge_l")
     assert result.ranking_score == result.scores["bleu_4"]
     assert result.to_dict()["ranking_score"] == result.scores["bleu_4"]
+    with pytest.raises(ValueError, match="unknown ranking_metric 'fast'"):
+        compute_caption_metrics(PREDICTIONS, REFERENCES, "fast", ranking_metric="fast")
 
 
 def test_sanitize_caption():
