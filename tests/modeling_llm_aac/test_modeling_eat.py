@@ -278,3 +278,32 @@ def test_auto_classes_and_save_load_roundtrip(tmp_path):
     # And the classifier folder loads as a bare encoder.
     encoder_only = AutoModel.from_pretrained(tmp_path / "cls")
     assert torch.equal(encoder_only.encoder.pre_norm.weight, classifier.eat.encoder.pre_norm.weight)
+
+
+def test_saved_folder_loads_as_remote_code(tmp_path):
+    """A saved folder is self-contained: `trust_remote_code` loads the copied modeling files."""
+    import os
+    import subprocess
+    import sys
+
+    model = make_model()
+    model.save_pretrained(tmp_path / "enc")
+    features = torch.randn(1, 32, model.config.num_mel_bins)
+    with torch.no_grad():
+        torch.save({"x": features, "y": model(features).last_hidden_state}, tmp_path / "io.pt")
+    script = (
+        "import sys, torch\n"
+        "from transformers import AutoModel\n"
+        f"model = AutoModel.from_pretrained({str(tmp_path / 'enc')!r}, trust_remote_code=True).eval()\n"
+        f"io = torch.load({str(tmp_path / 'io.pt')!r})\n"
+        "with torch.no_grad():\n"
+        "    error = float((model(io['x']).last_hidden_state - io['y']).abs().max())\n"
+        "print(type(model).__module__, 'modeling_llm_aac' in sys.modules, error)\n"
+    )
+    env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"))
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    module, imported_ours, error = result.stdout.split()[-3:]
+    assert module.startswith("transformers_modules.") and imported_ours == "False"
+    assert float(error) <= 1e-6
