@@ -19,19 +19,24 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    """Every subcommand is listed, but only `selected` has its module imported for its arguments:
+    modules such as the CLAP converter import transformers' audio stack, which `--help` and the
+    other subcommands should not pay for (or fail on)."""
     parser = argparse.ArgumentParser(prog="llm-aac", description="LLM-AAC audio captioning tools.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(_module=module_name)
-        # Argument definitions are cheap; only the module's heavy imports are deferred to main().
-        importlib.import_module(module_name).add_arguments(sub)
+        if name == selected:
+            importlib.import_module(module_name).add_arguments(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    selected = next((arg for arg in argv if not arg.startswith("-")), None)
+    parser = build_parser(selected if selected in SUBCOMMANDS else None)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
