@@ -631,7 +631,7 @@ def _fbank_feature_extractor(config: EATConfig):
         from .feature_extraction_llm_aac import LLMAACFeatureExtractor
     except ImportError:
         return None
-    return LLMAACFeatureExtractor(feature_type="fbank", feature_size=config.num_mel_bins)
+    return LLMAACFeatureExtractor(feature_type="fbank", num_mel_bins=config.num_mel_bins)
 
 
 def convert_eat_checkpoint(

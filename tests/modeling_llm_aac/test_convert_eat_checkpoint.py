@@ -357,12 +357,17 @@ def test_official_finetuned_checkpoint_parity(tmp_path, fake_config_modules):
         assert float((encoder(features).last_hidden_state - hidden).abs().max()) <= 1e-5
 
     saved = sorted(os.listdir(out_dir))
-    assert "model.safetensors" in saved and "config.json" in saved
-    try:
-        from modeling_llm_aac.feature_extraction_llm_aac import LLMAACFeatureExtractor  # noqa: F401
-    except ImportError:
-        return
-    assert "preprocessor_config.json" in saved
+    assert "model.safetensors" in saved and "config.json" in saved and "preprocessor_config.json" in saved
+    # The saved fbank extractor feeds the converted classifier directly.
+    from modeling_llm_aac.feature_extraction_llm_aac import LLMAACFeatureExtractor
+
+    extractor = LLMAACFeatureExtractor.from_pretrained(out_dir)
+    assert extractor.feature_type == "fbank" and extractor.feature_size == BINS
+    waveform = np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1
+    inputs = extractor(waveform, sampling_rate=16000, return_tensors="pt")
+    with torch.no_grad():
+        logits = classifier(**inputs).logits
+    assert logits.shape == (1, LABELS) and torch.isfinite(logits).all()
 
 
 def test_encoder_only_and_refuses_to_overwrite(tmp_path, fake_config_modules):

@@ -307,3 +307,24 @@ def test_saved_folder_loads_as_remote_code(tmp_path):
     module, imported_ours, error = result.stdout.split()[-3:]
     assert module.startswith("transformers_modules.") and imported_ours == "False"
     assert float(error) <= 1e-6
+
+
+def test_feature_extractor_batches_match_single_clips():
+    """End to end with the project's fbank extractor: padding inside a batch changes nothing."""
+    from modeling_llm_aac.feature_extraction_llm_aac import LLMAACFeatureExtractor
+
+    extractor = LLMAACFeatureExtractor(feature_type="fbank")
+    torch.manual_seed(0)
+    model = EATModel(EATConfig.tiny()).eval()
+    rng = np.random.default_rng(0)
+    clips = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (16000, 4800, 12345)]
+    batch = extractor(clips, sampling_rate=16000, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        batched = model(batch["input_features"], attention_mask=batch["attention_mask"])
+        for i, clip in enumerate(clips):
+            single = extractor([clip], sampling_rate=16000, return_tensors="pt")
+            alone = model(single["input_features"], attention_mask=single.get("attention_mask"))
+            num_tokens = alone.last_hidden_state.shape[1]
+            assert int(batched.attention_mask[i].sum()) == num_tokens
+            torch.testing.assert_close(batched.last_hidden_state[i, :num_tokens], alone.last_hidden_state[0],
+                                       atol=1e-5, rtol=1e-5)
