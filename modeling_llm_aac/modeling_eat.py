@@ -420,7 +420,6 @@ class EATModel(EATPreTrainedModel):
         output_hidden_states: bool | None = None,
         output_ffn_states: bool = False,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> EATModelOutput | tuple:
         r"""
         Args:
@@ -446,6 +445,7 @@ class EATModel(EATPreTrainedModel):
 
         token_mask = None
         if attention_mask is not None:
+            attention_mask = attention_mask.to(hidden_states.device)
             patch_mask = frame_mask_to_patch_mask(attention_mask, config.patch_size, config.num_freq_patches)
             empty = ~patch_mask.any(dim=1)
             if bool(empty.any()):
@@ -502,7 +502,6 @@ class EATForAudioClassification(EATPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> SequenceClassifierOutput | tuple:
         r"""
         labels (`torch.Tensor`, *optional*):
