@@ -55,10 +55,12 @@ FEATURE_TYPES = ("fbank", "cwt", "cwt_seed")
 # EAT's fbank statistics (AudioSet); EAT divides by twice the standard deviation.
 EAT_FBANK_MEAN = -4.268
 EAT_FBANK_STD = 4.569 * 2
-# Log-modulus statistics of the default scalogram (64 bins, 50 Hz - 7.6 kHz, width 12) measured
-# on mixed synthetic scenes at typical levels; `llm-aac precompute` replaces them with per-bin
-# dataset statistics.
-CWT_DEFAULT_MEAN = -7.0
+# Rough log-modulus statistics of the default scalogram (64 bins, 50 Hz - 7.6 kHz, width 12):
+# white and pink noise at -40 to -20 dBFS give mean -5.5, std 1.2 where EAT's fbank gives -3.5
+# (AudioSet: -4.27); shifted by the same amount and, like EAT's, divided by about twice the
+# standard deviation so most values land in [-1, 1]. `llm-aac precompute` replaces them with
+# per-bin dataset statistics.
+CWT_DEFAULT_MEAN = -6.2
 CWT_DEFAULT_STD = 3.0
 MAX_CHANNELS = 16
 
@@ -81,7 +83,7 @@ class LLMAACFeatureExtractor(SequenceFeatureExtractor):
         sampling_rate (`int`, *optional*, defaults to 16000): rate the features are computed at.
         do_normalize (`bool`, *optional*, defaults to `True`): apply `(x - feature_mean) / feature_std`.
         feature_mean, feature_std (`float` or `list[float]`, *optional*): normalisation statistics,
-            one value or one per bin. Defaults: fbank EAT's (-4.268, 2 x 4.569); cwt (-7.0, 3.0);
+            one value or one per bin. Defaults: fbank EAT's (-4.268, 2 x 4.569); cwt (-6.2, 3.0);
             cwt_seed (0.0, 1.0), i.e. raw magnitudes until dataset statistics are measured.
         padding_value (`float`, *optional*): raw feature value of padded frames (see module docs).
         pad_to_multiple_of (`int`, *optional*, defaults to 16): frames are padded to a multiple of it.
@@ -255,16 +257,15 @@ class LLMAACFeatureExtractor(SequenceFeatureExtractor):
         if max_length is not None and int(max_length) < 1:
             raise ValueError(f"max_length must be a positive number of frames, got {max_length}")
 
-        # Cut samples that no kept frame reads before computing anything.
+        # The mean comes from the whole clip (EAT removes it before computing and trimming the fbank).
+        real = torch.arange(num_samples, device=device)[None, :] < lengths[:, None]
+        means = (waveforms * real).sum(-1, keepdim=True) / lengths[:, None]
+        # Then drop samples that no kept frame reads.
         if truncation and self.feature_type != "cwt_seed":
             keep = self.num_samples_for_frames(int(max_length))
             if num_samples > keep:
-                waveforms, num_samples = waveforms[:, :keep], keep
+                waveforms, real, num_samples = waveforms[:, :keep], real[:, :keep], keep
                 lengths = lengths.clamp(max=keep)
-
-        sample_index = torch.arange(num_samples, device=device)
-        real = sample_index[None, :] < lengths[:, None]
-        means = (waveforms * real).sum(-1, keepdim=True) / lengths[:, None]
         waveforms = (waveforms - means) * real
 
         if self.feature_type == "fbank":
@@ -353,10 +354,6 @@ class LLMAACFeatureExtractor(SequenceFeatureExtractor):
             device = next((d for d in devices if d.type != "cpu"), torch.device("cpu"))
         device = torch.device(device)
         lengths = [clip.shape[0] for clip in clips]
-        if truncation and max_length is not None and self.feature_type != "cwt_seed":
-            keep = self.num_samples_for_frames(int(max_length))
-            clips = [clip[:keep] for clip in clips]
-            lengths = [min(n, keep) for n in lengths]
         batch = torch.zeros(len(clips), max(lengths), dtype=torch.float32, device=device)
         for row, clip in enumerate(clips):
             batch[row, : clip.shape[0]] = clip.to(device)
