@@ -84,3 +84,37 @@ def relative_l2(actual, expected) -> float:
     dtype = np.complex128 if np.iscomplexobj(actual) or np.iscomplexobj(expected) else np.float64
     actual, expected = actual.astype(dtype), expected.astype(dtype)
     return float(np.linalg.norm(actual - expected) / np.linalg.norm(expected))
+
+
+FBANK_FIXTURE = __import__("pathlib").Path(__file__).parent / "data" / "eat_fbank_reference.npz"
+
+
+def write_fbank_fixture(path=FBANK_FIXTURE) -> None:
+    """Regenerate the committed fbank fixture with torchaudio's kaldi.py (needs torchaudio installed).
+
+    `cd tests/modeling_llm_aac && python -c "import feature_test_utils as u; u.write_fbank_fixture()"`
+    Stores three clips (one window, an odd length, 1 s; decaying tone + noise + DC offset) and EAT's
+    fbank of each after mean removal, so the parity test runs where torchaudio is not installed.
+    """
+    import torch
+
+    kaldi = load_reference_kaldi()
+    if kaldi is None:
+        raise RuntimeError("writing the fixture needs torchaudio installed")
+    rng = np.random.default_rng(20261126)
+    arrays = {}
+    for index, num_samples in enumerate([400, 4321, 16000]):
+        time = np.arange(num_samples) / 16000
+        clip = 0.05 * rng.standard_normal(num_samples) + 0.3 * np.sin(2 * np.pi * 440 * time) * np.exp(-3 * time) + 0.1
+        clip = clip.astype(np.float32)
+        centred = torch.from_numpy(clip) - torch.from_numpy(clip).mean()
+        arrays[f"waveform_{index}"] = clip
+        arrays[f"fbank_{index}"] = reference_eat_fbank(kaldi, centred).numpy()
+    np.savez_compressed(path, **arrays)
+
+
+def load_fbank_fixture() -> list[tuple[np.ndarray, np.ndarray]]:
+    """`(waveform, EAT fbank of the mean-removed waveform)` pairs from the committed fixture."""
+    with np.load(FBANK_FIXTURE) as data:
+        count = len([key for key in data.files if key.startswith("waveform_")])
+        return [(data[f"waveform_{i}"], data[f"fbank_{i}"]) for i in range(count)]

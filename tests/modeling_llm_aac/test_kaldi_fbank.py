@@ -1,7 +1,7 @@
 import feature_test_utils  # noqa: F401  (first: keeps a broken torchaudio away from transformers)
 import pytest
 import torch
-from feature_test_utils import load_reference_kaldi, reference_eat_fbank
+from feature_test_utils import load_fbank_fixture, load_reference_kaldi, reference_eat_fbank
 
 from modeling_llm_aac.kaldi_fbank import kaldi_fbank, kaldi_num_frames
 
@@ -25,6 +25,20 @@ def test_matches_torchaudio_kaldi_fbank(num_samples):
     assert actual.shape == expected.shape == (kaldi_num_frames(num_samples), 128)
     assert actual.dtype == torch.float32
     assert (actual - expected).abs().max().item() <= 1e-4
+
+
+def test_matches_committed_torchaudio_fixture():
+    # Runs without torchaudio: EAT's fbank of three clips, written once by torchaudio's kaldi.py
+    # (`feature_test_utils.write_fbank_fixture`).
+    fixture = load_fbank_fixture()
+    batch = torch.zeros(len(fixture), max(len(w) for w, _ in fixture))
+    for row, (waveform, expected) in enumerate(fixture):
+        centred = torch.from_numpy(waveform) - torch.from_numpy(waveform).mean()
+        batch[row, : len(waveform)] = centred
+        assert (kaldi_fbank(centred) - torch.from_numpy(expected)).abs().max().item() <= 1e-4
+    batched = kaldi_fbank(batch)
+    for row, (_, expected) in enumerate(fixture):
+        assert (batched[row, : len(expected)] - torch.from_numpy(expected)).abs().max().item() <= 1e-4
 
 
 @needs_reference
