@@ -19,6 +19,29 @@ EATConfig.register_for_auto_class()
 EATModel.register_for_auto_class("AutoModel")
 EATForAudioClassification.register_for_auto_class("AutoModelForAudioClassification")
 
+# --- LLM-AAC captioner: config, model (projector + causal LM + LoRA), processor ---
+from transformers import AutoProcessor
+
+from .configuration_llm_aac import DEFAULT_LORA, LLMAACConfig, count_audio_tokens
+from .modeling_llm_aac import LLMAACCausalLMOutputWithPast, LLMAACForConditionalGeneration, LLMAACPreTrainedModel
+from .processing_llm_aac import DEFAULT_PROMPT, LLMAACProcessor
+from .projectors import LLMAACLinearProjector, LLMAACQFormerProjector
+
+AutoConfig.register(LLMAACConfig.model_type, LLMAACConfig, exist_ok=True)
+# There is no separate headless LLMAACModel (the language model is kept whole so that peft can wrap any
+# causal LM), so AutoModel and the multimodal-LM auto class both give the captioner.
+AutoModel.register(LLMAACConfig, LLMAACForConditionalGeneration, exist_ok=True)
+AutoProcessor.register(LLMAACConfig, LLMAACProcessor, exist_ok=True)
+LLMAACConfig.register_for_auto_class()
+LLMAACForConditionalGeneration.register_for_auto_class("AutoModel")
+LLMAACProcessor.register_for_auto_class()
+try:  # transformers >= 5.0
+    from transformers import AutoModelForMultimodalLM
+
+    AutoModelForMultimodalLM.register(LLMAACConfig, LLMAACForConditionalGeneration, exist_ok=True)
+except ImportError:  # pragma: no cover - depends on the installed transformers
+    pass
+
 # --- Feature extractor: Kaldi fbank (EAT input), Morlet scalogram, original LLM-AAC CWT ---
 from transformers import AutoFeatureExtractor
 

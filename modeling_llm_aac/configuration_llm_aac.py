@@ -15,6 +15,53 @@ PROJECTOR_TYPES = ("linear", "qformer")
 DEFAULT_LORA = {"r": 8, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": ["q_proj", "v_proj"]}
 
 
+def count_encoder_tokens(num_frames: int, *, patch_size: int, num_mel_bins: int, max_length: int) -> int:
+    """Real EAT tokens (CLS + patches) for a clip of `num_frames` real frames.
+
+    A time patch holding at least one real frame is real (EAT's `frame_mask_to_patch_mask`), so a clip padded
+    to a multiple of the patch size keeps its last, partial patch.
+    """
+    if isinstance(num_frames, bool) or int(num_frames) != num_frames or num_frames <= 0:
+        raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
+    time_patches = math.ceil(int(num_frames) / patch_size)
+    if time_patches > max_length:
+        raise ValueError(
+            f"a clip of {num_frames} frames needs {time_patches} time patches, more than the encoder's "
+            f"max_length of {max_length} ({max_length * patch_size} frames)"
+        )
+    return 1 + time_patches * (num_mel_bins // patch_size)
+
+
+def count_audio_tokens(
+    num_frames: int,
+    *,
+    patch_size: int,
+    num_mel_bins: int,
+    max_length: int,
+    projector_type: str,
+    projector_stack_factor: int,
+    qformer_window_size: int,
+    qformer_num_queries: int,
+) -> int:
+    """Audio tokens the projector makes for a clip of `num_frames` real frames.
+
+    linear: `floor(n / stack_factor)` of the clip's `n` encoder tokens; qformer: `ceil(n / window) * queries`.
+    """
+    num_tokens = count_encoder_tokens(num_frames, patch_size=patch_size, num_mel_bins=num_mel_bins, max_length=max_length)
+    if projector_type == "linear":
+        count = num_tokens // projector_stack_factor
+    elif projector_type == "qformer":
+        count = math.ceil(num_tokens / qformer_window_size) * qformer_num_queries
+    else:
+        raise ValueError(f"projector_type must be one of {PROJECTOR_TYPES}, got {projector_type!r}")
+    if count == 0:
+        raise ValueError(
+            f"a clip of {num_frames} frames gives {num_tokens} encoder tokens, fewer than the "
+            f"projector_stack_factor {projector_stack_factor}: no audio token would remain"
+        )
+    return count
+
+
 class LLMAACConfig(PretrainedConfig):
     r"""Configuration of [`LLMAACForConditionalGeneration`].
 
@@ -134,7 +181,18 @@ class LLMAACConfig(PretrainedConfig):
         self.lora = dict(lora) if lora is not None else None
         self.ignore_index = ignore_index
         kwargs.setdefault("tie_word_embeddings", False)
+        # PretrainedConfig.__init__ pushes its own attention implementation (None unless given) into the
+        # sub-configs; sub-configs of already-loaded models must keep theirs.
+        sub_attention = {
+            name: getattr(sub, "_attn_implementation", None)
+            for name, sub in (("audio_config", audio_config), ("text_config", text_config))
+        }
+        attention_given = "attn_implementation" in kwargs
         super().__init__(**kwargs)
+        if not attention_given:
+            for name, implementation in sub_attention.items():
+                if implementation is not None:
+                    getattr(self, name)._attn_implementation = implementation
         self._validate_captioner_fields()
 
     def _validate_captioner_fields(self) -> None:
@@ -162,39 +220,33 @@ class LLMAACConfig(PretrainedConfig):
         if problems:
             raise ValueError("Invalid LLMAACConfig: " + "; ".join(problems))
 
-    def num_encoder_tokens(self, num_frames: int) -> int:
-        """Real encoder tokens (CLS + patches) for a clip of `num_frames` real frames.
+    def audio_token_settings(self) -> dict[str, Any]:
+        """The fields that fix how many audio tokens a clip gets (see `count_audio_tokens`); the processor
+        stores them so that it counts exactly as the model does without holding the whole config."""
+        return {
+            "patch_size": self.audio_config.patch_size,
+            "num_mel_bins": self.audio_config.num_mel_bins,
+            "max_length": self.audio_config.max_length,
+            "projector_type": self.projector_type,
+            "projector_stack_factor": self.projector_stack_factor,
+            "qformer_window_size": self.qformer_window_size,
+            "qformer_num_queries": self.qformer_num_queries,
+        }
 
-        A time patch holding at least one real frame is real, so a clip padded to a multiple of the patch
-        size keeps its last, partial patch.
-        """
-        if isinstance(num_frames, bool) or int(num_frames) != num_frames or num_frames <= 0:
-            raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
-        patch = self.audio_config.patch_size
-        time_patches = math.ceil(int(num_frames) / patch)
-        if time_patches > self.audio_config.max_length:
-            raise ValueError(
-                f"a clip of {num_frames} frames needs {time_patches} time patches, more than the encoder's "
-                f"max_length of {self.audio_config.max_length} ({self.audio_config.max_length * patch} frames)"
-            )
-        return 1 + time_patches * self.audio_config.num_freq_patches
+    def num_encoder_tokens(self, num_frames: int) -> int:
+        """Real encoder tokens (CLS + patches) for a clip of `num_frames` real frames."""
+        settings = self.audio_token_settings()
+        return count_encoder_tokens(
+            num_frames, patch_size=settings["patch_size"], num_mel_bins=settings["num_mel_bins"],
+            max_length=settings["max_length"],
+        )
 
     def num_audio_tokens(self, num_frames: int) -> int:
         """Audio embeddings (= placeholder tokens in the prompt) for a clip of `num_frames` real frames.
 
         Pure function of the frame count and this config, shared by the model and the processor.
         """
-        num_tokens = self.num_encoder_tokens(num_frames)
-        if self.projector_type == "linear":
-            count = num_tokens // self.projector_stack_factor
-        else:
-            count = math.ceil(num_tokens / self.qformer_window_size) * self.qformer_num_queries
-        if count == 0:
-            raise ValueError(
-                f"a clip of {num_frames} frames gives {num_tokens} encoder tokens, fewer than the "
-                f"projector_stack_factor {self.projector_stack_factor}: no audio token would remain"
-            )
-        return count
+        return count_audio_tokens(num_frames, **self.audio_token_settings())
 
     def to_dict(self) -> dict[str, Any]:
         output = super().to_dict()
@@ -205,4 +257,4 @@ class LLMAACConfig(PretrainedConfig):
         return output
 
 
-__all__ = ["LLMAACConfig", "DEFAULT_LORA"]
+__all__ = ["LLMAACConfig", "DEFAULT_LORA", "count_audio_tokens", "count_encoder_tokens"]

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, GenerationMixin, PretrainedConfig, PreTrainedModel
+from transformers.generation import LogitsProcessor, LogitsProcessorList
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 try:  # transformers >= 5.0: the weight initialisers that respect already-loaded parameters
@@ -32,6 +33,7 @@ except ImportError:  # pragma: no cover - peft is a dependency, but keep the fil
 from .configuration_eat import EATConfig
 from .configuration_llm_aac import DEFAULT_LORA, LLMAACConfig
 from .modeling_eat import EATModel
+from .processing_llm_aac import ensure_audio_token
 from .projectors import LLMAACQFormerProjector, build_projector
 
 # The part of peft's key names that wrapping adds in front of the language model's own keys.
@@ -76,6 +78,19 @@ def _lora_config_kwargs(lora: bool | dict | Any | None) -> dict | None:
                 kwargs[key] = value
         return kwargs
     raise TypeError(f"lora must be None, a bool, a dict of LoraConfig arguments or a peft.LoraConfig, got {type(lora)}")
+
+
+class SuppressAudioPlaceholder(LogitsProcessor):
+    """Never generate the audio placeholder: it marks where audio embeddings go and is not text."""
+
+    def __init__(self, audio_token_id: int):
+        self.audio_token_id = audio_token_id
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if 0 <= self.audio_token_id < scores.shape[-1]:
+            scores = scores.clone()
+            scores[:, self.audio_token_id] = -float("inf")
+        return scores
 
 
 class LLMAACPreTrainedModel(PreTrainedModel):
@@ -370,6 +385,15 @@ class LLMAACForConditionalGeneration(LLMAACPreTrainedModel, GenerationMixin):
         )
         return output if return_dict is not False else output.to_tuple()
 
+    def generate(self, *args, logits_processor: LogitsProcessorList | None = None, **kwargs):
+        """`GenerationMixin.generate` (greedy, beam search, sampling, `num_return_sequences`, ...) with the
+        audio placeholder token excluded from the outputs. Pass `input_features` / `feature_attention_mask`
+        with the prompt; they are used on the first (prefill) step only."""
+        processors = LogitsProcessorList(logits_processor if logits_processor is not None else [])
+        if self.config.audio_token_id is not None:
+            processors.append(SuppressAudioPlaceholder(self.config.audio_token_id))
+        return super().generate(*args, logits_processor=processors, **kwargs)
+
     def prepare_inputs_for_generation(self, *args, **kwargs):
         model_inputs = super().prepare_inputs_for_generation(*args, **kwargs)
         # The generic preparation drops `input_features` after the first (prefill) step; its mask must go too.
@@ -398,7 +422,8 @@ class LLMAACForConditionalGeneration(LLMAACPreTrainedModel, GenerationMixin):
     ) -> LLMAACForConditionalGeneration:
         """Composes a captioner from a pretrained EAT encoder and any pretrained causal language model.
 
-        The projector (and the LoRA adapter, if any) start from random weights. The audio placeholder token
+        The projector (and the LoRA adapter, if any) start from random weights; the model is returned in
+        evaluation mode, as `from_pretrained` does. The audio placeholder token
         is added to `tokenizer` (in place) when missing, and the language model's embeddings are resized to
         the tokenizer; build the processor with the same tokenizer afterwards.
 
@@ -496,7 +521,8 @@ class LLMAACForConditionalGeneration(LLMAACPreTrainedModel, GenerationMixin):
                 model.generation_config.eos_token_id = tokenizer.eos_token_id
         if dtype is not None:
             model.to(dtype)
-        return model
+        # Like `from_pretrained`: evaluation mode until a trainer (or the user) calls `train()`.
+        return model.eval()
 
 
 def _mark_initialized(module: nn.Module) -> None:
@@ -505,22 +531,8 @@ def _mark_initialized(module: nn.Module) -> None:
         submodule._is_hf_initialized = True
 
 
-def ensure_audio_token(tokenizer: Any, audio_token: str = "<audio>") -> int:
-    """Adds `audio_token` to `tokenizer` as a special token if it is missing; returns its id."""
-    vocab = tokenizer.get_vocab()
-    if audio_token not in vocab:
-        from tokenizers import AddedToken
-
-        tokenizer.add_tokens([AddedToken(audio_token, special=True, normalized=False)], special_tokens=True)
-    token_id = tokenizer.convert_tokens_to_ids(audio_token)
-    if token_id is None or token_id == getattr(tokenizer, "unk_token_id", None):
-        raise ValueError(f"could not register the audio token {audio_token!r} in the tokenizer")
-    return int(token_id)
-
-
 __all__ = [
     "LLMAACCausalLMOutputWithPast",
     "LLMAACForConditionalGeneration",
     "LLMAACPreTrainedModel",
-    "ensure_audio_token",
 ]
