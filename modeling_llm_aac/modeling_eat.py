@@ -38,7 +38,9 @@ def build_2d_sincos_positions(hidden_size: int, num_time_patches: int, num_freq_
 
     Same layout as EAT/MAE: the first half of the channels encodes the frequency index, the second
     half the time index; each half is `[sin(p * w_k), cos(p * w_k)]` with `w_k = 10000^(-k / (D / 4))`.
-    Computed in float32 like the reference so that recomputed tables match released checkpoints.
+    Computed in float32 like the reference; float32 `pow` / `sin` rounding still differs between
+    libraries by up to ~1e-4 at 768 time patches, which is why the table is a persistent buffer:
+    converted checkpoints keep the exact table they were trained with.
     """
     if hidden_size % 4:
         raise ValueError(f"hidden_size must be a multiple of 4 for 2-D sin-cos positions, got {hidden_size}")

