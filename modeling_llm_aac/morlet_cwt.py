@@ -327,11 +327,16 @@ def _scalogram_chunk(waveforms, groups, fft_size, num_frames, num_scales):
     return pooled
 
 
-def _pool(envelope: torch.Tensor, group: dict, num_frames: int) -> torch.Tensor:
-    """Hann-weighted average of the decimated modulus around each frame centre (circular)."""
+def _pool(envelope: torch.Tensor, group: dict, num_frames: int, use_convolution: bool | None = None) -> torch.Tensor:
+    """Hann-weighted average of the decimated modulus around each frame centre (circular).
+
+    On CPU a strided convolution; on CUDA plain multiply-adds over frame-sized blocks, because
+    cuDNN may run float32 convolutions in TF32 (10-bit mantissa). Both give the same numbers.
+    """
     stride, taps = group["stride"], group["pool_taps"]
-    if envelope.is_cuda:
-        # Plain multiply-adds: cuDNN may run float32 convolutions in TF32.
+    if use_convolution is None:
+        use_convolution = not envelope.is_cuda
+    if not use_convolution:
         blocks = envelope.view(*envelope.shape[:2], -1, stride)  # [B, S, P / hop, stride]
         first, weights = group["first_block"], group["block_weights"]
         num_blocks = blocks.shape[-2]

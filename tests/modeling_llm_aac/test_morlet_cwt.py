@@ -86,6 +86,18 @@ def test_band_limited_scalogram_matches_full_rate_pooling():
         assert relative_l2(pooled[row], expected[row]) <= 2e-3
 
 
+def test_pooling_paths_agree():
+    # CPU pools with a strided convolution, CUDA with block multiply-adds (no TF32); same numbers.
+    plan = morlet_cwt._scalogram_plan(172800, tuple(FREQS), WIDTH, float(SR), 160, 400, torch.device("cpu"))
+    for group in (plan[0], plan[len(plan) // 2], plan[-1]):
+        envelope = torch.rand(2, len(group["indices"]), group["band_length"])
+        frames = 172800 // 160 - 3
+        by_convolution = morlet_cwt._pool(envelope, group, frames, use_convolution=True)
+        by_blocks = morlet_cwt._pool(envelope, group, frames, use_convolution=False)
+        assert by_convolution.shape == (2, len(group["indices"]), frames)
+        torch.testing.assert_close(by_blocks, by_convolution, rtol=1e-5, atol=1e-6)
+
+
 def test_pure_tone_peaks_at_nearest_bin_with_unit_modulus():
     time = torch.arange(SR) / SR
     for position in (5.0, 20.3, 33.0, 47.7, 60.0):  # fractional bin positions on the log axis
