@@ -662,6 +662,8 @@ def convert_eat_checkpoint(
         save_feature_extractor: also save the matching fbank `LLMAACFeatureExtractor`.
     """
     source = os.fspath(source)
+    if output_dir is not None and os.path.isfile(os.path.join(output_dir, "config.json")):
+        raise FileExistsError(f"{output_dir} already holds a model (config.json); choose an empty folder")
     id2label = read_audioset_labels(labels_csv) if labels_csv is not None else None
     if os.path.isdir(source):
         model = convert_hf_port_folder(source, encoder_only=encoder_only, problem_type=problem_type,
@@ -681,8 +683,6 @@ def convert_eat_checkpoint(
 
     if output_dir is not None:
         output_dir = os.fspath(output_dir)
-        if os.path.isfile(os.path.join(output_dir, "config.json")):
-            raise FileExistsError(f"{output_dir} already holds a model (config.json); choose an empty folder")
         os.makedirs(output_dir, exist_ok=True)
         to_save = model if save_dtype == torch.float32 else model.to(save_dtype)
         to_save.save_pretrained(output_dir)
