@@ -280,6 +280,7 @@ def test_auto_classes_and_save_load_roundtrip(tmp_path):
     assert torch.equal(encoder_only.encoder.pre_norm.weight, classifier.eat.encoder.pre_norm.weight)
 
 
+@pytest.mark.slow
 def test_saved_folder_loads_as_remote_code(tmp_path):
     """A saved folder is self-contained: `trust_remote_code` loads the copied modeling files."""
     import os
