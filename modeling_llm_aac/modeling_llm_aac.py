@@ -197,16 +197,38 @@ class LLMAACForConditionalGeneration(LLMAACPreTrainedModel, GenerationMixin):
         except TypeError as error:
             raise ValueError(f"config.lora {lora_kwargs} is not a valid set of peft.LoraConfig arguments: {error}") from None
         self.language_model = get_peft_model(self.language_model, lora_config)
+        # peft decides what the adapter trains (LoRA matrices, `modules_to_save` copies, ...); remember it,
+        # since loading weights later resets every `requires_grad`.
+        self._adapter_trainable = {n for n, p in self.language_model.named_parameters() if p.requires_grad}
+        if not self._adapter_trainable:
+            raise ValueError(f"config.lora {lora_kwargs} matched no module of the language model")
         self._rename_tied_keys("language_model.", "language_model." + PEFT_PREFIX)
+
+    def add_lora(self, lora: bool | dict | Any = True) -> LLMAACForConditionalGeneration:
+        """Adds a LoRA adapter to the language model (e.g. after a projector-only training stage).
+
+        Args:
+            lora: `True` for SLAM-AAC's adapter (r 8, alpha 32, dropout 0.05, `q_proj`, `v_proj`), a dict of
+                `peft.LoraConfig` arguments overriding those defaults, or a `peft.LoraConfig`.
+        """
+        lora_kwargs = _lora_config_kwargs(lora)
+        if lora_kwargs is None:
+            raise ValueError("add_lora needs an adapter description (True, a dict or a peft.LoraConfig)")
+        if not self.config.freeze_language_model:
+            raise ValueError("LoRA trains an adapter over a frozen language model; set config.freeze_language_model=True first")
+        self._add_lora_adapter(lora_kwargs)
+        self.config.lora = lora_kwargs
+        self.apply_freezing()
+        return self
 
     def apply_freezing(self) -> None:
         """Sets `requires_grad` from the config: frozen encoder / language model, trainable projector and
-        LoRA adapter. Called at construction; call again after changing `config.freeze_*`."""
+        LoRA adapter. Called at construction and after loading; call again after changing `config.freeze_*`."""
         self.encoder.requires_grad_(not self.config.freeze_encoder)
         self.projector.requires_grad_(True)
         if self.has_lora:
             for name, parameter in self.language_model.named_parameters():
-                parameter.requires_grad_("lora_" in name)
+                parameter.requires_grad_(name in self._adapter_trainable)
         else:
             self.language_model.requires_grad_(not self.config.freeze_language_model)
 

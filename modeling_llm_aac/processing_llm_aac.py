@@ -47,6 +47,8 @@ class LLMAACProcessor(ProcessorMixin):
             where the audio goes (SLAM-AAC: `"USER: <audio> Describe the audio you hear.\nASSISTANT:"`).
         audio_token (`str`, defaults to `"<audio>"`): the placeholder string (taken from the config when
             `audio_token_settings` is an [`LLMAACConfig`]).
+        chat_template (`str`, *optional*): kept for `ProcessorMixin` compatibility (a tokenizer's chat template
+            travels with the processor); prompts come from `prompt`.
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class LLMAACProcessor(ProcessorMixin):
         audio_token_settings: dict | LLMAACConfig | None = None,
         prompt: str = DEFAULT_PROMPT,
         audio_token: str = "<audio>",
+        chat_template: str | None = None,
     ):
         if isinstance(audio_token_settings, LLMAACConfig):
             audio_token = audio_token_settings.audio_token
@@ -65,7 +68,7 @@ class LLMAACProcessor(ProcessorMixin):
         self.audio_token_settings = dict(audio_token_settings)
         self.audio_token = audio_token
         self.prompt = prompt
-        super().__init__(feature_extractor, tokenizer)
+        super().__init__(feature_extractor, tokenizer, chat_template=chat_template)
 
         expected = set(LLMAACConfig().audio_token_settings())
         if set(self.audio_token_settings) != expected:

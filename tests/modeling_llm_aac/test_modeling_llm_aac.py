@@ -245,3 +245,23 @@ def test_config_round_trip_and_validation(tmp_path):
     default = LLMAACConfig()
     assert default.text_config.hidden_size == 4096 and default.audio_config.hidden_size == 768
     assert EOS == default.text_config.eos_token_id
+
+
+def test_add_lora_after_a_projector_only_stage(tmp_path):
+    model = tiny_model("linear")
+    assert {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad} == {"projector"}
+    batch = inputs_for(model.config, [98, 300])
+    before = model(**batch).logits
+    model.add_lora({"r": 2, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]})
+    assert model.config.lora["r"] == 2 and model.config.lora["lora_alpha"] == 32
+    torch.testing.assert_close(model(**batch).logits, before)  # LoRA starts as the identity
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert any("o_proj.lora_A" in n for n in trainable)
+    assert all(n.startswith("projector.") or "lora_" in n for n in trainable)
+    model.save_pretrained(tmp_path)
+    reloaded = LLMAACForConditionalGeneration.from_pretrained(tmp_path)
+    assert {n for n, p in reloaded.named_parameters() if p.requires_grad} == trainable
+    with pytest.raises(ValueError, match="already carries"):
+        reloaded.add_lora(True)
+    with pytest.raises(ValueError, match="no_such_proj"):
+        tiny_model("linear", lora={"target_modules": ["no_such_proj"]})
