@@ -1,0 +1,376 @@
+"""Pretrain an EAT encoder with the utterance-frame objective (`EATForPreTraining`) using `Trainer`.
+
+    # CPU smoke run on synthetic clips generated in memory (no corpus on disk needed)
+    python train/pretrain_eat.py --preset tiny --synthetic_clips 64 --max_frames 256 \
+        --per_device_train_batch_size 4 --max_steps 20 --output_dir runs/eat-tiny
+
+    # one or several GPUs, features precomputed with `llm-aac precompute` (or a `llm-aac synth` folder)
+    accelerate launch train/pretrain_eat.py --preset base --dataset_path features/train \
+        --per_device_train_batch_size 12 --bf16 --max_steps 400000 --output_dir runs/eat-base
+
+Data: `--dataset_path` is a `llm-aac precompute` output folder (raw features + measured statistics), or
+a `save_to_disk` corpus with an `audio` column (features are then extracted on the fly with
+`--feature_type`); `--synthetic_clips N` instead synthesizes N clips of the synthetic corpus in memory
+(cached under `--feature_cache_dir`). Clips longer than `--max_frames` are cut at a random offset each
+time they are drawn; shorter ones are padded and masked.
+
+Optimisation defaults follow EAT: Adam(W) betas (0.9, 0.95), weight decay 0.05, lr 5e-4 with cosine decay
+after a warm-up of 13.3 % of the steps, gradient clipping at 4, 12 clips per device. The EMA teacher is
+updated after every optimizer step by `EMATeacherCallback`; it is part of the model, so checkpoints
+carry it and `--resume_from_checkpoint` continues with the same teacher at the same step.
+
+Outputs in `--output_dir`: the pretraining model (student, decoder, teacher) and `checkpoint-*` folders,
+`encoder/` (an `EATModel` + its feature extractor, loadable with `AutoModel` / `AutoFeatureExtractor`),
+`log_history.json` and `loss_curves.png` (frame and utterance losses logged separately).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import torch
+from transformers import TrainingArguments
+
+logger = logging.getLogger("pretrain_eat")
+
+PRESETS = ("tiny", "small", "base", "large")
+
+
+def build_config(preset: str, num_mel_bins: int, overrides: dict | None = None):
+    """`EATConfig` for a preset: `tiny` (CPU tests), `small` (ViT-S width, quick GPU runs), `base`, `large`."""
+    from modeling_llm_aac import EATConfig
+
+    settings = dict(overrides or {})
+    settings.setdefault("num_mel_bins", num_mel_bins)
+    if preset == "tiny":
+        for key, value in dict(num_mask_clones=4, decoder_num_layers=2, decoder_groups=4).items():
+            settings.setdefault(key, value)
+        return EATConfig.tiny(**settings)
+    if preset == "small":
+        for key, value in dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6,
+                               intermediate_size=1536).items():
+            settings.setdefault(key, value)
+        return EATConfig.base(**settings)
+    if preset == "base":
+        return EATConfig.base(**settings)
+    if preset == "large":
+        return EATConfig.large(**settings)
+    raise ValueError(f"unknown preset {preset!r}; choose one of {PRESETS}")
+
+
+def parse_overrides(text: str | None) -> dict:
+    """`"ema_decay=0.999,num_mask_clones=8"` -> typed dict (JSON values: numbers, true/false, null)."""
+    overrides: dict = {}
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if "=" not in item:
+            raise ValueError(f"--config_overrides entries must be key=value, got {item!r}")
+        key, value = (part.strip() for part in item.split("=", 1))
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
+
+
+@dataclass
+class PretrainEATArguments:
+    preset: str = field(default="base", metadata={"help": "model size: tiny (CPU tests), small, base, large"})
+    feature_type: str = field(
+        default="fbank",
+        metadata={"help": "cwt | fbank | cwt_seed: features extracted on the fly / synthesized (a precomputed "
+                  "folder brings its own and must match)"},
+    )
+    dataset_path: str | None = field(
+        default=None, metadata={"help": "`llm-aac precompute` output folder or `save_to_disk` corpus with audio"}
+    )
+    dataset_split: str = field(default="train", metadata={"help": "split of a DatasetDict / precompute output"})
+    synthetic_clips: int = field(
+        default=0, metadata={"help": "> 0: synthesize this many training clips of the synthetic corpus in memory"}
+    )
+    synthetic_seed: int = field(default=0, metadata={"help": "seed of the synthetic corpus"})
+    feature_cache_dir: str | None = field(
+        default=None, metadata={"help": "cache folder for synthesized features (default OUTPUT_DIR/feature_cache)"}
+    )
+    synthesis_workers: int = field(default=0, metadata={"help": "processes generating audio (0: all CPU cores)"})
+    max_frames: int = field(default=1024, metadata={"help": "clips are cut to this many frames at a random offset"})
+    pad_to_max_frames: bool = field(
+        default=False, metadata={"help": "pad every batch to max_frames (static shapes for --torch_compile)"}
+    )
+    config_overrides: str = field(default="", metadata={"help": "EATConfig fields, e.g. 'ema_decay=0.999,num_mask_clones=8'"})
+    max_train_minutes: float = field(
+        default=0.0, metadata={"help": "stop (and save) once training has run this long; 0 disables"}
+    )
+
+
+@dataclass
+class EATPretrainingTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with EAT's pretraining defaults (each can still be set on the command line)."""
+
+    per_device_train_batch_size: int = field(default=12, metadata={"help": "clips per device (EAT: 12)"})
+    learning_rate: float = field(default=5e-4, metadata={"help": "peak learning rate (EAT-base 5e-4, large 4e-4)"})
+    adam_beta2: float = field(default=0.95, metadata={"help": "Adam beta2 (EAT: 0.95)"})
+    weight_decay: float = field(default=0.05, metadata={"help": "decoupled weight decay (EAT: 0.05)"})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "learning-rate schedule"})
+    warmup_steps: float = field(default=53_333 / 400_000, metadata={"help": "warm-up steps, or a ratio < 1"})
+    max_grad_norm: float = field(default=4.0, metadata={"help": "gradient clipping norm (EAT: 4)"})
+    logging_steps: float = field(default=10, metadata={"help": "log every N optimizer steps"})
+    save_steps: float = field(default=1000, metadata={"help": "checkpoint every N optimizer steps"})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "the collators read raw columns"})
+    ddp_find_unused_parameters: bool | None = field(default=False, metadata={"help": "every trainable tensor is used"})
+    ddp_broadcast_buffers: bool | None = field(default=False, metadata={"help": "the only buffers are fixed tables"})
+    dataloader_num_workers: int = field(default=4, metadata={"help": "data loading processes per device"})
+
+
+def _make_trainer_class():
+    from transformers import Trainer
+
+    from llm_aac.train.ema import EMATeacherCallback
+
+    class EATPretrainingTrainer(Trainer):
+        """`Trainer` that also logs the frame / utterance losses, the target / prediction spread and the EMA decay."""
+
+        _component_names = ("frame_loss", "utterance_loss", "target_std", "prediction_std")
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._component_sum: torch.Tensor | None = None
+            self._component_steps = 0
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            outputs = model(**inputs)
+            components = torch.stack([getattr(outputs, name).detach().float() for name in self._component_names])
+            # Summed on the device: reading them back only when logging keeps the step free of host syncs.
+            self._component_sum = components if self._component_sum is None else self._component_sum + components
+            self._component_steps += 1
+            return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+        def log(self, logs, start_time=None):
+            if "loss" in logs and self._component_sum is not None:
+                mean = self._component_sum / self._component_steps
+                if self.accelerator.num_processes > 1:
+                    mean = self.accelerator.reduce(mean, reduction="mean")
+                for name, value in zip(self._component_names, mean.tolist()):
+                    logs[name] = round(value, 6)
+                self._component_sum, self._component_steps = None, 0
+                ema = next((c for c in self.callback_handler.callbacks if isinstance(c, EMATeacherCallback)), None)
+                if ema is not None and ema.last_decay is not None:
+                    logs["ema_decay"] = ema.last_decay
+            super().log(logs, start_time)
+
+    return EATPretrainingTrainer
+
+
+def _time_limit_callback(minutes: float):
+    from transformers import TrainerCallback
+
+    class TimeLimitCallback(TrainerCallback):
+        """Stops training (saving a checkpoint) after `minutes` of training; all ranks stop at the same step."""
+
+        check_every = 10
+
+        def __init__(self):
+            self.start = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start = time.monotonic()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step % self.check_every:
+                return control
+            over = torch.tensor(float(time.monotonic() - self.start > 60.0 * minutes), device=args.device)
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.all_reduce(over, op=torch.distributed.ReduceOp.MAX)
+            if over.item() > 0:
+                logger.warning("time limit of %.1f min reached at step %d: stopping", minutes, state.global_step)
+                control.should_training_stop = True
+                control.should_save = True
+            return control
+
+    return TimeLimitCallback()
+
+
+class CropRowsCollator:
+    """Random windows of at most `max_frames` frames, then `AudioFeatureCollator`; drops an all-ones mask.
+
+    Rows with precomputed `input_features` are cut directly; rows with only `audio` are decoded and cut
+    before extraction, so long clips cost only the window.
+    """
+
+    def __init__(self, collator, max_frames: int | None, *, pad_to_max_frames: bool = False):
+        self.collator = collator
+        self.max_frames = max_frames
+        self.pad_to_max_frames = pad_to_max_frames
+
+    def _crop(self, row: dict) -> dict:
+        from llm_aac.processing.audio_io import decode_audio
+        from llm_aac.processing.precompute import FEATURES_COLUMN, NUM_FRAMES_COLUMN
+
+        if self.max_frames is None:
+            return row
+        row = dict(row)
+        stored = row.get(FEATURES_COLUMN)
+        if stored is not None:
+            import numpy as np
+
+            array = np.asarray(stored)
+            length = int(row.get(NUM_FRAMES_COLUMN) or array.shape[0])
+            if length > self.max_frames:
+                start = int(torch.randint(0, length - self.max_frames + 1, ()))
+                row[FEATURES_COLUMN] = array[start : start + self.max_frames]
+                row[NUM_FRAMES_COLUMN] = self.max_frames
+            return row
+        samples, rate = decode_audio(row[self.collator.audio_column])
+        # 10 ms hop plus one 25 ms window: enough samples for max_frames frames at any rate.
+        window = int(round(rate * (self.max_frames * 0.010 + 0.025)))
+        if samples.shape[0] > window:
+            start = int(torch.randint(0, samples.shape[0] - window + 1, ()))
+            samples = samples[start : start + window]
+        row[self.collator.audio_column] = {"array": samples, "sampling_rate": rate}
+        return row
+
+    def __call__(self, rows):
+        batch = self.collator([self._crop(row) for row in rows])
+        batch = {"input_features": batch["input_features"], "attention_mask": batch["attention_mask"]}
+        if self.pad_to_max_frames and self.max_frames and batch["input_features"].shape[1] < self.max_frames:
+            pad = self.max_frames - batch["input_features"].shape[1]
+            batch["input_features"] = torch.nn.functional.pad(batch["input_features"], (0, 0, 0, pad))
+            batch["attention_mask"] = torch.nn.functional.pad(batch["attention_mask"], (0, pad))
+        if bool(batch["attention_mask"].all()):
+            del batch["attention_mask"]  # no padding: the model takes its fastest path
+        return batch
+
+
+def load_training_data(args: PretrainEATArguments, training_args):
+    """(train_dataset, data_collator, feature_extractor) for the chosen input."""
+    from modeling_llm_aac import LLMAACFeatureExtractor
+
+    if bool(args.dataset_path) == (args.synthetic_clips > 0):
+        raise ValueError("give exactly one input: --dataset_path DIR or --synthetic_clips N")
+
+    if args.synthetic_clips > 0:
+        from llm_aac.train.feature_cache import RandomCropDataset, pad_feature_batch, synthetic_feature_store
+
+        cache_dir = args.feature_cache_dir or os.path.join(training_args.output_dir, "feature_cache")
+        cache = os.path.join(cache_dir, f"synthetic-{args.feature_type}-{args.synthetic_clips}-seed{args.synthetic_seed}.pt")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        # Rank 0 builds the cache; the other ranks load it.
+        with training_args.main_process_first(desc="synthesizing features"):
+            store = synthetic_feature_store(
+                LLMAACFeatureExtractor(feature_type=args.feature_type),
+                args.synthetic_clips,
+                args.synthetic_seed,
+                cache_path=cache,
+                device=device,
+                num_workers=args.synthesis_workers or None,
+            )
+        dataset = RandomCropDataset(store, args.max_frames)
+        pad_to = args.max_frames if args.pad_to_max_frames else None
+        return dataset, functools.partial(pad_feature_batch, pad_to=pad_to), store.feature_extractor
+
+    from transformers import AutoFeatureExtractor
+
+    from llm_aac.processing.collate import AudioFeatureCollator
+    from llm_aac.processing.precompute import MANIFEST_FILE, load_precomputed
+
+    path = args.dataset_path
+    if not os.path.isdir(path):
+        raise ValueError(f"--dataset_path {path!r} is not a folder")
+    precomputed = next(
+        (p for p in (path, os.path.join(path, args.dataset_split)) if os.path.isfile(os.path.join(p, MANIFEST_FILE))), None
+    )
+    if precomputed is not None:
+        dataset = load_precomputed(precomputed)
+        feature_extractor = AutoFeatureExtractor.from_pretrained(precomputed)
+        if feature_extractor.feature_type != args.feature_type:
+            raise ValueError(
+                f"{precomputed!r} holds {feature_extractor.feature_type!r} features but --feature_type is "
+                f"{args.feature_type!r}"
+            )
+    else:
+        from datasets import DatasetDict, load_from_disk
+
+        dataset = load_from_disk(path)
+        if isinstance(dataset, DatasetDict):
+            if args.dataset_split not in dataset:
+                raise ValueError(f"{path!r} has splits {sorted(dataset)}, not {args.dataset_split!r}")
+            dataset = dataset[args.dataset_split]
+        if "audio" not in dataset.column_names:
+            raise ValueError(f"{path!r} has no 'audio' or precomputed feature column: {dataset.column_names}")
+        from llm_aac.processing.audio_io import ensure_undecoded_audio
+
+        dataset = ensure_undecoded_audio(dataset, "audio")
+        feature_extractor = LLMAACFeatureExtractor(feature_type=args.feature_type)
+    collator = CropRowsCollator(
+        AudioFeatureCollator(feature_extractor, max_frames=args.max_frames),
+        args.max_frames,
+        pad_to_max_frames=args.pad_to_max_frames,
+    )
+    return dataset, collator, feature_extractor
+
+
+def main(argv: list[str] | None = None) -> int:
+    from transformers import HfArgumentParser, set_seed
+
+    import modeling_llm_aac  # noqa: F401  (registers the Auto classes)
+    from llm_aac.train.ema import EMATeacherCallback, unwrap_model
+    from llm_aac.train.plot_curves import plot_loss_curves
+    from modeling_llm_aac.modeling_eat_pretraining import EATForPreTraining
+
+    parser = HfArgumentParser((PretrainEATArguments, EATPretrainingTrainingArguments))
+    args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.preset not in PRESETS:
+        raise ValueError(f"--preset must be one of {PRESETS}, got {args.preset!r}")
+    if args.feature_type not in ("cwt", "fbank", "cwt_seed"):
+        raise ValueError(f"--feature_type must be cwt, fbank or cwt_seed, got {args.feature_type!r}")
+    set_seed(training_args.seed)
+
+    dataset, collator, feature_extractor = load_training_data(args, training_args)
+    config = build_config(args.preset, feature_extractor.feature_size, parse_overrides(args.config_overrides))
+    if args.max_frames and args.max_frames > config.max_frames:
+        raise ValueError(f"--max_frames {args.max_frames} exceeds the model's {config.max_frames} frames (max_length)")
+    model = EATForPreTraining(config)
+    logger.info("EAT-%s: %.1f M encoder parameters, %d clips, %s features (%d bins)", args.preset,
+                model.eat.num_parameters() / 1e6, len(dataset), feature_extractor.feature_type, config.num_mel_bins)
+
+    callbacks = [EMATeacherCallback()]
+    if args.max_train_minutes > 0:
+        callbacks.append(_time_limit_callback(args.max_train_minutes))
+    trainer = _make_trainer_class()(
+        model=model, args=training_args, train_dataset=dataset, data_collator=collator, callbacks=callbacks
+    )
+    resume = training_args.resume_from_checkpoint
+    if isinstance(resume, str) and resume.lower() in ("true", "latest"):
+        resume = True
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model()
+
+    if trainer.is_world_process_zero():
+        output_dir = training_args.output_dir
+        encoder_dir = os.path.join(output_dir, "encoder")
+        unwrap_model(trainer.model).eat.save_pretrained(encoder_dir)
+        feature_extractor.save_pretrained(encoder_dir)
+        history = trainer.state.log_history
+        with open(os.path.join(output_dir, "log_history.json"), "w") as f:
+            json.dump(history, f, indent=1)
+        try:
+            plot_loss_curves(history, os.path.join(output_dir, "loss_curves.png"),
+                             title=f"EAT-{args.preset} pretraining ({feature_extractor.feature_type})")
+        except ValueError as err:  # e.g. fewer steps than logging_steps: nothing logged yet
+            logger.warning("no loss curve written: %s", err)
+        logger.info("encoder saved to %s", encoder_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
