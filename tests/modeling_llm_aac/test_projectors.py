@@ -115,3 +115,15 @@ def test_projector_input_errors():
         projector(torch.randn(1, 10, config.audio_config.hidden_size), torch.ones(1, 9))
     with pytest.raises(ValueError, match="projector_type"):
         LLMAACConfig(projector_type="mlp")
+
+
+def test_qformer_eager_and_sdpa_attention_agree():
+    config = tiny_config("qformer")
+    torch.manual_seed(0)
+    projector = LLMAACQFormerProjector(config).eval()
+    states, mask = encoder_batch([37, 90], config.audio_config.hidden_size)
+    outputs = {}
+    for implementation in ("eager", "sdpa"):
+        config._attn_implementation = implementation
+        outputs[implementation] = projector(states, mask)[0]
+    torch.testing.assert_close(outputs["eager"], outputs["sdpa"], atol=1e-5, rtol=1e-5)
