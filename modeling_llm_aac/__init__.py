@@ -53,3 +53,21 @@ from .feature_extraction_llm_aac import LLMAACFeatureExtractor
 AutoFeatureExtractor.register(EATConfig, LLMAACFeatureExtractor, exist_ok=True)
 AutoFeatureExtractor.register(LLMAACConfig, LLMAACFeatureExtractor, exist_ok=True)
 LLMAACFeatureExtractor.register_for_auto_class()
+
+# --- CLAP rescoring: EAT-CLAP model and the scorer interface ---
+from .clap_scoring import (
+    CandidateRanking,
+    CLAPScorer,
+    EATClapScorer,
+    TransformersClapScorer,
+    deduplicate_candidates,
+    load_clap_scorer,
+    rank_candidates,
+)
+from .configuration_eat_clap import EATClapConfig
+from .modeling_eat_clap import EATClapModel, EATClapOutput, EATClapPreTrainedModel
+
+AutoConfig.register(EATClapConfig.model_type, EATClapConfig, exist_ok=True)
+AutoModel.register(EATClapConfig, EATClapModel, exist_ok=True)
+EATClapConfig.register_for_auto_class()
+EATClapModel.register_for_auto_class("AutoModel")

@@ -633,13 +633,21 @@ def _load_tokenizer(tokenizer, name_or_path):
     if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike)):
         return tokenizer
     source = tokenizer if tokenizer is not None else name_or_path
+    hint = "Pass tokenizer=<folder or Hub id> (LAION CLAP checkpoints use 'roberta-base')."
     try:
-        return AutoTokenizer.from_pretrained(source)
+        loaded = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError, TypeError) as err:
         raise ValueError(
-            f"Could not load a tokenizer from {str(source)!r} ({type(err).__name__}: {err}). Pass "
-            "tokenizer=<folder or Hub id> (LAION CLAP checkpoints use 'roberta-base')."
+            f"Could not load a tokenizer from {str(source)!r} ({type(err).__name__}: {err}). {hint}"
         ) from None
+    # Without vocabulary files some tokenizer classes load "successfully" with only their special
+    # tokens, and every caption would then encode to <unk>.
+    if len(loaded) <= len(set(loaded.all_special_tokens)) + 1:
+        raise ValueError(
+            f"Could not load a tokenizer from {str(source)!r}: it has no vocabulary files (the loaded "
+            f"{type(loaded).__name__} knows only {len(loaded)} tokens). {hint}"
+        )
+    return loaded
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,350 @@
+"""EAT-CLAP: contrastive audio-text pretraining with an EAT audio tower and any HF text encoder.
+
+`EATClapModel` = `EATModel` (audio) + `AutoModel.from_config(text_config)` (text) + projection heads
+into a joint space + a learnable temperature, trained with the symmetric InfoNCE loss of CLIP /
+CLAP. With several processes (torchrun / `accelerate launch`) the loss uses every process's
+embeddings as negatives, gathered with a differentiable all-gather, so the effective batch of
+negatives is the global batch.
+
+open_clip-style API: `encode_audio` / `encode_text` return projected embeddings
+(`normalize=True` for unit length); `get_audio_features` / `get_text_features` are the
+transformers-style names and always normalise.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from transformers import AutoModel, PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.utils import ModelOutput
+
+from .configuration_eat_clap import EATClapConfig
+from .modeling_eat import EATModel
+
+
+@dataclass
+class EATClapOutput(ModelOutput):
+    """Output of [`EATClapModel`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, returned with `return_loss=True`):
+            symmetric InfoNCE loss (mean of audio->text and text->audio cross-entropies), with the
+            negatives of every process when training is distributed.
+        logits_per_audio (`torch.FloatTensor` of shape `(audio_batch, text_batch)`):
+            scaled cosine similarities of this process's clips and captions.
+        logits_per_text (`torch.FloatTensor` of shape `(text_batch, audio_batch)`): the transpose.
+        audio_embeds (`torch.FloatTensor` of shape `(audio_batch, projection_dim)`): normalised.
+        text_embeds (`torch.FloatTensor` of shape `(text_batch, projection_dim)`): normalised.
+        logit_scale (`torch.FloatTensor` of shape `()`): the (clamped) inverse temperature used.
+        audio_model_output / text_model_output: the towers' own outputs.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits_per_audio: torch.FloatTensor | None = None
+    logits_per_text: torch.FloatTensor | None = None
+    audio_embeds: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+    logit_scale: torch.FloatTensor | None = None
+    audio_model_output: Any = None
+    text_model_output: Any = None
+
+    def to_tuple(self) -> tuple[Any, ...]:
+        return tuple(
+            v.to_tuple() if isinstance(v, ModelOutput) else v
+            for k, v in self.items()
+        )
+
+
+class EATClapProjection(nn.Module):
+    """Tower width -> joint width: Linear -> activation -> Linear (`"mlp"`) or one Linear."""
+
+    def __init__(self, in_features: int, config: EATClapConfig):
+        super().__init__()
+        self.linear1 = nn.Linear(in_features, config.projection_dim)
+        if config.projection_type == "mlp":
+            self.activation = ACT2FN[config.projection_hidden_act]
+            self.linear2 = nn.Linear(config.projection_dim, config.projection_dim)
+        else:
+            self.activation = None
+            self.linear2 = None
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        hidden_states = self.linear1(hidden_states)
+        if self.linear2 is not None:
+            hidden_states = self.linear2(self.activation(hidden_states))
+        return hidden_states
+
+
+def _gather_with_grad(embeds: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """All processes' rows (this process's rows keep their gradient path through the differentiable
+    all-gather) and the offset of this process's rows in the result. Batches may differ in size
+    across processes (the last batch of an epoch): rows are padded for the collective and cut after."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return embeds, 0
+    from torch.distributed.nn.functional import all_gather
+
+    world, rank = dist.get_world_size(), dist.get_rank()
+    local = torch.tensor([embeds.shape[0]], device=embeds.device)
+    sizes = [torch.zeros_like(local) for _ in range(world)]
+    dist.all_gather(sizes, local)
+    sizes = [int(s.item()) for s in sizes]
+    longest = max(sizes)
+    padded = F.pad(embeds, (0, 0, 0, longest - embeds.shape[0]))
+    with warnings.catch_warnings():
+        # torch >= 2.10 flags this public autograd all-gather as deprecated in favour of private
+        # `_functional_collectives` helpers whose names keep changing; it still works.
+        warnings.simplefilter("ignore", FutureWarning)
+        gathered = all_gather(padded)
+    return torch.cat([g[:n] for g, n in zip(gathered, sizes)]), sum(sizes[:rank])
+
+
+def clap_contrastive_loss(
+    audio_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    logit_scale: torch.Tensor,
+    *,
+    gather_across_processes: bool = True,
+) -> torch.Tensor:
+    """Symmetric InfoNCE: clip i matches caption i; every other caption of the (global) batch is a
+    negative for clip i and vice versa. Embeddings must be normalised.
+
+    Distributed: each process scores its own rows against the gathered rows of all processes (the
+    "local loss" of open_clip); with DDP averaging gradients this is the gradient of the global-batch
+    loss, at a fraction of the memory of the full similarity matrix.
+    """
+    if audio_embeds.shape != text_embeds.shape:
+        raise ValueError(
+            f"Contrastive loss needs one caption per clip: got {tuple(audio_embeds.shape)} audio and "
+            f"{tuple(text_embeds.shape)} text embeddings."
+        )
+    if gather_across_processes:
+        all_audio, offset = _gather_with_grad(audio_embeds)
+        all_text, _ = _gather_with_grad(text_embeds)
+    else:
+        all_audio, all_text, offset = audio_embeds, text_embeds, 0
+    labels = torch.arange(audio_embeds.shape[0], device=audio_embeds.device) + offset
+    logits_audio_to_text = logit_scale * audio_embeds @ all_text.T
+    logits_text_to_audio = logit_scale * text_embeds @ all_audio.T
+    return 0.5 * (F.cross_entropy(logits_audio_to_text.float(), labels) + F.cross_entropy(logits_text_to_audio.float(), labels))
+
+
+class EATClapPreTrainedModel(PreTrainedModel):
+    config_class = EATClapConfig
+    config: EATClapConfig
+    base_model_prefix = "eat_clap"
+    main_input_name = "input_features"
+    input_modalities = ("audio", "text")
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _no_split_modules = ["EATLayer"]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        # The towers are PreTrainedModels and initialise themselves (transformers dispatches their
+        # own `_init_weights`), so the only Linear layers seen here are the projection heads'.
+        if isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, EATClapModel):
+            init.constant_(module.logit_scale, math.log(self.config.logit_scale_init_value))
+
+
+class EATClapModel(EATClapPreTrainedModel):
+    """EAT audio tower + any HF text encoder, projected into one normalised embedding space."""
+
+    def __init__(self, config: EATClapConfig, *, audio_model: EATModel | None = None, text_model: PreTrainedModel | None = None):
+        super().__init__(config)
+        self.audio_model = audio_model if audio_model is not None else EATModel(config.audio_config)
+        self.text_model = text_model if text_model is not None else AutoModel.from_config(config.text_config)
+        if config.text_pooling != "pooler" and isinstance(getattr(self.text_model, "pooler", None), nn.Module):
+            # An unused pooler would leave parameters without gradients (DDP would then need
+            # find_unused_parameters); BERT-like models skip a pooler set to None.
+            self.text_model.pooler = None
+        text_width = getattr(config.text_config, "hidden_size", None) or getattr(config.text_config, "d_model", None)
+        if text_width is None:
+            raise ValueError(
+                f"Cannot tell the width of text model type {config.text_config.model_type!r}: its config has "
+                "neither hidden_size nor d_model."
+            )
+        self.audio_projection = EATClapProjection(config.audio_config.hidden_size, config)
+        self.text_projection = EATClapProjection(text_width, config)
+        self.logit_scale = nn.Parameter(
+            torch.tensor(math.log(config.logit_scale_init_value)), requires_grad=config.learnable_logit_scale
+        )
+        self.post_init()
+
+    @classmethod
+    def from_audio_text_pretrained(
+        cls,
+        audio_model_name_or_path: str | None,
+        text_model_name_or_path: str | None,
+        **config_kwargs,
+    ) -> "EATClapModel":
+        """Start from a pretrained EAT (e.g. a `llm-aac convert-eat` folder) and a pretrained text
+        encoder folder / Hub id (e.g. `roberta-base`); either may be None for a random tower built
+        from `config_kwargs["audio_config"]` / `["text_config"]`. The heads are new."""
+        audio_model = EATModel.from_pretrained(audio_model_name_or_path) if audio_model_name_or_path else None
+        text_model = AutoModel.from_pretrained(text_model_name_or_path) if text_model_name_or_path else None
+        if audio_model is not None:
+            config_kwargs["audio_config"] = audio_model.config
+        if text_model is not None:
+            config_kwargs["text_config"] = text_model.config
+        return cls(EATClapConfig(**config_kwargs), audio_model=audio_model, text_model=text_model)
+
+    # -- towers ------------------------------------------------------------------------------
+    def _pool_audio(self, output) -> torch.Tensor:
+        hidden = output.last_hidden_state
+        if self.config.audio_pooling == "cls":
+            return hidden[:, 0]
+        mask = output.attention_mask[:, 1:].unsqueeze(-1).to(hidden.dtype)
+        return (hidden[:, 1:] * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+    def _pool_text(self, output, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        pooling = self.config.text_pooling
+        if pooling == "pooler":
+            pooled = getattr(output, "pooler_output", None)
+            if pooled is None:
+                raise ValueError(
+                    f"text_pooling='pooler' but {type(self.text_model).__name__} returns no pooler_output; "
+                    "use 'cls', 'mean' or 'last'."
+                )
+            return pooled
+        hidden = output.last_hidden_state
+        if pooling == "cls":
+            return hidden[:, 0]
+        if attention_mask is None:
+            attention_mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
+        if pooling == "mean":
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        # "last": the last real token; works for right padding and for left padding.
+        positions = torch.arange(hidden.shape[1], device=hidden.device)
+        last = (attention_mask.bool() * positions).argmax(dim=1)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+    def encode_audio(
+        self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None, *, normalize: bool = False
+    ) -> torch.Tensor:
+        """Projected audio embeddings `[batch, projection_dim]` from `input_features [batch, frames, bins]`
+        and the feature extractor's frame mask."""
+        output = self.audio_model(input_features=input_features, attention_mask=attention_mask, return_dict=True)
+        embeds = self.audio_projection(self._pool_audio(output))
+        return F.normalize(embeds, dim=-1) if normalize else embeds
+
+    def encode_text(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        *,
+        normalize: bool = False,
+    ) -> torch.Tensor:
+        """Projected text embeddings `[batch, projection_dim]` from tokenised captions."""
+        output = self._run_text_model(input_ids, attention_mask, token_type_ids)
+        embeds = self.text_projection(self._pool_text(output, attention_mask))
+        return F.normalize(embeds, dim=-1) if normalize else embeds
+
+    def _run_text_model(self, input_ids, attention_mask, token_type_ids, **kwargs):
+        if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2:
+            raise ValueError(
+                "input_ids must be a [batch, tokens] tensor, got "
+                + (f"shape {tuple(input_ids.shape)}" if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__)
+            )
+        if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
+            raise ValueError(f"input_ids is empty: shape {tuple(input_ids.shape)}.")
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        return self.text_model(**inputs, return_dict=True, **kwargs)
+
+    def get_audio_features(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised audio embeddings `[batch, projection_dim]`."""
+        return self.encode_audio(input_features, attention_mask, normalize=True)
+
+    def get_text_features(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Normalised text embeddings `[batch, projection_dim]`."""
+        return self.encode_text(input_ids, attention_mask, token_type_ids, normalize=True)
+
+    def get_logit_scale(self) -> torch.Tensor:
+        """`exp(logit_scale)`, clamped to `config.max_logit_scale`."""
+        return self.logit_scale.clamp(max=math.log(self.config.max_logit_scale)).exp()
+
+    # -- joint forward -----------------------------------------------------------------------
+    def forward(
+        self,
+        input_features: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        audio_attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        return_loss: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> EATClapOutput | tuple:
+        r"""
+        Args:
+            input_features (`torch.FloatTensor` of shape `(batch, frames, bins)`): audio features.
+            input_ids (`torch.LongTensor` of shape `(batch, tokens)`): tokenised captions, caption `i`
+                belonging to clip `i`.
+            attention_mask (`torch.LongTensor` of shape `(batch, tokens)`, *optional*): text padding mask.
+            audio_attention_mask (`torch.LongTensor` of shape `(batch, frames)`, *optional*): the feature
+                extractor's frame mask.
+            return_loss (`bool`, *optional*): compute the symmetric InfoNCE loss.
+        """
+        if input_features is None or input_ids is None:
+            raise ValueError(
+                "EATClapModel.forward needs both input_features and input_ids; use encode_audio / "
+                "encode_text (or get_audio_features / get_text_features) for one modality."
+            )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        audio_output = self.audio_model(
+            input_features=input_features,
+            attention_mask=audio_attention_mask,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        text_output = self._run_text_model(
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
+        audio_embeds = F.normalize(self.audio_projection(self._pool_audio(audio_output)), dim=-1)
+        text_embeds = F.normalize(self.text_projection(self._pool_text(text_output, attention_mask)), dim=-1)
+        logit_scale = self.get_logit_scale()
+        logits_per_audio = logit_scale * audio_embeds @ text_embeds.T
+        loss = None
+        if return_loss:
+            loss = clap_contrastive_loss(audio_embeds, text_embeds, logit_scale, gather_across_processes=self.training)
+        output = EATClapOutput(
+            loss=loss,
+            logits_per_audio=logits_per_audio,
+            logits_per_text=logits_per_audio.T,
+            audio_embeds=audio_embeds,
+            text_embeds=text_embeds,
+            logit_scale=logit_scale,
+            audio_model_output=audio_output,
+            text_model_output=text_output,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = ["EATClapModel", "EATClapOutput", "EATClapPreTrainedModel", "clap_contrastive_loss"]
