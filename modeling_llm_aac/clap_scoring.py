@@ -583,10 +583,7 @@ class TransformersClapScorer(_TorchModelScorer):
         return _mean_over_windows(torch.cat(embeds), owners, len(clips))
 
     def _encode_texts(self, texts: list[str]) -> torch.Tensor:
-        config = self.model.config.text_config
-        # RoBERTa positions start after the padding index.
-        max_positions = config.max_position_embeddings - (config.pad_token_id or 0) - 1
-        max_length = min(int(getattr(self.tokenizer, "model_max_length", max_positions) or max_positions), max_positions)
+        max_length = _text_max_length(self.tokenizer, self.model.config.text_config)
         embeds = []
         with torch.inference_mode():
             for start in range(0, len(texts), self.text_batch_size):
@@ -606,6 +603,14 @@ class TransformersClapScorer(_TorchModelScorer):
 
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "name_or_path": self.name_or_path}
+
+
+def _text_max_length(tokenizer, text_config) -> int:
+    """Longest caption the text tower can take: the tokenizer's limit, capped by the position
+    table (less 2, the offset RoBERTa-style position ids start at)."""
+    positions = getattr(text_config, "max_position_embeddings", None) or 512
+    limit = int(getattr(tokenizer, "model_max_length", positions) or positions)
+    return max(1, min(limit, positions - 2))
 
 
 def default_clap_feature_extractor(config) -> Any:
@@ -786,43 +791,60 @@ class EATClapScorer(_TorchModelScorer):
 
     @property
     def max_frames(self) -> int:
+        """Longest input of the audio tower, in frames (EAT-base: 768 patches x 16 = 12,288, 122.9 s)."""
         audio_config = self.model.config.audio_config
         return int(audio_config.max_length * audio_config.patch_size)
 
     def _encode_clips(self, clips: list[np.ndarray], sampling_rate: int) -> torch.Tensor:
-        # Features of whole clips first (the extractor resamples), then frame windows for the rare
-        # clip longer than the tower's positional table.
-        windows: list[torch.Tensor] = []
-        owners: list[int] = []
+        # The feature extractor resamples, pads each batch with its own padding value and returns
+        # the frame mask, which EAT turns into a key-padding mask: a clip gets the same embedding
+        # alone and inside any batch. Clips longer than the tower's position table are split
+        # into windows of exactly `max_frames` frames (no padding needed).
         patch = self.model.config.audio_config.patch_size
-        for clip_index, clip in enumerate(clips):
-            features = self.feature_extractor(clip, sampling_rate=sampling_rate, return_tensors="pt")
-            frames = features["input_features"][0]
-            if "attention_mask" in features:
-                frames = frames[: int(features["attention_mask"][0].sum())]
-            for start in window_starts(frames.shape[0], self.max_frames):
-                windows.append(frames[start : start + self.max_frames])
-                owners.append(clip_index)
-        embeds = []
+        embeds: list[torch.Tensor] = []
+        owners: list[int] = []
         with torch.inference_mode():
-            for start in range(0, len(windows), self.audio_batch_size):
-                batch = windows[start : start + self.audio_batch_size]
-                input_features, mask = _pad_frames(batch, multiple=patch)
-                output = self.model.get_audio_features(
-                    input_features=input_features.to(self.device, self.dtype), attention_mask=mask.to(self.device)
+            for first in range(0, len(clips), self.audio_batch_size):
+                features = self.feature_extractor(
+                    clips[first : first + self.audio_batch_size],
+                    sampling_rate=sampling_rate,
+                    return_tensors="pt",
+                    return_attention_mask=True,
                 )
-                embeds.append(_embedding_tensor(output).float())
+                frames, mask = features["input_features"], features["attention_mask"]
+                real = mask.sum(dim=1).tolist()
+                fitting = [row for row, n in enumerate(real) if n <= self.max_frames]
+                if fitting:
+                    width = -(-max(real[row] for row in fitting) // patch) * patch
+                    embeds.append(self._embed_frames(frames[fitting, :width], mask[fitting, :width]))
+                    owners.extend(first + row for row in fitting)
+                for row, n in enumerate(real):
+                    if n <= self.max_frames:
+                        continue
+                    windows = torch.stack(
+                        [frames[row, start : start + self.max_frames] for start in window_starts(n, self.max_frames)]
+                    )
+                    for chunk in windows.split(self.audio_batch_size):
+                        embeds.append(self._embed_frames(chunk, None))
+                    owners.extend([first + row] * windows.shape[0])
         return _mean_over_windows(torch.cat(embeds), owners, len(clips))
 
+    def _embed_frames(self, frames: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        output = self.model.get_audio_features(
+            input_features=frames.to(self.device, self.dtype),
+            attention_mask=None if mask is None else mask.to(self.device),
+        )
+        return _embedding_tensor(output).float()
+
     def _encode_texts(self, texts: list[str]) -> torch.Tensor:
-        max_length = getattr(self.model.config, "max_text_length", None)
+        max_length = self.model.config.max_text_length or _text_max_length(self.tokenizer, self.model.config.text_config)
         embeds = []
         with torch.inference_mode():
             for start in range(0, len(texts), self.text_batch_size):
                 tokens = self.tokenizer(
                     texts[start : start + self.text_batch_size],
                     padding=True,
-                    truncation=max_length is not None,
+                    truncation=True,
                     max_length=max_length,
                     return_tensors="pt",
                 )
@@ -832,19 +854,6 @@ class EATClapScorer(_TorchModelScorer):
 
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "name_or_path": self.name_or_path}
-
-
-def _pad_frames(frames: list[torch.Tensor], *, multiple: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack `[frames, bins]` tensors into `[batch, T, bins]` (T padded to a multiple of the patch
-    size) with a frame mask (1 = real frame)."""
-    longest = max(f.shape[0] for f in frames)
-    longest = -(-longest // multiple) * multiple
-    batch = frames[0].new_zeros(len(frames), longest, frames[0].shape[-1])
-    mask = torch.zeros(len(frames), longest, dtype=torch.long)
-    for i, f in enumerate(frames):
-        batch[i, : f.shape[0]] = f
-        mask[i, : f.shape[0]] = 1
-    return batch, mask
 
 
 # ----------------------------------------------------------------------------------------------

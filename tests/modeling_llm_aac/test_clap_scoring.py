@@ -296,3 +296,74 @@ def test_transformers_backend_rerank(hf_scorer):
     scores = hf_scorer.score(clip, ranking.candidates, sampling_rate=16_000)
     assert ranking.candidates == ["a dog barks", "bird chirps", "rain falls on roof"]
     assert ranking.caption == ranking.candidates[int(scores.argmax())]
+
+
+# ----------------------------------------------------------------------------------------------
+# EAT-CLAP backend
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def eat_scorer():
+    from transformers import BertConfig
+
+    from modeling_llm_aac import EATClapConfig, EATClapModel, EATClapScorer, EATConfig, LLMAACFeatureExtractor
+
+    torch.manual_seed(0)
+    config = EATClapConfig(
+        audio_config=EATConfig.tiny(max_length=32),  # 512 frames: clips over 5.12 s are windowed
+        text_config=BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, max_position_embeddings=40),
+        projection_dim=12,
+        audio_pooling="mean",
+    )
+    model = EATClapModel(config).eval()
+    return EATClapScorer(model, LLMAACFeatureExtractor(feature_type="fbank"), tiny_word_tokenizer(), audio_batch_size=2)
+
+
+def test_eat_backend_shapes_padding_and_windows(eat_scorer):
+    clips = [tone(440, 1.0, 16_000), tone(880, 3.3, 16_000), tone(220, 0.4, 16_000)]
+    audio = eat_scorer.encode_audio(clips, sampling_rate=16_000)
+    text = eat_scorer.encode_text(["a dog barks", "a high beep"])
+    assert audio.shape == (3, 12) and text.shape == (2, 12)
+    torch.testing.assert_close(audio.norm(dim=-1), torch.ones(3))
+    # Each clip gets the same embedding alone as padded inside a batch.
+    for index, clip in enumerate(clips):
+        torch.testing.assert_close(eat_scorer.encode_audio(clip, 16_000), audio[index], atol=2e-5, rtol=0)
+    # Resampled input (soxr inside the feature extractor) gives nearly the same embedding.
+    at_44k = tone(440, 1.0, 44_100)
+    assert float(eat_scorer.encode_audio(at_44k, 44_100) @ audio[0]) > 0.99
+
+    # A 12 s clip (1198 frames > 512) is the mean of 3 evenly spaced 512-frame windows.
+    long_clip = (0.1 * np.random.default_rng(0).standard_normal(12 * 16_000)).astype(np.float32)
+    features = eat_scorer.feature_extractor(long_clip, sampling_rate=16_000, return_tensors="pt", return_attention_mask=True)
+    real = int(features["attention_mask"][0].sum())
+    starts = window_starts(real, eat_scorer.max_frames)
+    assert len(starts) == 3
+    with torch.no_grad():
+        windows = torch.stack([features["input_features"][0, s : s + eat_scorer.max_frames] for s in starts])
+        expected = F.normalize(eat_scorer.model.get_audio_features(windows).mean(0), dim=0)
+    got = eat_scorer.encode_audio([clips[0], long_clip], sampling_rate=16_000)
+    torch.testing.assert_close(got[1], expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got[0], audio[0], atol=2e-5, rtol=0)
+
+
+def test_eat_backend_save_and_auto_load(eat_scorer, tmp_path):
+    eat_scorer.save_pretrained(tmp_path)
+    assert detect_clap_backend(tmp_path) == "eat_clap"
+    loaded = load_clap_scorer(tmp_path)
+    assert loaded.backend == "eat_clap" and loaded.sampling_rate == 16_000
+    clip = tone(600, 2.0, 16_000)
+    texts = ["a high beep", "bird chirps", "rain falls on roof"]
+    torch.testing.assert_close(loaded.score(clip, texts, 16_000), eat_scorer.score(clip, texts, 16_000))
+    ranking = loaded.rerank(clip, texts + ["A high beep!"], sampling_rate=16_000, log_probs=[-1.0, -0.5, -0.7, -0.2], lm_weight=0.5)
+    assert ranking.candidates == texts and ranking.log_probs == [-0.2, -0.5, -0.7]
+    assert ranking.caption == texts[int(np.argmax(ranking.scores))]
+
+
+def test_eat_backend_rejects_mismatched_feature_extractor(eat_scorer):
+    from modeling_llm_aac import EATClapScorer, LLMAACFeatureExtractor
+
+    with pytest.raises(ValueError, match="gives 64 bins per frame but the audio tower expects 128"):
+        EATClapScorer(eat_scorer.model, LLMAACFeatureExtractor(feature_type="cwt", num_scales=64), eat_scorer.tokenizer)
+    with pytest.raises(ValueError, match="needs the text tower's tokenizer"):
+        EATClapScorer(eat_scorer.model, eat_scorer.feature_extractor, None)
