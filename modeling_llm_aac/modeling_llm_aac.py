@@ -127,6 +127,14 @@ class LLMAACForConditionalGeneration(LLMAACPreTrainedModel, GenerationMixin):
 
     Build one from pretrained parts with [`~LLMAACForConditionalGeneration.from_pretrained_parts`], or from
     a saved folder with `from_pretrained`.
+
+    Args:
+        config ([`LLMAACConfig`]): the whole captioner; with `config.lora` set, the language model is wrapped
+            in a peft LoRA adapter at construction (so a saved folder reloads base + adapter in one go).
+        encoder (`EATModel`, *optional*): an already built / loaded encoder to use instead of a randomly
+            initialised one (its config must be `config.audio_config`).
+        language_model (`PreTrainedModel`, *optional*): an already loaded causal LM to use instead of
+            `AutoModelForCausalLM.from_config(config.text_config)`.
     """
 
     def __init__(
