@@ -141,6 +141,11 @@ def featurize(
     return FeatureStore(frames, offsets, normalizing)
 
 
+def cache_file_name(feature_type: str, num_clips: int, seed: int) -> str:
+    """File name of a synthetic-corpus feature cache (shared by `pretrain_eat.py` and the CLI below)."""
+    return f"synthetic-{feature_type}-{num_clips}-seed{seed}.pt"
+
+
 def synthetic_feature_store(
     feature_extractor,
     num_clips: int,
@@ -217,11 +222,53 @@ def pad_feature_batch(rows: list[dict], *, pad_to_multiple_of: int = 16, pad_to:
     return output
 
 
+def main(argv: list[str] | None = None) -> int:
+    """Prepare caches for several feature types from one synthesis of the audio (GPU recipes run this first)."""
+    import argparse
+    import time
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--clips", type=int, required=True, help="training clips of the synthetic corpus")
+    parser.add_argument("--seed", type=int, default=0, help="corpus seed")
+    parser.add_argument("--feature-types", default="cwt,fbank", help="comma-separated: cwt, fbank, cwt_seed")
+    parser.add_argument("--cache-dir", required=True, help="folder for the .pt caches")
+    parser.add_argument("--workers", type=int, default=0, help="synthesis processes (0: all cores)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+
+    from modeling_llm_aac.feature_extraction_llm_aac import LLMAACFeatureExtractor
+
+    wanted = [t.strip() for t in args.feature_types.split(",") if t.strip()]
+    paths = {t: os.path.join(args.cache_dir, cache_file_name(t, args.clips, args.seed)) for t in wanted}
+    missing = [t for t, path in paths.items() if not os.path.isfile(path)]
+    if not missing:
+        print(f"feature caches already present: {sorted(paths.values())}")
+        return 0
+    start = time.perf_counter()
+    waveforms = synthesize_audio(args.clips, args.seed, num_workers=args.workers or None)
+    hours = sum(len(w) for w in waveforms) / 16000 / 3600
+    print(f"synthesized {len(waveforms)} clips ({hours:.1f} h) in {time.perf_counter() - start:.0f} s", flush=True)
+    for feature_type in missing:
+        start = time.perf_counter()
+        store = featurize(LLMAACFeatureExtractor(feature_type=feature_type), waveforms, device=args.device)
+        store.save(paths[feature_type])
+        print(f"{feature_type}: {store.frames.shape[0]} frames x {store.num_bins} bins in "
+              f"{time.perf_counter() - start:.0f} s -> {paths[feature_type]}", flush=True)
+    return 0
+
+
 __all__ = [
     "FeatureStore",
+    "cache_file_name",
     "RandomCropDataset",
     "featurize",
     "pad_feature_batch",
     "synthesize_audio",
     "synthetic_feature_store",
 ]
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -257,10 +257,15 @@ def load_training_data(args: PretrainEATArguments, training_args):
         raise ValueError("give exactly one input: --dataset_path DIR or --synthetic_clips N")
 
     if args.synthetic_clips > 0:
-        from llm_aac.train.feature_cache import RandomCropDataset, pad_feature_batch, synthetic_feature_store
+        from llm_aac.train.feature_cache import (
+            RandomCropDataset,
+            cache_file_name,
+            pad_feature_batch,
+            synthetic_feature_store,
+        )
 
         cache_dir = args.feature_cache_dir or os.path.join(training_args.output_dir, "feature_cache")
-        cache = os.path.join(cache_dir, f"synthetic-{args.feature_type}-{args.synthetic_clips}-seed{args.synthetic_seed}.pt")
+        cache = os.path.join(cache_dir, cache_file_name(args.feature_type, args.synthetic_clips, args.synthetic_seed))
         device = "cuda" if torch.cuda.is_available() else "cpu"
         # Rank 0 builds the cache; the other ranks load it.
         with training_args.main_process_first(desc="synthesizing features"):
@@ -366,8 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             plot_loss_curves(history, os.path.join(output_dir, "loss_curves.png"),
                              title=f"EAT-{args.preset} pretraining ({feature_extractor.feature_type})")
-        except ValueError as err:  # e.g. fewer steps than logging_steps: nothing logged yet
-            logger.warning("no loss curve written: %s", err)
+        except (ValueError, ImportError) as err:  # nothing logged yet, or no matplotlib on this machine
+            logger.warning("no loss curve written (plot log_history.json with train/plot_curves.py): %s", err)
         logger.info("encoder saved to %s", encoder_dir)
     return 0
 

@@ -1,0 +1,209 @@
+"""EAT-base pretraining step throughput (clips/s) and MFU on one GPU.
+
+    python benchmarks/bench_eat_pretrain.py                      # eager vs torch.compile, 12 clips x 16 clones
+    python benchmarks/bench_eat_pretrain.py --batch-sizes 12,24 --variants compile --profile
+
+One timed step is what `train/pretrain_eat.py` runs per optimizer update: bf16 autocast forward of the
+teacher (whole clips) and the student (16 masked clones per clip) + CNN decoder, backward, gradient
+clipping at 4, fused AdamW, and the EMA teacher update, on random 10.24 s inputs ([B, 1024, 128]).
+Attention runs through SDPA. FLOPs are counted analytically (`eat_pretraining_flops`: about 1.09 TFLOP
+per clip for EAT-base); MFU divides the achieved FLOP/s by the bf16 matmul peak measured first in the
+same process (8192^3 products). Each variant is compared with the eager variant run in the same process,
+with the eager stand-in measured earlier (182-202 clips/s, REFERENCE section 7) and with the target
+(320 clips/s, about 40 % MFU on an H100).
+
+Needs only torch and transformers (no datasets / soundfile), so it runs on a bare GPU image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import time
+import types
+
+import torch
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EAGER_STAND_IN_CLIPS_PER_S = (182.0, 202.0)
+TARGET_CLIPS_PER_S = 320.0
+
+
+def import_eat_pretraining():
+    """The EAT modules, without running `modeling_llm_aac/__init__.py` (which imports every model of the package)."""
+    if "modeling_llm_aac" not in sys.modules:
+        package_dir = os.path.join(REPO_ROOT, "modeling_llm_aac")
+        spec = importlib.util.find_spec("modeling_llm_aac")
+        if spec is not None and spec.submodule_search_locations:
+            package_dir = list(spec.submodule_search_locations)[0]
+        # A bare package object: its flat files use single-dot imports, which resolve through __path__.
+        package = types.ModuleType("modeling_llm_aac")
+        package.__path__ = [package_dir]
+        sys.modules["modeling_llm_aac"] = package
+    from modeling_llm_aac.configuration_eat import EATConfig
+    from modeling_llm_aac.modeling_eat_pretraining import EATForPreTraining, eat_pretraining_flops
+
+    return EATConfig, EATForPreTraining, eat_pretraining_flops
+
+
+def cuda_time(fn, *, warmup: int, iters: int) -> float:
+    """Mean seconds per call of `fn` (CUDA events, after `warmup` untimed calls)."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(iters):
+        fn()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / 1000.0 / iters
+
+
+def measure_matmul_peak(size: int = 8192, iters: int = 20) -> float:
+    a = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
+    seconds = cuda_time(lambda: torch.mm(a, b), warmup=3, iters=iters)
+    del a, b
+    return 2.0 * size**3 / seconds
+
+
+class PretrainingStep:
+    """One optimizer update of `EATForPreTraining`, as Trainer runs it with --bf16."""
+
+    def __init__(self, model, features, *, compile_model: bool, compile_mode: str | None):
+        self.model = model
+        self.features = features
+        self.forward = torch.compile(model, mode=compile_mode) if compile_model else model
+        params = [p for p in model.parameters() if p.requires_grad]
+        decay = [p for p in params if p.ndim > 1]
+        no_decay = [p for p in params if p.ndim <= 1]
+        self.params = params
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=5e-4, betas=(0.9, 0.95), fused=True,
+        )
+        self.updates = 0
+
+    def __call__(self):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = self.forward(input_features=self.features).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 4.0, foreach=True)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.updates += 1
+        self.model.update_teacher(self.updates)
+
+
+def run_variant(name, EATConfig, EATForPreTraining, *, batch_size, clones, num_frames, steps, warmup, compile_mode):
+    torch.manual_seed(0)
+    config = EATConfig.base(num_mask_clones=clones)
+    config._attn_implementation = "sdpa"
+    model = EATForPreTraining(config).cuda().train()
+    features = torch.randn(batch_size, num_frames, config.num_mel_bins, device="cuda")
+    step = PretrainingStep(model, features, compile_model=name == "compile", compile_mode=compile_mode)
+    compile_start = time.perf_counter()
+    step()
+    torch.cuda.synchronize()
+    first_step_s = time.perf_counter() - compile_start
+    torch.cuda.reset_peak_memory_stats()
+    seconds = cuda_time(step, warmup=warmup, iters=steps)
+    peak_memory = torch.cuda.max_memory_allocated() / 2**30
+    return step, seconds, first_step_s, peak_memory
+
+
+def profile_step(step, *, rows: int = 25) -> str:
+    from torch.profiler import ProfilerActivity, profile
+
+    for _ in range(2):
+        step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(3):
+            step()
+        torch.cuda.synchronize()
+    return prof.key_averages().table(sort_by="cuda_time_total", row_limit=rows, max_name_column_width=60)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch-sizes", default="12", help="clips per step, comma-separated (>= 12 for the target)")
+    parser.add_argument("--clones", type=int, default=16, help="masked views per clip")
+    parser.add_argument("--num-frames", type=int, default=1024, help="frames per clip (1024 = 10.24 s)")
+    parser.add_argument("--variants", default="eager,compile", help="eager and/or compile")
+    parser.add_argument("--compile-mode", default=None, help="torch.compile mode (default / max-autotune-no-cudagraphs / ...)")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per variant")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps after the first (compiling) one")
+    parser.add_argument("--profile", action="store_true", help="print the top CUDA kernels of the last variant")
+    parser.add_argument("--output-json", default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+
+    if not torch.cuda.is_available():
+        print("bench_eat_pretrain needs a CUDA GPU; nothing measured.")
+        return 1
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    EATConfig, EATForPreTraining, eat_pretraining_flops = import_eat_pretraining()
+
+    device_name = torch.cuda.get_device_name()
+    peak = measure_matmul_peak()
+    print(f"{device_name}, torch {torch.__version__}: bf16 8192^3 matmul peak {peak / 1e12:.0f} TFLOP/s")
+    config = EATConfig.base(num_mask_clones=args.clones)
+    per_clip = eat_pretraining_flops(config, 1, args.num_frames)
+    print("analytic FLOPs per clip: " + ", ".join(f"{k} {v / 1e12:.3f} T" for k, v in per_clip.items())
+          + " (REFERENCE: about 1.09 T)")
+
+    results = []
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = set(variants) - {"eager", "compile"}
+    if unknown:
+        raise ValueError(f"unknown variants {sorted(unknown)}; use eager and/or compile")
+    last_step = None
+    for batch_size in (int(b) for b in args.batch_sizes.split(",")):
+        baseline = None
+        for name in variants:
+            step, seconds, first_step_s, memory = run_variant(
+                name, EATConfig, EATForPreTraining, batch_size=batch_size, clones=args.clones,
+                num_frames=args.num_frames, steps=args.steps, warmup=args.warmup, compile_mode=args.compile_mode,
+            )
+            clips_per_s = batch_size / seconds
+            flops = eat_pretraining_flops(step.model.config, batch_size, args.num_frames)["total"]
+            mfu = flops / seconds / peak
+            if name == "eager":
+                baseline = clips_per_s
+            result = dict(
+                device=device_name, variant=name, batch_size=batch_size, clones=args.clones,
+                step_ms=round(seconds * 1000, 2), clips_per_s=round(clips_per_s, 1),
+                tflops=round(flops / seconds / 1e12, 1), mfu=round(mfu, 4),
+                first_step_s=round(first_step_s, 1), peak_memory_gib=round(memory, 1),
+                vs_eager_in_process=None if baseline is None else round(clips_per_s / baseline, 3),
+                vs_eager_stand_in=round(clips_per_s / EAGER_STAND_IN_CLIPS_PER_S[1], 3),
+                vs_target=round(clips_per_s / TARGET_CLIPS_PER_S, 3),
+            )
+            results.append(result)
+            print(
+                f"B={batch_size:3d} x {args.clones} clones  {name:8s} {seconds * 1000:7.2f} ms/step  "
+                f"{clips_per_s:7.1f} clips/s  {flops / seconds / 1e12:6.1f} TFLOP/s  MFU {100 * mfu:5.1f} %  "
+                f"x{result['vs_eager_in_process'] or 1.0:.2f} vs eager here, x{result['vs_eager_stand_in']:.2f} vs "
+                f"stand-in {EAGER_STAND_IN_CLIPS_PER_S[1]:.0f}, x{result['vs_target']:.2f} vs target "
+                f"{TARGET_CLIPS_PER_S:.0f}  (first step {first_step_s:.0f} s, peak {memory:.1f} GiB)",
+                flush=True,
+            )
+            if last_step is not None:
+                del last_step
+            last_step = step
+            torch.cuda.empty_cache()
+    if args.profile and last_step is not None:
+        print(profile_step(last_step))
+    if args.output_json:
+        with open(args.output_json, "w") as f:
+            json.dump(dict(matmul_peak_tflops=round(peak / 1e12, 1), results=results), f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
