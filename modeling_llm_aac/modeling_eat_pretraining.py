@@ -261,7 +261,8 @@ class EATForPreTrainingOutput(ModelOutput):
             student saw the patch; clone `c` of clip `b` is row `b * num_mask_clones + c`.
         target_std (`torch.FloatTensor`, scalar): mean over channels of the targets' std over real patches
             (collapse diagnostic, as data2vec logs it).
-        prediction_std (`torch.FloatTensor`, scalar): the same for the decoder outputs at masked patches.
+        prediction_std (`torch.FloatTensor`, scalar): the same for the decoder outputs at the masked patches of
+            each clip's first clone.
     """
 
     loss: torch.FloatTensor | None = None
@@ -554,11 +555,15 @@ class EATForPreTraining(EATPreTrainedModel):
 
         # ---- decoder: student outputs back on the grid, noise at masked positions
         student_patch_out = student_out[:, 1:]
-        grid = torch.randn(num_views, num_patches + 1, hidden, device=device, dtype=student_patch_out.dtype)
-        grid = grid * config.mask_noise_std
+        # Unused slots (padded batches only) write into one spare row, dropped before decoding.
+        rows = num_patches if slot_used is None else num_patches + 1
+        grid = torch.empty(num_views, rows, hidden, device=device, dtype=student_patch_out.dtype)
+        grid.normal_(0.0, config.mask_noise_std)
         scatter_ids = visible_ids if slot_used is None else torch.where(slot_used, visible_ids, num_patches)
         grid = grid.scatter(1, scatter_ids[..., None].expand(-1, -1, hidden), student_patch_out)
         grid = grid[:, :num_patches].reshape(num_views, num_time, num_freq, hidden)
+        if slot_used is not None:
+            grid = grid.contiguous()  # the channels-last convolutions want dense [N, T, F, D]
         grid_mask = None
         if patch_mask is not None:
             grid_mask = patch_mask.repeat_interleave(clones, dim=0).view(num_views, num_time, num_freq)
@@ -583,7 +588,8 @@ class EATForPreTraining(EATPreTrainedModel):
         with torch.no_grad():
             target_weight = patch_mask if patch_mask is not None else targets.new_ones(batch_size, num_patches)
             target_std = _channel_std(targets, target_weight)
-            prediction_std = _channel_std(predictions.detach(), masked_weight)
+            # First clone of each clip only: the same statistic at 1/num_mask_clones of the memory traffic.
+            prediction_std = _channel_std(predictions[:, 0].detach(), masked_weight[:, 0])
 
         output = EATForPreTrainingOutput(
             loss=loss,
