@@ -71,3 +71,11 @@ AutoConfig.register(EATClapConfig.model_type, EATClapConfig, exist_ok=True)
 AutoModel.register(EATClapConfig, EATClapModel, exist_ok=True)
 EATClapConfig.register_for_auto_class()
 EATClapModel.register_for_auto_class("AutoModel")
+
+# --- EAT pretraining: the utterance-frame objective (student, CNN decoder, EMA teacher) ---
+from transformers import AutoModelForPreTraining
+
+from .modeling_eat_pretraining import EATForPreTraining, EATForPreTrainingOutput
+
+AutoModelForPreTraining.register(EATConfig, EATForPreTraining, exist_ok=True)
+EATForPreTraining.register_for_auto_class("AutoModelForPreTraining")
