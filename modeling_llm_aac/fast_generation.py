@@ -1,0 +1,703 @@
+"""Fast batched decoding for the LLM-AAC captioner (beam search, several beam searches at once, sampling).
+
+Why not `model.generate`: transformers expands every clip to `num_beams` rows *before* the prompt is run, so
+the ~200 audio + prompt tokens of a clip are computed, cached and re-read once per beam; SLAM-AAC's
+CLAP-Refine (beam sizes 2..8) runs seven such searches. Here each clip's prompt is run once (the *prefix*),
+its keys / values are kept once per clip, and every beam of the clip attends to that shared prefix plus its own
+generated tokens. All searches of a clip (e.g. the seven beam sizes of CLAP-Refine, or the groups of a
+diverse beam search) run in one decoding loop over the same prefix. Clips are processed in chunks sized to
+a key/value memory budget.
+
+The decoding semantics are transformers' (v5 vectorised beam search: `2 * num_beams` candidates per step,
+finished hypotheses ranked by `sum_log_prob / length ** length_penalty`, the `early_stopping` heuristics;
+greedy and multinomial sampling with temperature / top-k / top-p; `min_new_tokens`), so the tokens equal
+`generate`'s up to floating-point rounding (tested on tiny models).
+
+Supported language models: the Llama family layout (`model.layers[i].self_attn.{q,k,v,o}_proj`,
+`input_layernorm`, `post_attention_layernorm`, `mlp`, `model.norm`, `model.rotary_emb`, `lm_head`):
+Llama / Vicuna, Mistral (without an active sliding window), Qwen2, Qwen3; a peft LoRA adapter on any of
+their linear layers works unchanged. `fast_generation_unsupported_reason(model)` says why another model is
+not supported; callers then fall back to `generate`.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
+# Additive penalty transformers uses to push finished / impossible beams out of the running set.
+_BEAM_PENALTY = -1.0e9
+
+
+@dataclass
+class Hypothesis:
+    """One decoded caption: generated token ids (EOS included when it was generated), the sum of the model's
+    token log-probabilities (softmax of the raw logits, before any length penalty or diversity penalty), and
+    the score the search ranked it by."""
+
+    tokens: list[int]
+    log_prob_sum: float
+    score: float
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def mean_log_prob(self) -> float:
+        """Length-normalised log-probability (mean over generated tokens, EOS included)."""
+        return self.log_prob_sum / max(1, len(self.tokens))
+
+
+def _causal_lm_parts(model) -> Any:
+    """The causal LM below the captioner (and below a peft wrapper)."""
+    if hasattr(model, "get_base_language_model"):
+        return model.get_base_language_model()
+    return model
+
+
+def fast_generation_unsupported_reason(model, max_total_length: int | None = None) -> str | None:
+    """`None` when `FastCaptionGenerator` can decode with `model`, else the reason it cannot."""
+    lm = _causal_lm_parts(model)
+    config = getattr(lm, "config", None)
+    model_type = getattr(config, "model_type", None)
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        return f"language model type {model_type!r} is not one of {SUPPORTED_MODEL_TYPES}"
+    body = getattr(lm, "model", None)
+    needed = ("layers", "norm", "rotary_emb", "embed_tokens")
+    if body is None or any(not hasattr(body, name) for name in needed) or not hasattr(lm, "lm_head"):
+        return f"{type(lm).__name__} does not have the Llama layout (model.layers / norm / rotary_emb, lm_head)"
+    attention = body.layers[0].self_attn
+    if any(not hasattr(attention, name) for name in ("q_proj", "k_proj", "v_proj", "o_proj")):
+        return f"{type(attention).__name__} has no separate q/k/v/o projections"
+    window = getattr(config, "sliding_window", None)
+    if window is not None and (model_type != "qwen2" or getattr(config, "use_sliding_window", False)):
+        if max_total_length is None or max_total_length > window:
+            return f"sliding-window attention (window {window}) is not implemented by the fast path"
+    if getattr(config, "pretraining_tp", 1) not in (None, 1):
+        return "pretraining_tp > 1 is not supported"
+    return None
+
+
+class _PrefixSharedDecoder:
+    """Runs the Llama-layout decoder layers with one shared prompt cache per clip.
+
+    Prefix keys / values: `[clips, kv_heads, prefix_len, head_dim]` per layer. Generated keys / values:
+    one buffer `[layers, 2, rows, kv_heads, max_new_tokens, head_dim]`, rows = clips * rows_per_clip.
+    """
+
+    def __init__(self, lm):
+        self.lm = lm
+        body = lm.model
+        self.body = body
+        self.layers = list(body.layers)
+        config = lm.config
+        attention = self.layers[0].self_attn
+        self.num_heads = config.num_attention_heads
+        self.num_kv_heads = getattr(config, "num_key_value_heads", None) or self.num_heads
+        self.head_dim = getattr(attention, "head_dim", None) or config.hidden_size // self.num_heads
+        self.scaling = getattr(attention, "scaling", self.head_dim**-0.5)
+        self.groups = self.num_heads // self.num_kv_heads
+        # The rotary formula of the model's own module (partial rotary variants included).
+        self.apply_rotary = getattr(sys.modules[type(attention).__module__], "apply_rotary_pos_emb", None)
+        if self.apply_rotary is None:
+            raise ValueError(f"cannot find apply_rotary_pos_emb next to {type(attention).__name__}")
+        weight = lm.get_input_embeddings().weight
+        self.dtype, self.device = weight.dtype, weight.device
+
+    # ------------------------------------------------------------------------------------- helpers
+    def _qkv(self, layer, hidden: torch.Tensor, cos, sin):
+        """q `[B, H, T, d]`, k / v `[B, Hkv, T, d]` with rotary positions applied."""
+        attention = layer.self_attn
+        batch, length = hidden.shape[:2]
+        q = attention.q_proj(hidden).view(batch, length, -1, self.head_dim)
+        k = attention.k_proj(hidden).view(batch, length, -1, self.head_dim)
+        v = attention.v_proj(hidden).view(batch, length, -1, self.head_dim)
+        if getattr(attention, "q_norm", None) is not None:  # Qwen3
+            q = attention.q_norm(q)
+            k = attention.k_norm(k)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        q, k = self.apply_rotary(q, k, cos, sin)
+        return q, k, v
+
+    def _logits(self, hidden_last: torch.Tensor) -> torch.Tensor:
+        return self.lm.lm_head(self.body.norm(hidden_last)).float()
+
+    # ------------------------------------------------------------------------------------- prefill
+    @torch.no_grad()
+    def prefill(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor):
+        """Runs left-padded prompts; returns (per-layer prefix k, v lists, next-token logits `[C, V]`)."""
+        batch, length = attention_mask.shape
+        real = attention_mask.bool()
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        hidden = inputs_embeds.to(self.dtype)
+        cos, sin = self.body.rotary_emb(hidden, position_ids)
+        causal = torch.ones(length, length, dtype=torch.bool, device=hidden.device).tril()
+        # Padding rows attend to themselves only, so that no row is fully masked (which gives NaN).
+        eye = torch.eye(length, dtype=torch.bool, device=hidden.device)
+        mask = (causal[None] & real[:, None, :]) | eye[None]
+        mask = mask[:, None]
+        keys, values = [], []
+        for layer in self.layers:
+            residual = hidden
+            x = layer.input_layernorm(hidden)
+            q, k, v = self._qkv(layer, x, cos, sin)
+            keys.append(k)
+            values.append(v)
+            if self.groups > 1:
+                k = k.repeat_interleave(self.groups, dim=1)
+                v = v.repeat_interleave(self.groups, dim=1)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scaling)
+            out = out.transpose(1, 2).reshape(batch, length, -1)
+            hidden = residual + layer.self_attn.o_proj(out)
+            hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+        return keys, values, self._logits(hidden[:, -1])
+
+    # ------------------------------------------------------------------------------------- decode
+    def start(self, keys, values, prefix_mask: torch.Tensor, rows_per_clip: int, max_new_tokens: int) -> None:
+        self.prefix_keys, self.prefix_values = keys, values
+        self.prefix_mask = prefix_mask.bool()
+        self.prefix_lengths = prefix_mask.long().sum(-1)
+        self.num_clips = prefix_mask.shape[0]
+        self.rows_per_clip = rows_per_clip
+        rows = self.num_clips * rows_per_clip
+        self.generated = torch.empty(
+            len(self.layers), 2, rows, self.num_kv_heads, max_new_tokens, self.head_dim,
+            dtype=self.dtype, device=self.device,
+        )
+        self.row_positions = self.prefix_lengths.repeat_interleave(rows_per_clip)
+
+    def reorder(self, parent_rows: torch.Tensor, filled: int) -> None:
+        """Row `r` continues row `parent_rows[r]`: copy its first `filled` generated keys / values."""
+        if filled > 0:
+            self.generated[:, :, :, :, :filled] = self.generated[:, :, parent_rows, :, :filled]
+
+    def _decode_attention(self, q, layer_index: int, step: int) -> torch.Tensor:
+        clips, per_clip, kv_heads, groups, dim = self.num_clips, self.rows_per_clip, self.num_kv_heads, self.groups, self.head_dim
+        rows = clips * per_clip
+        # Shared prefix: the clip's beams x query groups form the query axis of one matmul per (clip, kv head).
+        q_clip = q.view(clips, per_clip, kv_heads, groups, dim).permute(0, 2, 1, 3, 4).reshape(clips, kv_heads, per_clip * groups, dim)
+        prefix_scores = torch.matmul(q_clip, self.prefix_keys[layer_index].transpose(-1, -2)) * self.scaling
+        prefix_scores = prefix_scores.float().masked_fill(~self.prefix_mask[:, None, None, :], float("-inf"))
+        # Own generated tokens (the current one included).
+        own_keys = self.generated[layer_index, 0, :, :, : step + 1]
+        own_values = self.generated[layer_index, 1, :, :, : step + 1]
+        q_row = q.view(rows, kv_heads, groups, dim)
+        own_scores = torch.matmul(q_row, own_keys.transpose(-1, -2)) * self.scaling  # [rows, kv, groups, step+1]
+        own_scores = own_scores.float().view(clips, per_clip, kv_heads, groups, step + 1)
+        own_scores = own_scores.permute(0, 2, 1, 3, 4).reshape(clips, kv_heads, per_clip * groups, step + 1)
+        weights = torch.cat([prefix_scores, own_scores], dim=-1).softmax(dim=-1).to(q.dtype)
+        prefix_weights, own_weights = weights.split([prefix_scores.shape[-1], step + 1], dim=-1)
+        out = torch.matmul(prefix_weights, self.prefix_values[layer_index])  # [clips, kv, per_clip*groups, d]
+        out = out.view(clips, kv_heads, per_clip, groups, dim).permute(0, 2, 1, 3, 4).reshape(rows, kv_heads, groups, dim)
+        own_weights = own_weights.reshape(clips, kv_heads, per_clip, groups, step + 1).permute(0, 2, 1, 3, 4)
+        own_weights = own_weights.reshape(rows, kv_heads, groups, step + 1)
+        out = out + torch.matmul(own_weights, own_values)
+        return out.reshape(rows, kv_heads * groups * dim)
+
+    @torch.no_grad()
+    def step(self, tokens: torch.Tensor, step: int) -> torch.Tensor:
+        """Feeds generated token number `step` (0-based) of every row; returns next-token logits `[rows, V]`."""
+        hidden = self.body.embed_tokens(tokens)[:, None]  # [rows, 1, D]
+        position_ids = (self.row_positions + step)[:, None]
+        cos, sin = self.body.rotary_emb(hidden, position_ids)
+        for index, layer in enumerate(self.layers):
+            residual = hidden
+            x = layer.input_layernorm(hidden)
+            q, k, v = self._qkv(layer, x, cos, sin)  # [rows, H(kv), 1, d]
+            self.generated[index, 0, :, :, step] = k[:, :, 0]
+            self.generated[index, 1, :, :, step] = v[:, :, 0]
+            out = self._decode_attention(q[:, :, 0], index, step)
+            hidden = residual + layer.self_attn.o_proj(out[:, None])
+            hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+        return self._logits(hidden[:, 0])
+
+    def release(self) -> None:
+        self.prefix_keys = self.prefix_values = self.generated = None
+
+
+class _BeamGroups:
+    """State of several independent beam searches per clip (one per group, group `g` with `beam_sizes[g]`
+    beams), stored padded to the largest beam size; padded slots hold -inf scores and are never chosen."""
+
+    def __init__(self, num_clips, beam_sizes, max_new_tokens, num_eos, device):
+        self.beam_sizes = list(beam_sizes)
+        num_groups, widest = len(beam_sizes), max(beam_sizes)
+        self.widest = widest
+        # transformers keeps (1 + number of EOS tokens, at least 2) x num_beams candidates per step.
+        self.keep_factor = max(2, 1 + num_eos)
+        sizes = torch.tensor(beam_sizes, device=device)
+        slot = torch.arange(widest, device=device)
+        self.slot_valid = slot[None, :] < sizes[:, None]  # [G, K]
+        candidate = torch.arange(self.keep_factor * widest, device=device)
+        self.candidate_valid = candidate[None, :] < self.keep_factor * sizes[:, None]  # [G, 2K]
+        self.candidate_top = candidate[None, :] < sizes[:, None]
+        offsets = torch.cumsum(sizes, 0) - sizes
+        self.slot_row = (offsets[:, None] + slot[None, :]).clamp(max=int(sizes.sum()) - 1)  # [G, K] row in clip
+        self.row_group = torch.repeat_interleave(torch.arange(num_groups, device=device), sizes)
+        self.row_slot = torch.cat([torch.arange(int(k), device=device) for k in beam_sizes])
+        shape = (num_clips, num_groups, widest)
+        neg_inf = float("-inf")
+        self.running_scores = torch.full(shape, _BEAM_PENALTY, device=device)
+        self.running_scores[..., 0] = 0.0
+        self.running_scores.masked_fill_(~self.slot_valid, neg_inf)
+        self.running_raw = torch.zeros(shape, device=device)
+        self.running_tokens = torch.zeros(*shape, max_new_tokens, dtype=torch.long, device=device)
+        self.running_parent = torch.zeros(shape, dtype=torch.long, device=device)
+        self.finished_scores = torch.full(shape, _BEAM_PENALTY, device=device).masked_fill_(~self.slot_valid, neg_inf)
+        self.finished_raw = torch.zeros(shape, device=device)
+        self.finished_tokens = torch.zeros(*shape, max_new_tokens, dtype=torch.long, device=device)
+        self.finished_lengths = torch.zeros(shape, dtype=torch.long, device=device)
+        self.is_finished = (~self.slot_valid).expand(shape).clone()
+        self.open = torch.ones(num_clips, num_groups, dtype=torch.bool, device=device)
+        self.all_hit = True
+
+    def select(self, groups: slice, log_probs, raw_log_probs, step, eos, max_new_tokens, length_penalty, early_stopping):
+        """One beam-search step for `groups`. `log_probs`: `[C, G', K, V]` per slot, the processed scores that rank;
+        `raw_log_probs`: `[C, rows_per_clip, V]`, the model's own log-probabilities that are reported."""
+        clips, num_groups, widest, vocab = log_probs.shape
+        slot_valid = self.slot_valid[groups]
+        candidate_valid, candidate_top = self.candidate_valid[groups], self.candidate_top[groups]
+        accumulated = log_probs + self.running_scores[:, groups, :, None]
+        top_scores, top_index = accumulated.reshape(clips, num_groups, widest * vocab).topk(self.keep_factor * widest, dim=-1)
+        top_scores = top_scores.masked_fill(~candidate_valid, float("-inf"))
+        parent = torch.div(top_index, vocab, rounding_mode="floor")
+        token = top_index % vocab
+        parent_row = self.slot_row[groups][None].expand(clips, -1, -1).gather(2, parent)
+        chosen_raw = raw_log_probs.reshape(clips, -1).gather(1, (parent_row * vocab + token).reshape(clips, -1))
+        raw = self.running_raw[:, groups].gather(2, parent) + chosen_raw.view_as(parent_row)
+        tokens = self.running_tokens[:, groups].gather(2, parent[..., None].expand(-1, -1, -1, max_new_tokens))
+        tokens[..., step] = token
+        hits = torch.zeros_like(token, dtype=torch.bool) if eos is None else torch.isin(token, eos)
+        if step + 1 >= max_new_tokens:
+            hits = torch.ones_like(hits)
+        self.all_hit = self.all_hit and bool(hits[:, candidate_valid].all())
+
+        # Next running beams: the best candidates that did not stop.
+        running = top_scores + hits.float() * _BEAM_PENALTY
+        order = running.topk(widest, dim=-1).indices
+        self.running_scores[:, groups] = running.gather(2, order).masked_fill(~slot_valid, float("-inf"))
+        self.running_raw[:, groups] = raw.gather(2, order)
+        self.running_tokens[:, groups] = tokens.gather(2, order[..., None].expand(-1, -1, -1, max_new_tokens))
+        self.running_parent[:, groups] = parent.gather(2, order)
+
+        # Finished hypotheses: the top `num_beams` candidates that stopped, ranked with the length penalty.
+        just_finished = hits & candidate_top
+        normalised = top_scores / float(step + 1) ** length_penalty
+        if early_stopping is True:
+            full = self.is_finished[:, groups].all(dim=-1, keepdim=True)
+            normalised = normalised + full.float() * _BEAM_PENALTY
+        normalised = normalised + (~self.open[:, groups, None]).float() * _BEAM_PENALTY
+        normalised = normalised + (~just_finished).float() * _BEAM_PENALTY
+        merged_scores = torch.cat([self.finished_scores[:, groups], normalised], dim=2)
+        keep = merged_scores.topk(widest, dim=-1).indices
+        lengths = torch.full_like(token, step + 1)
+        self.finished_scores[:, groups] = merged_scores.gather(2, keep).masked_fill(~slot_valid, float("-inf"))
+        self.finished_raw[:, groups] = torch.cat([self.finished_raw[:, groups], raw], 2).gather(2, keep)
+        merged_tokens = torch.cat([self.finished_tokens[:, groups], tokens], 2)
+        self.finished_tokens[:, groups] = merged_tokens.gather(2, keep[..., None].expand(-1, -1, -1, max_new_tokens))
+        self.finished_lengths[:, groups] = torch.cat([self.finished_lengths[:, groups], lengths], 2).gather(2, keep)
+        finished = torch.cat([self.is_finished[:, groups], just_finished], 2).gather(2, keep)
+        self.is_finished[:, groups] = finished | ~slot_valid
+
+    def update_open(self, generated_length, max_new_tokens, length_penalty, early_stopping) -> None:
+        """transformers' `_check_early_stop_heuristic`: can a running beam still beat the worst finished one?"""
+        if early_stopping == "never" and length_penalty > 0.0:
+            best_length = max_new_tokens
+        else:
+            best_length = generated_length
+        best_possible = self.running_scores[..., :1] / float(best_length) ** length_penalty
+        worst = self.finished_scores.masked_fill(~self.slot_valid, float("inf")).min(dim=-1, keepdim=True).values
+        worst_per_slot = torch.where(self.is_finished, worst, torch.full_like(worst, _BEAM_PENALTY))
+        self.open &= (best_possible > worst_per_slot).any(dim=-1)
+
+    def done(self, early_stopping) -> bool:
+        if not bool(self.open.any()) or self.all_hit:
+            return True
+        return early_stopping is True and bool(self.is_finished.all())
+
+    def next_rows(self, step: int):
+        """New token and parent row (within the clip) of every decoding row, `[C, rows_per_clip]` each."""
+        group, slot = self.row_group, self.row_slot
+        step_tokens = self.running_tokens[:, group, slot, step]
+        parent_slot = self.running_parent[:, group, slot]
+        parent_row = self.slot_row[group[None, :].expand_as(parent_slot), parent_slot]
+        return step_tokens, parent_row
+
+
+class FastCaptionGenerator:
+    """Prefix-sharing decoder for [`LLMAACForConditionalGeneration`] (see the module docstring).
+
+    Args:
+        model: the captioner (its language model must pass `fast_generation_unsupported_reason`).
+        kv_cache_bytes: key/value memory budget of one chunk of clips (prompt cache + generated tokens).
+            Default: 60 % of the free GPU memory on CUDA, 1 GiB on CPU.
+        max_prefill_tokens: prompt tokens run through the model at once (bounds activation memory).
+        max_clips_per_chunk: upper bound on clips decoded together.
+    """
+
+    def __init__(self, model, *, kv_cache_bytes: int | None = None, max_prefill_tokens: int = 16384,
+                 max_clips_per_chunk: int | None = None):
+        reason = fast_generation_unsupported_reason(model)
+        if reason is not None:
+            raise ValueError(f"fast generation is not available for this captioner: {reason}")
+        self.model = model
+        self.decoder = _PrefixSharedDecoder(_causal_lm_parts(model))
+        self.kv_cache_bytes = kv_cache_bytes
+        if int(max_prefill_tokens) < 1:
+            raise ValueError(f"max_prefill_tokens must be positive, got {max_prefill_tokens}")
+        self.max_prefill_tokens = int(max_prefill_tokens)
+        self.max_clips_per_chunk = max_clips_per_chunk
+
+    # ------------------------------------------------------------------------------ chunking
+    def _bytes_per_token(self) -> int:
+        d = self.decoder
+        return 2 * len(d.layers) * d.num_kv_heads * d.head_dim * torch.finfo(d.dtype).bits // 8
+
+    def _budget(self) -> int:
+        if self.kv_cache_bytes is not None:
+            return int(self.kv_cache_bytes)
+        device = self.decoder.device
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            return int(0.6 * free)
+        return 1 << 30
+
+    def _chunks(self, prompt_lengths: list[int], rows_per_clip: int, max_new_tokens: int) -> list[list[int]]:
+        """Clip indices grouped longest-prompt first, each group fitting the key/value budget."""
+        order = sorted(range(len(prompt_lengths)), key=lambda i: -prompt_lengths[i])
+        per_token, budget = self._bytes_per_token(), self._budget()
+        chunks, current = [], []
+        for index in order:
+            width = prompt_lengths[current[0]] if current else prompt_lengths[index]
+            need = (len(current) + 1) * (width + rows_per_clip * max_new_tokens) * per_token
+            limit_reached = self.max_clips_per_chunk is not None and len(current) >= self.max_clips_per_chunk
+            if current and (need > budget or limit_reached):
+                chunks.append(current)
+                current = []
+            current.append(index)
+        if current:
+            chunks.append(current)
+        # Input order inside a chunk: one chunk then draws its samples exactly as `generate` does.
+        return [sorted(chunk) for chunk in chunks]
+
+    # ------------------------------------------------------------------------------ inputs
+    def _check_inputs(self, input_ids, attention_mask):
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be [batch, tokens], got shape {tuple(input_ids.shape)}")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if attention_mask.shape != input_ids.shape:
+            raise ValueError(
+                f"attention_mask shape {tuple(attention_mask.shape)} differs from input_ids {tuple(input_ids.shape)}"
+            )
+        if bool((attention_mask[:, -1] == 0).any()):
+            rows = torch.nonzero(attention_mask[:, -1] == 0).flatten().tolist()
+            raise ValueError(
+                f"rows {rows} end with padding: fast generation needs left-padded prompts "
+                "(LLMAACProcessor pads on the left when no captions are given)"
+            )
+        return attention_mask
+
+    def _prefill_chunk(self, clip_indices, input_ids, attention_mask, input_features, feature_attention_mask):
+        """Prompt caches of the chunk's clips: (keys, values, mask, next-token logits), run in sub-batches."""
+        model, device = self.model, self.decoder.device
+        ids = input_ids[clip_indices]
+        mask = attention_mask[clip_indices]
+        width = int(mask.sum(-1).max())  # leading columns that are padding in every row are dropped
+        ids, mask = ids[:, -width:].to(device), mask[:, -width:].to(device)
+        per_batch = max(1, self.max_prefill_tokens // width)
+        keys, values, logits = None, None, []
+        for start in range(0, len(clip_indices), per_batch):
+            part = slice(start, start + per_batch)
+            part_ids, part_mask = ids[part], mask[part]
+            placeholders = part_ids == model.config.audio_token_id
+            embeds = model.get_input_embeddings()(part_ids.masked_fill(placeholders, 0))
+            if bool(placeholders.any()):
+                if input_features is None:
+                    raise ValueError("input_ids hold audio placeholders but no input_features were given")
+                rows = clip_indices[part]
+                features = input_features[rows]
+                frame_mask = feature_attention_mask[rows] if feature_attention_mask is not None else None
+                if frame_mask is not None:
+                    frames = int(frame_mask.sum(-1).max())
+                    frames = -(-frames // 16) * 16  # EAT's patch size: whole patches only
+                    features, frame_mask = features[:, :frames], frame_mask[:, :frames].to(device)
+                audio_embeds, audio_mask = model.get_audio_features(features.to(device), frame_mask)
+                embeds = model.merge_audio_embeddings(part_ids, embeds, audio_embeds, audio_mask)
+            part_keys, part_values, part_logits = self.decoder.prefill(embeds, part_mask)
+            if keys is None:
+                keys = [k.new_empty(len(clip_indices), *k.shape[1:]) for k in part_keys]
+                values = [v.new_empty(len(clip_indices), *v.shape[1:]) for v in part_values]
+            for layer in range(len(keys)):
+                keys[layer][part] = part_keys[layer]
+                values[layer][part] = part_values[layer]
+            logits.append(part_logits)
+        return keys, values, mask, torch.cat(logits)
+
+    @staticmethod
+    def _eos_tensor(eos_token_id, device):
+        if eos_token_id is None:
+            return None
+        ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+        return torch.tensor(ids, dtype=torch.long, device=device) if ids else None
+
+    @staticmethod
+    def _check_lengths(max_new_tokens, min_new_tokens):
+        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+        if not isinstance(min_new_tokens, int) or not 0 <= min_new_tokens <= max_new_tokens:
+            raise ValueError(f"min_new_tokens must be an integer in [0, max_new_tokens], got {min_new_tokens!r}")
+
+    @staticmethod
+    def _block_eos(log_probs, eos, step, min_new_tokens):
+        # transformers' MinNewTokensLengthLogitsProcessor: EOS impossible before `min_new_tokens`.
+        if eos is not None and step < min_new_tokens:
+            log_probs = log_probs.clone()
+            log_probs[..., eos] = float("-inf")
+        return log_probs
+
+    # ------------------------------------------------------------------------------ beam search
+    @torch.no_grad()
+    def beam_search(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        input_features: torch.Tensor | None = None,
+        feature_attention_mask: torch.Tensor | None = None,
+        *,
+        beam_sizes: tuple[int, ...] | list[int] = (4,),
+        num_return_sequences: int = 1,
+        max_new_tokens: int = 30,
+        min_new_tokens: int = 0,
+        length_penalty: float = 1.0,
+        early_stopping: bool | str = False,
+        eos_token_id: int | list[int] | None = None,
+        diversity_penalty: float = 0.0,
+    ) -> list[list[list[Hypothesis]]]:
+        """Beam searches over each clip's shared prompt cache.
+
+        Args:
+            input_ids, attention_mask, input_features, feature_attention_mask: the processor's output for
+                generation (left-padded prompts).
+            beam_sizes: one beam search per entry, all run together; `(4,)` is ordinary beam search with 4 beams,
+                `(2, 3, 4, 5, 6, 7, 8)` SLAM-AAC's CLAP-Refine (35 beams per clip).
+            num_return_sequences: best finished hypotheses returned per search (at most its beam size).
+            max_new_tokens, min_new_tokens, length_penalty, early_stopping, eos_token_id: as in `generate`.
+            diversity_penalty: > 0 makes the searches a *diverse* (group) beam search (Vijayakumar et al.):
+                at each step the groups choose in order, and a group's log-probabilities are lowered by
+                `diversity_penalty` times the number of times each token was just chosen by the earlier
+                groups (Hamming diversity). The penalty enters the ranking scores, not the reported
+                `log_prob_sum`.
+
+        Returns:
+            for each clip, for each search, its best `num_return_sequences` hypotheses, best first.
+        """
+        beam_sizes = [int(k) for k in beam_sizes]
+        if not beam_sizes or any(k < 1 for k in beam_sizes):
+            raise ValueError(f"beam_sizes must be positive integers, got {beam_sizes}")
+        if not 1 <= num_return_sequences <= min(beam_sizes):
+            raise ValueError(
+                f"num_return_sequences must be between 1 and the smallest beam size {min(beam_sizes)}, "
+                f"got {num_return_sequences}"
+            )
+        if diversity_penalty < 0:
+            raise ValueError(f"diversity_penalty must be >= 0, got {diversity_penalty}")
+        self._check_lengths(max_new_tokens, min_new_tokens)
+        attention_mask = self._check_inputs(input_ids, attention_mask)
+        rows_per_clip = sum(beam_sizes)
+        lengths = attention_mask.sum(-1).tolist()
+        results: list[Any] = [None] * input_ids.shape[0]
+        for chunk in self._chunks(lengths, rows_per_clip, max_new_tokens):
+            hypotheses = self._beam_search_chunk(
+                chunk, input_ids, attention_mask, input_features, feature_attention_mask, beam_sizes,
+                num_return_sequences, max_new_tokens, min_new_tokens, length_penalty, early_stopping,
+                eos_token_id, float(diversity_penalty),
+            )
+            for index, clip_hypotheses in zip(chunk, hypotheses):
+                results[index] = clip_hypotheses
+        return results
+
+    def _beam_search_chunk(self, chunk, input_ids, attention_mask, input_features, feature_attention_mask,
+                           beam_sizes, num_return, max_new_tokens, min_new_tokens, length_penalty,
+                           early_stopping, eos_token_id, diversity_penalty):
+        decoder, device = self.decoder, self.decoder.device
+        keys, values, prefix_mask, logits = self._prefill_chunk(
+            chunk, input_ids, attention_mask, input_features, feature_attention_mask
+        )
+        clips, rows_per_clip = len(chunk), sum(beam_sizes)
+        decoder.start(keys, values, prefix_mask, rows_per_clip, max_new_tokens)
+        del keys, values
+        eos = self._eos_tensor(eos_token_id, device)
+        state = _BeamGroups(clips, beam_sizes, max_new_tokens, 0 if eos is None else len(eos), device)
+        clip_offsets = torch.arange(clips, device=device)[:, None] * rows_per_clip
+        logits = logits.repeat_interleave(rows_per_clip, dim=0)  # every beam starts from the prompt
+        num_groups = len(beam_sizes)
+        try:
+            for step in range(max_new_tokens):
+                raw = torch.log_softmax(logits.float(), dim=-1).view(clips, rows_per_clip, -1)
+                processed = self._block_eos(raw, eos, step, min_new_tokens)
+                slot_processed = processed[:, state.slot_row]  # [C, G, K, V]
+                state.all_hit = True
+                if diversity_penalty > 0 and num_groups > 1:
+                    counts = torch.zeros(clips, raw.shape[-1], device=device)
+                    for group in range(num_groups):
+                        part = slice(group, group + 1)
+                        penalised = slot_processed[:, part] - diversity_penalty * counts[:, None, None, :]
+                        state.select(part, penalised, raw, step, eos, max_new_tokens,
+                                     length_penalty, early_stopping)
+                        chosen = state.running_tokens[:, group, : beam_sizes[group], step]
+                        counts.scatter_add_(1, chosen, torch.ones_like(chosen, dtype=counts.dtype))
+                else:
+                    state.select(slice(None), slot_processed, raw, step, eos, max_new_tokens,
+                                 length_penalty, early_stopping)
+                state.update_open(step + 1, max_new_tokens, length_penalty, early_stopping)
+                if step + 1 >= max_new_tokens or state.done(early_stopping):
+                    break
+                tokens, parent_rows = state.next_rows(step)
+                decoder.reorder((parent_rows + clip_offsets).flatten(), step)
+                logits = decoder.step(tokens.flatten(), step)
+        finally:
+            decoder.release()
+        return self._collect_beams(state, beam_sizes, num_return)
+
+    @staticmethod
+    def _collect_beams(state, beam_sizes, num_return):
+        scores = state.finished_scores.tolist()
+        raws = state.finished_raw.tolist()
+        lengths = state.finished_lengths.tolist()
+        tokens = state.finished_tokens.cpu()
+        output = []
+        for clip in range(len(scores)):
+            groups = []
+            for group, size in enumerate(beam_sizes):
+                hyps = []
+                for slot in range(num_return):
+                    length = lengths[clip][group][slot]
+                    hyps.append(Hypothesis(tokens[clip, group, slot, :length].tolist(), raws[clip][group][slot],
+                                           scores[clip][group][slot]))
+                groups.append(hyps)
+            output.append(groups)
+        return output
+
+    # ------------------------------------------------------------------------------ sampling / greedy
+    @torch.no_grad()
+    def sample(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        input_features: torch.Tensor | None = None,
+        feature_attention_mask: torch.Tensor | None = None,
+        *,
+        num_return_sequences: int = 1,
+        do_sample: bool = True,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        max_new_tokens: int = 30,
+        min_new_tokens: int = 0,
+        eos_token_id: int | list[int] | None = None,
+        pad_token_id: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> list[list[Hypothesis]]:
+        """Greedy decoding (`do_sample=False`) or multinomial sampling of `num_return_sequences` captions per clip.
+
+        Sampling follows transformers' order of logits warpers (temperature, then top-k, then top-p) and draws
+        one `torch.multinomial` per step over all rows, as `generate` does. Returns for each clip its
+        hypotheses in sampling order; `score` is the mean log-probability.
+        """
+        if num_return_sequences < 1:
+            raise ValueError(f"num_return_sequences must be positive, got {num_return_sequences}")
+        if do_sample and not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if top_p is not None and not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        if top_k is not None and top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {top_k}")
+        self._check_lengths(max_new_tokens, min_new_tokens)
+        attention_mask = self._check_inputs(input_ids, attention_mask)
+        lengths = attention_mask.sum(-1).tolist()
+        results: list[Any] = [None] * input_ids.shape[0]
+        for chunk in self._chunks(lengths, num_return_sequences, max_new_tokens):
+            hyps = self._sample_chunk(
+                chunk, input_ids, attention_mask, input_features, feature_attention_mask, num_return_sequences,
+                do_sample, temperature, top_k, top_p, max_new_tokens, min_new_tokens, eos_token_id, pad_token_id,
+                generator,
+            )
+            for index, clip_hyps in zip(chunk, hyps):
+                results[index] = clip_hyps
+        return results
+
+    @staticmethod
+    def _warp(logits, temperature, top_k, top_p):
+        if temperature != 1.0:
+            logits = logits / temperature
+        if top_k:
+            k = min(int(top_k), logits.shape[-1])
+            threshold = logits.topk(k, dim=-1).values[..., -1:]
+            logits = logits.masked_fill(logits < threshold, float("-inf"))
+        if top_p is not None and top_p < 1.0:
+            sorted_logits, sorted_index = logits.sort(dim=-1, descending=False)
+            cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+            remove = cumulative <= (1 - top_p)
+            remove[..., -1:] = False  # keep at least one token
+            logits = logits.masked_fill(remove.scatter(-1, sorted_index, remove), float("-inf"))
+        return logits
+
+    def _sample_chunk(self, chunk, input_ids, attention_mask, input_features, feature_attention_mask, per_clip,
+                      do_sample, temperature, top_k, top_p, max_new_tokens, min_new_tokens, eos_token_id, pad_token_id,
+                      generator):
+        decoder, device = self.decoder, self.decoder.device
+        keys, values, prefix_mask, logits = self._prefill_chunk(
+            chunk, input_ids, attention_mask, input_features, feature_attention_mask
+        )
+        decoder.start(keys, values, prefix_mask, per_clip, max_new_tokens)
+        del keys, values
+        eos = self._eos_tensor(eos_token_id, device)
+        rows = len(chunk) * per_clip
+        logits = logits.repeat_interleave(per_clip, dim=0)
+        tokens = torch.zeros(rows, max_new_tokens, dtype=torch.long, device=device)
+        raw_sums = torch.zeros(rows, device=device)
+        lengths = torch.zeros(rows, dtype=torch.long, device=device)
+        unfinished = torch.ones(rows, dtype=torch.bool, device=device)
+        try:
+            for step in range(max_new_tokens):
+                logits = logits.float()
+                raw = torch.log_softmax(logits, dim=-1)
+                if eos is not None and step < min_new_tokens:
+                    logits[:, eos] = float("-inf")
+                if do_sample:
+                    probs = self._warp(logits, temperature, top_k, top_p).softmax(dim=-1)
+                    chosen = torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
+                else:
+                    chosen = logits.argmax(dim=-1)
+                # Finished rows keep feeding the pad token, as `generate` does.
+                chosen = torch.where(unfinished, chosen, torch.full_like(chosen, pad_token_id or 0))
+                tokens[:, step] = chosen
+                raw_sums += torch.where(unfinished, raw.gather(1, chosen[:, None]).squeeze(1), torch.zeros_like(raw_sums))
+                lengths += unfinished.long()
+                if eos is not None:
+                    unfinished &= ~torch.isin(chosen, eos)
+                if step + 1 >= max_new_tokens or not bool(unfinished.any()):
+                    break
+                logits = decoder.step(chosen, step)
+        finally:
+            decoder.release()
+        tokens, raw_sums, lengths = tokens.cpu(), raw_sums.tolist(), lengths.tolist()
+        output = []
+        for clip in range(len(chunk)):
+            hyps = []
+            for row in range(clip * per_clip, (clip + 1) * per_clip):
+                total = raw_sums[row]
+                hyps.append(Hypothesis(tokens[row, : lengths[row]].tolist(), total, total / max(1, lengths[row])))
+            output.append(hyps)
+        return output
+
+
+__all__ = ["FastCaptionGenerator", "Hypothesis", "SUPPORTED_MODEL_TYPES", "fast_generation_unsupported_reason"]
