@@ -257,8 +257,9 @@ def test_save_load_round_trip_and_encoder_export(tmp_path):
     for key, value in model.state_dict().items():
         assert torch.equal(value, loaded.state_dict()[key]), key
 
-    from transformers import AutoModel
+    from transformers import AutoModel, AutoModelForPreTraining
 
+    assert isinstance(AutoModelForPreTraining.from_pretrained(tmp_path / "pretraining"), EATForPreTraining)
     model.eat.save_pretrained(tmp_path / "encoder")
     encoder = AutoModel.from_pretrained(tmp_path / "encoder")
     assert isinstance(encoder, EATModel)
