@@ -5,7 +5,7 @@
 #
 #   MODE  cwt | fbank  one GPU, Morlet scalogram (64 bins) or Kaldi fbank (128 bins) input
 #         both         cwt on GPU 0 and fbank on GPU 1 at the same time (a 2-GPU machine)
-#         ddp2         fbank on 2 GPUs, data parallel through `accelerate launch`, same global batch
+#         ddp2         fbank on 2 GPUs, data parallel through `accelerate launch` (its python -m form), same global batch
 #                      (2 x MICRO_BATCH) as the 1-GPU runs (MICRO_BATCH x 2 accumulation steps)
 #
 # Each mode fits one 10-minute command on a fresh machine: the synthetic corpus's training clips are
@@ -107,7 +107,7 @@ case "$MODE" in
         collect fbank_1gpu "$WORK_DIR/fbank_1gpu"
         ;;
     ddp2)
-        accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision bf16 \
+        python3 -m accelerate.commands.launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision bf16 \
             --dynamo_backend no train/pretrain_eat.py $(common_args fbank "$WORK_DIR/fbank_2gpu") \
             --per_device_train_batch_size "$MICRO_BATCH" --gradient_accumulation_steps 1 \
             > "$WORK_DIR/fbank_2gpu_train.log" 2>&1 || { tail -50 "$WORK_DIR/fbank_2gpu_train.log"; exit 1; }
