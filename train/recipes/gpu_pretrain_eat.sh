@@ -45,6 +45,8 @@ if ! python3 -c "import llm_aac.train.pretrain_eat" 2>/dev/null; then
     export PYTHONPATH="$SHIM:$REPO${PYTHONPATH:+:$PYTHONPATH}"
 fi
 python3 -c "import torch, transformers, accelerate; print('torch', torch.__version__, 'transformers', transformers.__version__, 'accelerate', accelerate.__version__, 'GPUs', torch.cuda.device_count())"
+# Fail before the synthesis if the package cannot be imported here.
+python3 -c "import modeling_llm_aac, llm_aac.train.feature_cache, llm_aac.processing.synthetic"
 
 case "$MODE" in
     cwt|fbank|both|ddp2) ;;
