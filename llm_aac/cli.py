@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "convert-eat": ("llm_aac.convert_eat", "convert an official EAT .pt or HF-port folder to a transformers EATModel folder"),
     "convert-clap": ("modeling_llm_aac.convert_laion_clap", "convert a laion-clap .pt checkpoint to a transformers ClapModel folder"),
     "synth": ("llm_aac.processing.synthetic", "write the synthetic captioning corpus (scenes, 5 captions, ground truth)"),
+    "caption": ("llm_aac.caption", "caption audio files with a saved captioner (optionally CLAP-rescored candidates)"),
 }
 
 
