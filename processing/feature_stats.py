@@ -16,8 +16,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# Bins whose measured std is below this (e.g. constant padding bins) would blow up on division.
-MIN_FEATURE_STD = 1e-5
+# Bins that (almost) never vary, e.g. Kaldi mel bins narrower than one FFT bin that sit at the log
+# floor, would turn float rounding noise into unit-size values when divided by their own std: their
+# std is raised to a thousandth of the median bin's (and never below an absolute 1e-6).
+MIN_RELATIVE_STD = 1e-3
+MIN_FEATURE_STD = 1e-6
 
 
 @dataclass
@@ -129,11 +132,15 @@ class FeatureStatistics:
         with open(path) as f:
             return cls.from_dict(json.load(f))
 
-    def apply_to(self, feature_extractor, *, min_std: float = MIN_FEATURE_STD):
-        """Store per-bin mean/std in `feature_extractor.feature_mean` / `feature_std` (in place).
+    def normalization_std(self, *, min_relative_std: float = MIN_RELATIVE_STD, min_std: float = MIN_FEATURE_STD) -> np.ndarray:
+        """Per-bin std to divide by: the measured std, floored at `min_relative_std` x the median
+        bin's std and at `min_std` (constant bins would otherwise amplify rounding noise)."""
+        std = self.std
+        return np.maximum(std, max(min_std, min_relative_std * float(np.median(std))))
 
-        Stds below `min_std` (bins that never vary) are raised to `min_std`.
-        """
+    def apply_to(self, feature_extractor, *, min_relative_std: float = MIN_RELATIVE_STD, min_std: float = MIN_FEATURE_STD):
+        """Store per-bin mean / `normalization_std` in `feature_extractor.feature_mean` /
+        `feature_std` (in place) and return the extractor."""
         self._require_data()
         expected = getattr(feature_extractor, "feature_size", None)
         if expected is not None and expected != self.num_bins:
@@ -141,7 +148,7 @@ class FeatureStatistics:
                 f"Statistics cover {self.num_bins} bins but the feature extractor produces {expected}."
             )
         feature_extractor.feature_mean = self.mean.tolist()
-        feature_extractor.feature_std = np.maximum(self.std, min_std).tolist()
+        feature_extractor.feature_std = self.normalization_std(min_relative_std=min_relative_std, min_std=min_std).tolist()
         return feature_extractor
 
     def _require_data(self) -> None:

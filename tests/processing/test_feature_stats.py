@@ -75,7 +75,12 @@ def test_streaming_pass_over_arrow_and_apply_to_extractor():
     extractor = streamed.apply_to(Extractor())
     assert extractor.feature_mean == streamed.mean.tolist() and len(extractor.feature_std) == 5
     constant = FeatureStatistics().update(np.ones((3, 5), np.float32))
-    assert constant.apply_to(Extractor()).feature_std == [1e-5] * 5
+    assert constant.apply_to(Extractor()).feature_std == [1e-6] * 5
+    one_flat_bin = np.random.default_rng(0).standard_normal((50, 5)).astype(np.float32)
+    one_flat_bin[:, 2] = -15.9
+    floored = FeatureStatistics().update(one_flat_bin)
+    std = floored.apply_to(Extractor()).feature_std
+    assert std[2] == pytest.approx(1e-3 * np.median(floored.std)) and std[0] == floored.std[0]
     Extractor.feature_size = 4
     with pytest.raises(ValueError, match="5 bins but the feature extractor produces 4"):
         streamed.apply_to(Extractor())
