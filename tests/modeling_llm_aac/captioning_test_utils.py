@@ -43,7 +43,7 @@ def tiny_captioner(seed: int = 0, eos_boost: float = 1.6):
     return model.eval(), processor
 
 
-def test_clips(seed: int = 0, seconds=(1.0, 2.3, 1.6), rate: int = 16000) -> list[np.ndarray]:
+def audio_clips(seed: int = 0, seconds=(1.0, 2.3, 1.6), rate: int = 16000) -> list[np.ndarray]:
     """Noise bursts and tones of different lengths (so that batches need padding)."""
     rng = np.random.default_rng(seed)
     clips = []

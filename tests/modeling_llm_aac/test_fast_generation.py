@@ -1,0 +1,171 @@
+"""FastCaptionGenerator gives generate's tokens and scores (beam search, several beam sizes at once, greedy,
+sampling), whatever the chunking; reported log-probabilities equal a teacher-forced forward pass."""
+
+import pytest
+import torch
+from llm_aac_test_utils import EOS, PAD, TINY_LORA, prompt_batch, random_features, tiny_model
+
+from modeling_llm_aac.fast_generation import FastCaptionGenerator, fast_generation_unsupported_reason
+
+FRAMES = [98, 230, 160]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny tensors: a second OpenMP thread only adds synchronisation (milliseconds per op on a busy machine).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_inputs(model, frames=FRAMES, seed=0):
+    features, mask = random_features(frames, seed=seed)
+    return {**prompt_batch(model.config, frames), "input_features": features, "feature_attention_mask": mask}
+
+
+def make_model(eos_boost=1.6, lora=None, seed=1):
+    model = tiny_model("linear", lora=lora, seed=seed)
+    with torch.no_grad():  # captions of varied lengths: finished beams and early stopping get exercised
+        model.get_output_embeddings().weight[EOS] *= eos_boost
+    return model
+
+
+def generated(row, length):
+    """generate's row without the filling after the hypothesis (beam search fills with `pad_token_id or eos`)."""
+    assert all(token in (PAD, EOS) for token in row[length:]), row
+    return row[:length]
+
+
+@pytest.mark.parametrize("num_beams,length_penalty,early_stopping", [(2, 1.0, False), (3, 0.5, True), (4, 1.0, "never")])
+def test_beam_search_equals_generate(num_beams, length_penalty, early_stopping):
+    model = make_model()
+    inputs = make_inputs(model)
+    width = inputs["input_ids"].shape[1]
+    reference = model.generate(
+        **inputs, max_new_tokens=10, num_beams=num_beams, num_return_sequences=num_beams, do_sample=False,
+        length_penalty=length_penalty, early_stopping=early_stopping, eos_token_id=EOS, pad_token_id=PAD,
+        return_dict_in_generate=True, output_scores=True,
+    )
+    fast = FastCaptionGenerator(model).beam_search(
+        **inputs, beam_sizes=(num_beams,), num_return_sequences=num_beams, max_new_tokens=10,
+        length_penalty=length_penalty, early_stopping=early_stopping, eos_token_id=EOS,
+    )
+    lengths = set()
+    for clip in range(len(FRAMES)):
+        for rank, hypothesis in enumerate(fast[clip][0]):
+            row = reference.sequences[clip * num_beams + rank, width:].tolist()
+            assert hypothesis.tokens == generated(row, hypothesis.num_tokens)
+            assert hypothesis.score == pytest.approx(float(reference.sequences_scores[clip * num_beams + rank]), abs=1e-5)
+            lengths.add(hypothesis.num_tokens)
+    assert len(lengths) > 1  # some hypotheses ended with EOS before the limit
+
+
+def test_all_slam_beam_sizes_in_one_pass_equal_separate_generate_calls():
+    model = make_model()
+    inputs = make_inputs(model)
+    width = inputs["input_ids"].shape[1]
+    sizes = (2, 3, 4, 5)
+    # Chunks of two clips: the chunking must not change anything either.
+    fast = FastCaptionGenerator(model, max_clips_per_chunk=2).beam_search(
+        **inputs, beam_sizes=sizes, max_new_tokens=8, eos_token_id=EOS
+    )
+    for group, size in enumerate(sizes):
+        reference = model.generate(
+            **inputs, max_new_tokens=8, num_beams=size, do_sample=False, eos_token_id=EOS, pad_token_id=PAD,
+            return_dict_in_generate=True, output_scores=True,
+        )
+        for clip in range(len(FRAMES)):
+            best = fast[clip][group][0]
+            assert best.tokens == generated(reference.sequences[clip, width:].tolist(), best.num_tokens)
+            assert best.score == pytest.approx(float(reference.sequences_scores[clip]), abs=1e-5)
+
+
+def test_min_new_tokens_and_greedy_equal_generate():
+    model = make_model(eos_boost=2.5)
+    inputs = make_inputs(model)
+    width = inputs["input_ids"].shape[1]
+    generator = FastCaptionGenerator(model)
+    reference = model.generate(**inputs, max_new_tokens=9, min_new_tokens=6, num_beams=3, do_sample=False,
+                               eos_token_id=EOS, pad_token_id=PAD)
+    fast = generator.beam_search(**inputs, beam_sizes=(3,), max_new_tokens=9, min_new_tokens=6, eos_token_id=EOS)
+    for clip in range(len(FRAMES)):
+        best = fast[clip][0][0]
+        assert best.num_tokens >= 6 and best.tokens == generated(reference[clip, width:].tolist(), best.num_tokens)
+
+    greedy = model.generate(**inputs, max_new_tokens=9, do_sample=False, eos_token_id=EOS, pad_token_id=PAD)
+    fast = generator.sample(**inputs, do_sample=False, max_new_tokens=9, eos_token_id=EOS, pad_token_id=PAD)
+    for clip in range(len(FRAMES)):
+        assert fast[clip][0].tokens == generated(greedy[clip, width:].tolist(), fast[clip][0].num_tokens)
+
+
+def test_sampling_draws_what_generate_draws():
+    model = make_model(eos_boost=1.0)
+    inputs = make_inputs(model)
+    width = inputs["input_ids"].shape[1]
+    options = dict(do_sample=True, temperature=0.8, top_k=20, top_p=0.9, num_return_sequences=3)
+    torch.manual_seed(5)
+    reference = model.generate(**inputs, max_new_tokens=4, eos_token_id=EOS, pad_token_id=PAD, **options)
+    torch.manual_seed(5)
+    fast = FastCaptionGenerator(model).sample(**inputs, max_new_tokens=4, eos_token_id=EOS, pad_token_id=PAD, **options)
+    rows = [hyp.tokens for clip in fast for hyp in clip]
+    assert rows == [reference[row, width:width + len(tokens)].tolist() for row, tokens in enumerate(rows)]
+    assert len({tuple(r) for r in rows}) > 1
+
+
+def test_reported_log_probabilities_equal_a_teacher_forced_pass():
+    model = make_model(lora=TINY_LORA)  # the LoRA adapter must be in the fast path too
+    inputs = make_inputs(model, frames=[98, 160])
+    hypotheses = FastCaptionGenerator(model).beam_search(
+        **inputs, beam_sizes=(2, 3), num_return_sequences=2, max_new_tokens=7, eos_token_id=EOS
+    )
+    for clip in range(2):
+        for group in hypotheses[clip]:
+            for hyp in group:
+                ids = torch.cat([inputs["input_ids"][clip:clip + 1], torch.tensor([hyp.tokens])], dim=1)
+                mask = torch.cat([inputs["attention_mask"][clip:clip + 1], torch.ones(1, hyp.num_tokens, dtype=torch.long)], 1)
+                with torch.no_grad():
+                    logits = model(input_ids=ids, attention_mask=mask,
+                                   input_features=inputs["input_features"][clip:clip + 1],
+                                   feature_attention_mask=inputs["feature_attention_mask"][clip:clip + 1]).logits
+                log_probs = logits[0, -hyp.num_tokens - 1:-1].float().log_softmax(-1)
+                expected = log_probs.gather(1, torch.tensor(hyp.tokens)[:, None]).sum()
+                assert hyp.log_prob_sum == pytest.approx(float(expected), abs=1e-4)
+                assert hyp.mean_log_prob == pytest.approx(float(expected) / hyp.num_tokens, abs=1e-4)
+
+
+def test_diverse_groups_spread_over_first_tokens():
+    model = make_model(eos_boost=1.0)
+    inputs = make_inputs(model, frames=[98])
+    generator = FastCaptionGenerator(model)
+    plain = generator.beam_search(**inputs, beam_sizes=(2, 2, 2), max_new_tokens=5)
+    # Without a penalty the groups are the same search; with a large one no first token repeats.
+    assert len({tuple(group[0].tokens) for group in plain[0]}) == 1
+    diverse = generator.beam_search(**inputs, beam_sizes=(2, 2, 2), max_new_tokens=5, diversity_penalty=100.0)
+    assert len({group[0].tokens[0] for group in diverse[0]}) == 3
+    assert diverse[0][0][0].tokens == plain[0][0][0].tokens  # the first group is never penalised
+
+
+def test_unsupported_models_and_bad_inputs_raise_clear_errors():
+    from transformers import GPT2Config
+
+    model = make_model()
+    assert fast_generation_unsupported_reason(model) is None
+    gpt2 = tiny_model("linear", seed=0)
+    gpt2.get_base_language_model().config.model_type = "gpt2"  # pretend: the layout check names the type
+    assert "gpt2" in fast_generation_unsupported_reason(gpt2)
+    with pytest.raises(ValueError, match="not available"):
+        FastCaptionGenerator(gpt2)
+    assert GPT2Config  # transformers still has the class the message refers to
+
+    generator = FastCaptionGenerator(model)
+    inputs = make_inputs(model, frames=[98, 230])
+    right = prompt_batch(model.config, [98, 230], padding_side="right")
+    with pytest.raises(ValueError, match="left-padded"):
+        generator.beam_search(**{**inputs, **right}, max_new_tokens=3)
+    with pytest.raises(ValueError, match="num_return_sequences"):
+        generator.beam_search(**inputs, beam_sizes=(2, 3), num_return_sequences=3)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        generator.sample(**inputs, max_new_tokens=0)
+    with pytest.raises(ValueError, match="input_features"):
+        generator.beam_search(**{k: v for k, v in inputs.items() if k != "input_features"}, max_new_tokens=3)
