@@ -1,0 +1,626 @@
+"""`llm-aac evaluate`: caption a dataset split with a saved captioner and score it the DCASE way.
+
+    llm-aac evaluate --model runs/aac-7b --dataset clotho --data-dir data/clotho --split evaluation \
+        --compare-rescoring --clap laion/clap-htsat-unfused --output results/clotho-eval
+    llm-aac evaluate --model runs/aac-small --dataset synthetic --data-dir data/synth --metrics fast --output out/
+
+Systems (each scored separately, side by side):
+
+* `beam_search` -- plain decoding with the captioner's generation config (SLAM-AAC: beam 4), or
+  `--num-beams` / `--max-new-tokens`;
+* `clap_rescoring` -- caption candidates (`--candidates slam|single|sample`, default SLAM-AAC's 7 beam
+  searches) re-ranked by a CLAP scorer (`--clap`, or the scorer saved with the captioner), optionally
+  fused with the captioner's log-probability (`--lm-weight`).
+
+By default only `beam_search` runs; `--clap` alone runs `clap_rescoring`; `--compare-rescoring` runs both
+in one pass. When the plain decoding is a beam search whose beam size is one of the SLAM candidates'
+(and its length penalty, length limits and stopping rule are the candidates'), its caption IS that
+candidate, so it is read off the candidates instead of decoded a second time.
+
+Captioning goes through `modeling_llm_aac.caption_candidates` (candidates and plain decoding) and the
+CLAP scorers of `modeling_llm_aac.clap_scoring`, with the model, processor and scorer loaded by
+`AudioCaptioningPipeline`; clips are batched (`--batch-size`) on the GPU when there is one.
+
+Outputs in `--output`:
+
+* `predictions-<system>.jsonl` -- one line per clip: `file`, `split`, `prediction`, `candidates`
+  (each with `caption`, `log_prob`, `origin` and, when rescored, `clap_score` and the fused `score`,
+  best first), `references`;
+* `metrics.json` -- per split and system, the caption metrics (`CaptionMetricsResult.to_dict()`) and,
+  for the synthetic corpus, semantic accuracy (events, counts, order, overlap); plus the settings and
+  timings;
+* `metrics.md` -- the same as markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+BEAM_SEARCH = "beam_search"
+CLAP_RESCORING = "clap_rescoring"
+SYSTEMS = (BEAM_SEARCH, CLAP_RESCORING)
+DATASETS = ("clotho", "audiocaps", "synthetic")
+DEFAULT_SPLITS = {
+    "clotho": ("evaluation",),
+    "audiocaps": ("test",),
+    "synthetic": ("test", "compositional"),
+}
+DEFAULT_SYNTHETIC_CLIPS = 100
+METRICS_FILE = "metrics.json"
+REPORT_FILE = "metrics.md"
+# Plain-decoding options under which its beam search equals one of the SLAM candidates' searches.
+_NEUTRAL_STOPPING = (None, False)
+
+
+def predictions_file(system: str) -> str:
+    return f"predictions-{system}.jsonl"
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+def _generated_synthetic_split(split: str, num_clips: int, seed: int) -> list[dict]:
+    """Clips 0..num_clips-1 of `split` of the synthetic corpus, rendered in memory (same clips as `llm-aac synth`)."""
+    from llm_aac.processing.synthetic import generate_clip
+
+    rows = []
+    for index in range(num_clips):
+        clip = generate_clip(seed, index, split)
+        rows.append({
+            "audio": {"array": clip["audio"], "sampling_rate": clip["sampling_rate"]},
+            "captions": clip["captions"],
+            "events": clip["events"],
+            "file_name": clip["file_name"],
+            "split": split,
+        })
+    return rows
+
+
+def load_evaluation_split(
+    dataset: str,
+    split: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    max_clips: int | None = None,
+    synthetic_seed: int = 0,
+):
+    """Rows of one split with `audio` and `captions` (and `events` for the synthetic corpus).
+
+    Args:
+        dataset: `clotho`, `audiocaps` (published layouts under `data_dir`), `synthetic` (an `llm-aac
+            synth` folder as `data_dir`, or, without one, clips rendered in memory), or any path / Hub id
+            `processing.loaders.load_aac_dataset` reads (it must give a `captions` column).
+        split: the split name (Clotho `development` / `validation` / `evaluation`, AudioCaps `train` / `val` /
+            `test`, synthetic `train` / `validation` / `test` / `compositional`).
+        max_clips: keep the first clips only (synthetic without `data_dir`: how many to render, default 100).
+        synthetic_seed: seed of the in-memory synthetic clips.
+    """
+    from llm_aac.processing.loaders import load_aac_dataset, load_saved_dataset
+
+    if dataset in ("clotho", "audiocaps"):
+        if data_dir is None:
+            raise ValueError(
+                f"--data-dir is required for {dataset}: the folder of its published layout "
+                "(see processing/loaders.py; it cannot be downloaded here)"
+            )
+        rows = load_aac_dataset(data_dir, split, kind=dataset)
+    elif dataset == "synthetic":
+        if data_dir is None:
+            count = DEFAULT_SYNTHETIC_CLIPS if max_clips is None else int(max_clips)
+            if count < 1:
+                raise ValueError(f"max_clips must be >= 1, got {max_clips}")
+            return _generated_synthetic_split(split, count, synthetic_seed)
+        rows = load_saved_dataset(data_dir, split)
+        if "events" not in rows.column_names:
+            raise ValueError(f"{data_dir!r} is not a synthetic corpus: no 'events' column ({rows.column_names})")
+    else:
+        if data_dir is not None:
+            raise ValueError(f"--data-dir only applies to {DATASETS}; {dataset!r} is itself the location")
+        rows = load_aac_dataset(dataset, split)
+    if hasattr(rows, "keys") and not hasattr(rows, "column_names"):
+        raise ValueError(f"{dataset!r} split {split!r} resolved to several splits ({list(rows.keys())}); name one")
+    if "captions" not in rows.column_names:
+        raise ValueError(f"{dataset!r} split {split!r} has no 'captions' column (reference captions); columns: {rows.column_names}")
+    if max_clips is not None and max_clips > 0 and len(rows) > max_clips:
+        rows = rows.select(range(int(max_clips)))
+    if len(rows) == 0:
+        raise ValueError(f"{dataset!r} split {split!r} has no clips")
+    return rows
+
+
+def clip_name(row: Mapping, index: int) -> str:
+    """A stable name for a clip in the predictions file (file name, AudioCaps id, or the row index)."""
+    if row.get("file_name"):
+        return str(row["file_name"])
+    if row.get("youtube_id"):
+        return f"{row['youtube_id']}_{row.get('start_time', 0)}"
+    audio = row.get("audio")
+    if isinstance(audio, Mapping) and audio.get("path"):
+        return os.path.basename(str(audio["path"]))
+    return str(index)
+
+
+class _DecodedClips:
+    """Map-style dataset: row -> decoded mono audio + what the outputs need (decoding runs in loader workers)."""
+
+    def __init__(self, rows, split: str):
+        self.rows = rows
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict:
+        from llm_aac.processing.audio_io import decode_audio
+
+        row = self.rows[index]
+        name = clip_name(row, index)
+        try:
+            samples, rate = decode_audio(row["audio"])
+        except ValueError as err:
+            raise ValueError(f"{self.split} clip {index} ({name}): {err}") from None
+        references = list(row["captions"])
+        return {
+            "array": samples,
+            "sampling_rate": rate,
+            "file": name,
+            "references": references,
+            "events": row.get("events"),
+        }
+
+
+def _as_list_batch(items: list[dict]) -> list[dict]:
+    return items
+
+
+# ------------------------------------------------------------------------------------------ captioning
+
+
+@dataclass
+class CaptioningPlan:
+    """What runs: the systems, the candidate options and plain-decoding overrides, and whether the plain
+    beam search is read off the candidates."""
+
+    systems: tuple[str, ...]
+    candidate_options: Any = None  # CandidateOptions
+    generate_kwargs: dict = field(default_factory=dict)
+    lm_weight: float | None = None
+    reuse_beam: int | None = None  # beam size whose SLAM candidate is the plain caption
+    reuse_reason: str = ""
+
+
+def plan_captioning(model, systems: Sequence[str], candidate_options, generate_kwargs: Mapping | None,
+                    lm_weight: float | None = None) -> CaptioningPlan:
+    """Decide whether plain decoding can be read off the candidates (see the module docstring)."""
+    from modeling_llm_aac.caption_candidates import generation_settings, unsupported_fast_options
+
+    systems = tuple(systems)
+    unknown = [s for s in systems if s not in SYSTEMS]
+    if unknown or not systems:
+        raise ValueError(f"systems must be among {SYSTEMS}, got {list(systems)}")
+    plan = CaptioningPlan(systems, candidate_options, dict(generate_kwargs or {}), lm_weight)
+    if not (BEAM_SEARCH in systems and CLAP_RESCORING in systems):
+        return plan
+    settings = generation_settings(model, plan.generate_kwargs)
+    # transformers 5 keeps unset options as None and applies its defaults inside `generate`.
+    length_penalty = 1.0 if settings.get("length_penalty") is None else float(settings["length_penalty"])
+    num_beams = int(settings.get("num_beams") or 1)
+    options = candidate_options
+    default_max = getattr(model.generation_config, "max_new_tokens", None)
+    checks = [
+        (options.strategy == "slam", f"candidates are {options.strategy!r}, not SLAM beam searches"),
+        (num_beams > 1 and not settings.get("do_sample"), "plain decoding is not a beam search"),
+        (num_beams in options.beam_sizes, f"beam size {num_beams} is not among the candidates' {options.beam_sizes}"),
+        (length_penalty == float(options.length_penalty), "length penalties differ"),
+        (settings.get("early_stopping") in _NEUTRAL_STOPPING, "plain decoding stops early"),
+        ((options.max_new_tokens or default_max) == settings.get("max_new_tokens", default_max), "max_new_tokens differ"),
+        (int(settings.get("min_new_tokens") or 0) == int(options.min_new_tokens), "min_new_tokens differ"),
+        (not unsupported_fast_options(settings), "plain decoding uses options the candidates do not apply"),
+    ]
+    failed = [reason for ok, reason in checks if not ok]
+    if failed:
+        plan.reuse_reason = "; ".join(failed)
+    else:
+        plan.reuse_beam = num_beams
+        plan.reuse_reason = f"plain beam search (beam {num_beams}) is the SLAM candidate 'beams={num_beams}'"
+    return plan
+
+
+def _candidate_entry(candidate) -> dict:
+    return {"caption": candidate.text, "log_prob": candidate.log_prob, "origin": candidate.origin}
+
+
+def caption_batch(model, processor, scorer, clips: list[dict], plan: CaptioningPlan) -> dict[str, list[dict]]:
+    """Captions of a batch of decoded clips for every system of `plan`: system -> one record per clip
+    (`prediction`, `candidates`)."""
+    from dataclasses import replace
+
+    from modeling_llm_aac.caption_candidates import generate_candidates, generate_captions
+    from modeling_llm_aac.clap_scoring import normalize_caption
+
+    audio = [{"array": clip["array"], "sampling_rate": int(clip["sampling_rate"])} for clip in clips]
+    inputs = processor(audio=audio, return_tensors="pt")
+    output: dict[str, list[dict]] = {}
+
+    if CLAP_RESCORING in plan.systems:
+        options = plan.candidate_options
+        if plan.reuse_beam is not None:
+            # Keep every search's hypothesis so that the plain beam's caption is found by its origin;
+            # the scorer removes the duplicates before ranking.
+            options = replace(options, deduplicate=False)
+        per_clip = generate_candidates(model, processor, inputs, options)
+        if plan.reuse_beam is not None:
+            origin = f"beams={plan.reuse_beam}"
+            plain = [next(c for c in candidates if c.origin == origin) for candidates in per_clip]
+            output[BEAM_SEARCH] = [{"prediction": c.text, "candidates": [_candidate_entry(c)]} for c in plain]
+        rankings: list[Any] = [None] * len(clips)
+        by_rate: dict[int, list[int]] = {}
+        for index, clip in enumerate(clips):
+            by_rate.setdefault(int(clip["sampling_rate"]), []).append(index)
+        weight = plan.lm_weight if plan.lm_weight is not None else scorer.lm_weight
+        for rate, indices in by_rate.items():
+            ranked = scorer.rerank(
+                [clips[i]["array"] for i in indices], [[c.text for c in per_clip[i]] for i in indices], rate,
+                log_probs=[[c.log_prob for c in per_clip[i]] for i in indices], lm_weight=weight,
+            )
+            for index, ranking in zip(indices, ranked):
+                rankings[index] = ranking
+        records = []
+        for candidates, ranking in zip(per_clip, rankings):
+            origins: dict[str, list[str]] = {}
+            for c in candidates:
+                origins.setdefault(normalize_caption(c.text), []).append(c.origin)
+            entries = []
+            for i in sorted(range(len(ranking.candidates)), key=lambda i: (-ranking.scores[i], i)):
+                text = ranking.candidates[i]
+                entries.append({
+                    "caption": text,
+                    "log_prob": ranking.log_probs[i] if ranking.log_probs is not None else None,
+                    "clap_score": ranking.clap_scores[i],
+                    "score": ranking.scores[i],
+                    "origin": ",".join(origins.get(normalize_caption(text), [])),
+                })
+            records.append({"prediction": ranking.caption, "candidates": entries})
+        output[CLAP_RESCORING] = records
+
+    if BEAM_SEARCH in plan.systems and BEAM_SEARCH not in output:
+        decoded = generate_captions(model, processor, inputs, backend=plan.candidate_options.backend,
+                                    **plan.generate_kwargs)
+        output[BEAM_SEARCH] = [{"prediction": c.text, "candidates": [_candidate_entry(c)]} for c in decoded]
+    return output
+
+
+def caption_split(model, processor, scorer, rows, split: str, plan: CaptioningPlan, *, batch_size: int = 8,
+                  num_workers: int = 0, progress: bool = True) -> dict[str, list[dict]]:
+    """Caption every clip of `rows`: system -> records (`file`, `split`, `prediction`, `candidates`,
+    `references`, and `events` when the rows have ground truth), in row order."""
+    import torch
+    from tqdm.auto import tqdm
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    loader = torch.utils.data.DataLoader(
+        _DecodedClips(rows, split), batch_size=batch_size, num_workers=num_workers, collate_fn=_as_list_batch
+    )
+    records: dict[str, list[dict]] = {system: [] for system in plan.systems}
+    with tqdm(total=len(rows), desc=f"captioning {split}", unit="clip", disable=not progress) as bar:
+        for clips in loader:
+            outputs = caption_batch(model, processor, scorer, clips, plan)
+            for system in plan.systems:
+                for clip, record in zip(clips, outputs[system]):
+                    entry = {"file": clip["file"], "split": split, "prediction": record["prediction"],
+                             "candidates": record["candidates"], "references": clip["references"]}
+                    if clip.get("events") is not None:
+                        entry["events"] = clip["events"]
+                    records[system].append(entry)
+            bar.update(len(clips))
+    return records
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+
+
+def load_captioner(model: str | os.PathLike, *, clap: Any = None, clap_kwargs: Mapping | None = None,
+                   device: Any = None, dtype: Any = "auto"):
+    """The `AudioCaptioningPipeline` of a saved captioner (model, processor and CLAP scorer on `device`).
+
+    Args:
+        clap: `None` -> the scorer saved with the captioner, if any; `False` -> none; else a `CLAPScorer` or
+            anything `load_clap_scorer` takes.
+        dtype: `"auto"` (bfloat16 on CUDA, float32 otherwise), a torch dtype or its name.
+    """
+    import torch
+    from transformers import AutoModel, AutoProcessor
+
+    import modeling_llm_aac  # noqa: F401  (registers the Auto classes and the pipeline)
+    from modeling_llm_aac.pipeline_audio_captioning import AudioCaptioningPipeline
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dtype == "auto":
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    elif isinstance(dtype, str):
+        if not isinstance(getattr(torch, dtype, None), torch.dtype):
+            raise ValueError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
+        dtype = getattr(torch, dtype)
+    path = os.fspath(model)
+    if not os.path.isdir(path):
+        raise ValueError(f"--model {path!r} is not a folder (a captioner saved with save_pretrained / finetune_aac)")
+    captioner = AutoModel.from_pretrained(path, dtype=dtype)
+    processor = AutoProcessor.from_pretrained(path)
+    return AudioCaptioningPipeline(model=captioner.eval(), processor=processor, clap=clap,
+                                   clap_kwargs=dict(clap_kwargs or {}), device=device)
+
+
+def _system_labels(plan: CaptioningPlan, model) -> dict[str, str]:
+    from modeling_llm_aac.caption_candidates import generation_settings
+
+    labels = {}
+    if BEAM_SEARCH in plan.systems:
+        settings = generation_settings(model, plan.generate_kwargs)
+        beams = int(settings.get("num_beams") or 1)
+        labels[BEAM_SEARCH] = f"beam search ({beams} beams)" if beams > 1 else (
+            "sampling" if settings.get("do_sample") else "greedy")
+    if CLAP_RESCORING in plan.systems:
+        options = plan.candidate_options
+        labels[CLAP_RESCORING] = f"CLAP rescoring ({options.strategy}, {options.candidates_per_clip} candidates)"
+    return labels
+
+
+def score_records(records: Sequence[Mapping], metrics: Any, *, tokenize: bool | None = None) -> dict[str, Any]:
+    """Caption metrics (and semantic accuracy when the records carry ground-truth `events`) of one split."""
+    from .caption_metrics import compute_caption_metrics
+
+    predictions = [r["prediction"] for r in records]
+    result = compute_caption_metrics(predictions, [r["references"] for r in records], metrics=metrics, tokenize=tokenize)
+    scored: dict[str, Any] = {"caption_metrics": result}
+    if all(r.get("events") is not None for r in records):
+        from .semantic_accuracy import semantic_accuracy
+
+        scored["semantic_accuracy"] = semantic_accuracy(predictions, [r["events"] for r in records])
+    return scored
+
+
+def write_jsonl(path: str, records: Sequence[Mapping]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for record in records:
+            row = {key: record[key] for key in ("file", "split", "prediction", "candidates", "references")}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def markdown_report(summary: Mapping[str, Any], results: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
+    """Markdown: per split, the caption-metric table (one row per system) and semantic accuracy if any."""
+    from .caption_metrics import markdown_table
+    from .semantic_accuracy import format_table
+
+    labels = summary["systems"]
+    lines = [f"# Evaluation of `{summary['model']}` on {summary['dataset']}", ""]
+    for split, per_system in results.items():
+        lines += [f"## {split} ({summary['splits'][split]['num_clips']} clips)", ""]
+        lines.append(markdown_table({labels[s]: scored["caption_metrics"] for s, scored in per_system.items()}).rstrip())
+        semantic = {labels[s]: scored["semantic_accuracy"] for s, scored in per_system.items() if "semantic_accuracy" in scored}
+        if semantic:
+            lines += ["", "Semantic accuracy (events, counts, order, overlap recovered from the captions):", ""]
+            lines.append(format_table(semantic).replace("| split |", "| system |", 1))
+        lines.append("")
+    if summary.get("candidates_reused") is not None:
+        lines.append(f"Plain decoding read off the candidates: {summary['candidates_reused']} ({summary['reuse_reason']}).")
+    timing = summary.get("timing", {})
+    if timing:
+        lines.append(f"Captioning: {timing['clips']} clips in {timing['seconds']:.1f} s "
+                     f"({timing['clips_per_second']:.2f} clips/s) on {timing['device']}.")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def evaluate_captioner(
+    model: str | os.PathLike,
+    dataset: str,
+    splits: Sequence[str] | None = None,
+    *,
+    output_dir: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    metrics: Any = "dcase2024",
+    tokenize: bool | None = None,
+    systems: Sequence[str] | None = None,
+    clap: Any = None,
+    clap_kwargs: Mapping | None = None,
+    candidate_options: Any = None,
+    lm_weight: float | None = None,
+    generate_kwargs: Mapping | None = None,
+    batch_size: int = 8,
+    num_workers: int = 0,
+    device: Any = None,
+    dtype: Any = "auto",
+    max_clips: int | None = None,
+    synthetic_seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Caption `splits` of `dataset` with the captioner at `model`, score them, and write the outputs.
+
+    Args:
+        systems: subset of `SYSTEMS`; default `beam_search`, or `clap_rescoring` when `clap` is given.
+        clap: a `CLAPScorer` or anything `load_clap_scorer` takes; `None` uses the scorer saved with the
+            captioner (required for `clap_rescoring`).
+        candidate_options: `CandidateOptions` of `clap_rescoring` (default SLAM-AAC's 7 beam searches); its
+            `backend` also decodes `beam_search`.
+        lm_weight: weight of the log-probability fused with the CLAP similarity (default: the scorer's).
+        generate_kwargs: plain-decoding overrides of the generation config (`num_beams`, `max_new_tokens`).
+        Other arguments: see `load_evaluation_split`, `compute_caption_metrics` and the CLI.
+
+    Returns:
+        The content of `metrics.json`.
+    """
+    from modeling_llm_aac.caption_candidates import CandidateOptions
+
+    if systems is None:
+        systems = (CLAP_RESCORING,) if clap not in (None, False) else (BEAM_SEARCH,)
+    systems = tuple(dict.fromkeys(systems))
+    splits = list(splits or DEFAULT_SPLITS.get(dataset, ("test",)))
+    if not splits:
+        raise ValueError("no split to evaluate")
+    # Data problems surface before any model is loaded.
+    data = {split: load_evaluation_split(dataset, split, data_dir=data_dir, max_clips=max_clips,
+                                         synthetic_seed=synthetic_seed) for split in splits}
+
+    pipe = load_captioner(model, clap=clap if CLAP_RESCORING in systems else False, clap_kwargs=clap_kwargs,
+                          device=device, dtype=dtype)
+    if CLAP_RESCORING in systems and pipe.clap_scorer is None:
+        raise ValueError(
+            f"clap_rescoring needs a CLAP scorer: {os.fspath(model)!r} has none saved with it; pass --clap "
+            "(a Hub id such as laion/clap-htsat-unfused, a ClapModel / EAT-CLAP folder or a laion-clap .pt)"
+        )
+    plan = plan_captioning(pipe.model, systems, candidate_options or CandidateOptions(), generate_kwargs, lm_weight)
+    labels = _system_labels(plan, pipe.model)
+
+    os.makedirs(output_dir, exist_ok=True)
+    all_records: dict[str, list[dict]] = {system: [] for system in systems}
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    split_info: dict[str, dict[str, Any]] = {}
+    started = time.perf_counter()
+    total = 0
+    for split, rows in data.items():
+        records = caption_split(pipe.model, pipe.processor, pipe.clap_scorer, rows, split, plan,
+                                batch_size=batch_size, num_workers=num_workers, progress=progress)
+        total += len(rows)
+        split_info[split] = {"num_clips": len(rows)}
+        for system in systems:
+            all_records[system].extend(records[system])
+        results[split] = {system: None for system in systems}
+    seconds = time.perf_counter() - started
+
+    for split in results:
+        for system in systems:
+            records = [r for r in all_records[system] if r["split"] == split]
+            results[split][system] = score_records(records, metrics, tokenize=tokenize)
+    for system in systems:
+        write_jsonl(os.path.join(output_dir, predictions_file(system)), all_records[system])
+
+    options = plan.candidate_options
+    summary: dict[str, Any] = {
+        "model": os.fspath(model),
+        "dataset": os.fspath(dataset) if data_dir is None else f"{dataset} ({os.fspath(data_dir)})",
+        "metric_set": metrics if isinstance(metrics, str) else list(metrics),
+        "systems": labels,
+        "decoding": {
+            BEAM_SEARCH: dict(plan.generate_kwargs),
+            CLAP_RESCORING: {
+                "strategy": options.strategy, "candidates_per_clip": options.candidates_per_clip,
+                "beam_sizes": list(options.beam_sizes), "lm_weight": plan.lm_weight if plan.lm_weight is not None
+                else (pipe.clap_scorer.lm_weight if pipe.clap_scorer is not None else None),
+                "clap": pipe.clap_scorer.settings() if pipe.clap_scorer is not None else None,
+            },
+        },
+        "candidates_reused": plan.reuse_beam is not None if len(systems) == 2 else None,
+        "reuse_reason": plan.reuse_reason,
+        "splits": {
+            split: {
+                **split_info[split],
+                "systems": {
+                    system: {
+                        "caption_metrics": scored["caption_metrics"].to_dict(),
+                        **({"semantic_accuracy": scored["semantic_accuracy"]} if "semantic_accuracy" in scored else {}),
+                    }
+                    for system, scored in per_system.items()
+                },
+            }
+            for split, per_system in results.items()
+        },
+        "predictions": {system: predictions_file(system) for system in systems},
+        "timing": {"clips": total, "seconds": seconds, "clips_per_second": total / max(seconds, 1e-9),
+                   "device": str(pipe.device), "batch_size": batch_size},
+    }
+    with open(os.path.join(output_dir, METRICS_FILE), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=1, ensure_ascii=False, default=str)
+    report = markdown_report(summary, results)
+    with open(os.path.join(output_dir, REPORT_FILE), "w", encoding="utf-8") as f:
+        f.write(report)
+    return summary
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="captioner folder (model + processor, e.g. finetune_aac output)")
+    parser.add_argument("--dataset", required=True,
+                        help="clotho | audiocaps | synthetic, or a dataset path / Hub id with audio + captions")
+    parser.add_argument("--split", nargs="+", default=None,
+                        help="split(s) (default: clotho evaluation, audiocaps test, synthetic test compositional)")
+    parser.add_argument("--data-dir", default=None,
+                        help="Clotho / AudioCaps folder, or an `llm-aac synth` corpus (synthetic without it: "
+                             "clips rendered in memory)")
+    parser.add_argument("--output", required=True, help="folder for predictions-*.jsonl, metrics.json, metrics.md")
+    parser.add_argument("--metrics", default="dcase2024",
+                        help="metric set (dcase2023, dcase2024, all, fast) or comma-separated metric names")
+    parser.add_argument("--no-tokenize", action="store_true",
+                        help="score untokenised captions (numbers then differ from published ones)")
+    parser.add_argument("--compare-rescoring", action="store_true",
+                        help="evaluate plain beam search and CLAP rescoring in one run")
+    parser.add_argument("--clap", default=None,
+                        help="CLAP scorer for rescoring: Hub id, ClapModel / EAT-CLAP folder or laion-clap .pt "
+                             "(default with --compare-rescoring: the scorer saved with the captioner)")
+    parser.add_argument("--clap-tokenizer", default=None, help="tokenizer of a laion-clap .pt (e.g. roberta-base)")
+    parser.add_argument("--candidates", choices=["slam", "single", "sample"], default="slam",
+                        help="candidate strategy for rescoring (default slam: beam sizes 2..8)")
+    parser.add_argument("--num-candidates", type=int, default=None, help="candidates per clip (single / sample)")
+    parser.add_argument("--lm-weight", type=float, default=None,
+                        help="weight of the captioner's log-probability in the pick (default: the scorer's, 0)")
+    parser.add_argument("--num-beams", type=int, default=None, help="plain decoding beams (default: generation config)")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="caption length limit (default: generation config)")
+    parser.add_argument("--backend", choices=["auto", "fast", "generate"], default="auto",
+                        help="decoder: fast (prefix-sharing, Llama family), generate, or auto")
+    parser.add_argument("--batch-size", type=int, default=8, help="clips per batch (default 8)")
+    parser.add_argument("--num-workers", type=int, default=2, help="audio decoding processes (default 2)")
+    parser.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
+    parser.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA), float32, bfloat16, float16")
+    parser.add_argument("--max-clips", type=int, default=None,
+                        help="first N clips per split (synthetic without --data-dir: clips rendered, default 100)")
+    parser.add_argument("--synthetic-seed", type=int, default=0, help="seed of in-memory synthetic clips")
+
+
+def _metric_argument(text: str):
+    from .caption_metrics import METRIC_SETS
+
+    return text if text in METRIC_SETS else [name.strip() for name in text.split(",") if name.strip()]
+
+
+def main(args: argparse.Namespace) -> int:
+    from modeling_llm_aac.caption_candidates import CandidateOptions
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.compare_rescoring:
+        systems = (BEAM_SEARCH, CLAP_RESCORING)
+    elif args.clap is not None:
+        systems = (CLAP_RESCORING,)
+    else:
+        systems = (BEAM_SEARCH,)
+    generate_kwargs = {}
+    if args.num_beams is not None:
+        generate_kwargs["num_beams"] = args.num_beams
+    if args.max_new_tokens is not None:
+        generate_kwargs["max_new_tokens"] = args.max_new_tokens
+    candidate_options = CandidateOptions(
+        strategy=args.candidates, num_candidates=args.num_candidates, max_new_tokens=args.max_new_tokens,
+        backend=args.backend,
+    )
+    clap_kwargs = {"tokenizer": args.clap_tokenizer} if args.clap_tokenizer else {}
+    summary = evaluate_captioner(
+        args.model, args.dataset, args.split, output_dir=args.output, data_dir=args.data_dir,
+        metrics=_metric_argument(args.metrics), tokenize=False if args.no_tokenize else None, systems=systems,
+        clap=args.clap, clap_kwargs=clap_kwargs, candidate_options=candidate_options, lm_weight=args.lm_weight,
+        generate_kwargs=generate_kwargs,
+        batch_size=args.batch_size, num_workers=args.num_workers, device=args.device, dtype=args.dtype,
+        max_clips=args.max_clips, synthetic_seed=args.synthetic_seed,
+    )
+    with open(os.path.join(args.output, REPORT_FILE), encoding="utf-8") as f:
+        print(f.read())
+    print(f"predictions and metrics written to {args.output}")
+    return 0 if summary else 1
