@@ -188,6 +188,30 @@ def scalogram_num_frames(num_samples: int, *, hop_length: int = 160, window_leng
     return 1 + (num_samples - window_length) // hop_length
 
 
+def _is_7_smooth(n: int) -> bool:
+    for prime in (2, 3, 5, 7):
+        while n % prime == 0:
+            n //= prime
+    return n == 1
+
+
+def _next_7_smooth(n: int) -> int:
+    n = max(int(n), 1)
+    while not _is_7_smooth(n):
+        n += 1
+    return n
+
+
+def _decimated_stride(freq: float, width: float, frame_rate: float, hop_length: int) -> int:
+    """Decimated samples per frame for the wavelet at `freq`: its output rate is `stride * frame_rate`.
+
+    The rate must reach `RATE_SIGMAS` spectral standard deviations plus the margin; rounding up to
+    a 7-smooth stride keeps the inverse FFT (`num_blocks * stride` points) fast; full rate at most.
+    """
+    rate = RATE_SIGMAS * freq / width + RATE_MARGIN_HZ
+    return min(_next_7_smooth(math.ceil(rate / frame_rate - 1e-9)), hop_length)
+
+
 @functools.lru_cache(maxsize=16)
 def _scalogram_plan(
     fft_size: int,
@@ -198,35 +222,42 @@ def _scalogram_plan(
     window_length: int,
     device: torch.device,
 ) -> list[dict]:
-    """Per-decimation groups of wavelets: band slices, filters and pooling weights."""
+    """Groups of wavelets sharing a decimated rate: spectrum slices, filters and pooling weights.
+
+    Wavelet k of a group reads the `band_length` bins of the (conjugate-symmetric, unwrapped)
+    spectrum starting at `first_bins[k]`; a `band_length`-point inverse FFT then gives its output
+    at `stride` samples per frame, frame t's centre on decimated sample `t * stride`.
+    """
+    if fft_size % hop_length:
+        raise ValueError(f"fft_size {fft_size} must be a multiple of hop_length {hop_length}")
+    num_blocks = fft_size // hop_length  # frames' worth of samples on the circular FFT grid
     frame_centre = (window_length - 1) / 2.0  # fbank frame t spans [t * hop, t * hop + window)
-    divisors = [d for d in range(1, hop_length + 1) if hop_length % d == 0]
-    decimation_of: dict[int, list[int]] = {}
+    frame_rate = sample_rate / hop_length
+    stride_of: dict[int, list[int]] = {}
     for index, freq in enumerate(center_frequencies):
-        rate = RATE_SIGMAS * freq / width + RATE_MARGIN_HZ
-        decimation = max([d for d in divisors if sample_rate / d >= rate], default=1)
-        decimation_of.setdefault(decimation, []).append(index)
+        stride_of.setdefault(_decimated_stride(freq, width, frame_rate, hop_length), []).append(index)
 
     groups = []
-    for decimation, indices in sorted(decimation_of.items()):
-        band_length = fft_size // decimation
+    for stride, indices in sorted(stride_of.items()):
+        band_length = num_blocks * stride
         freqs = torch.tensor([center_frequencies[i] for i in indices], dtype=torch.float64)[:, None]
-        centre_bins = torch.round(freqs * fft_size / sample_rate).to(torch.int64)
-        unwrapped = centre_bins - band_length // 2 + torch.arange(band_length)[None, :]  # [S, Lb]
-        band_bins = torch.remainder(unwrapped, fft_size)
+        first_bins = torch.round(freqs * fft_size / sample_rate).to(torch.int64) - band_length // 2
+        unwrapped = first_bins + torch.arange(band_length)[None, :]  # [S, Lb], may leave [0, fft_size)
         unwrapped_hz = unwrapped.to(torch.float64) * sample_rate / fft_size
         response = _wavelet_response(unwrapped_hz, freqs, width, sample_rate)
         # Normalised so that a unit-amplitude tone at a centre frequency gives modulus 1 (the
-        # analytic filter keeps half of a real tone, hence 2); 1 / D undoes the short inverse
-        # FFT's normalisation; the phase ramp advances the signal to the first frame centre.
-        gain = 2.0 / (decimation * _wavelet_response(freqs, freqs, width, sample_rate))
+        # analytic filter keeps half of a real tone, hence 2); band_length / fft_size undoes the
+        # short inverse FFT's normalisation; the phase ramp advances the signal to the first
+        # frame centre.
+        gain = 2.0 * band_length / (fft_size * _wavelet_response(freqs, freqs, width, sample_rate))
         phase = torch.exp(2j * math.pi * unwrapped.to(torch.float64) * frame_centre / fft_size)
         band_filter = gain * response * phase
 
-        stride = hop_length // decimation  # decimated samples per frame
-        reach = int(math.ceil(window_length / 2 / decimation)) - 1  # |j * D| < window / 2
+        # Hann taps at the decimated spacing hop / stride samples, |offset| < window / 2.
+        reach = (window_length * stride - 1) // (2 * hop_length)
         offsets = torch.arange(-reach, reach + 1)
-        hann = 0.5 * (1.0 + torch.cos(math.pi * offsets.to(torch.float64) * decimation / (window_length / 2)))
+        spacing = hop_length / stride
+        hann = 0.5 * (1.0 + torch.cos(math.pi * offsets.to(torch.float64) * spacing / (window_length / 2)))
         hann = hann / hann.sum()
         # Offset j = block * stride + phase_in_block: pooling reads whole frame-sized blocks.
         first_block = math.floor(-reach / stride)
@@ -234,27 +265,34 @@ def _scalogram_plan(
         block_weights = torch.zeros(last_block - first_block + 1, stride, dtype=torch.float64)
         for offset, weight in zip(offsets.tolist(), hann.tolist()):
             block_weights[offset // stride - first_block, offset % stride] = weight
+        # For the "matmul" pooling: frame t adds row r of block (t + first_block + r) mod num_blocks,
+        # found at (block * rows + r) in the per-row products.
+        rows = block_weights.shape[0]
+        frame, row = torch.arange(num_blocks)[:, None], torch.arange(rows)[None, :]
+        row_picks = (torch.remainder(frame + first_block + row, num_blocks) * rows + row).flatten()
 
         groups.append(
             {
                 "indices": torch.tensor(indices, device=device),
+                "first_bins": first_bins.flatten().tolist(),
                 "band_length": band_length,
-                "band_bins": band_bins.to(device),
                 "band_filter": band_filter.to(device=device, dtype=torch.complex64),
                 "stride": stride,
                 "first_block": first_block,
                 "block_weights": block_weights.to(device=device, dtype=torch.float32),
                 "pool_taps": hann.to(device=device, dtype=torch.float32),
+                "row_picks": row_picks.to(device),
+                "scale_slice": slice(indices[0], indices[-1] + 1) if indices == list(range(indices[0], indices[-1] + 1)) else None,
             }
         )
     return groups
 
 
 def scalogram_fft_size(num_samples: int, *, f_min: float, width: float, sample_rate: float, hop_length: int) -> int:
-    """FFT length used for a clip: covers the clip plus the longest wavelet's support, a multiple of the hop."""
+    """FFT length used for a clip: covers the clip plus the longest wavelet's support, hop times a 7-smooth number."""
     sigma_t = width * sample_rate / (2 * math.pi * f_min)
     needed = num_samples + int(math.ceil(SUPPORT_SIGMAS * sigma_t)) + hop_length + 2
-    return hop_length * _next_5_smooth(math.ceil(needed / hop_length))
+    return hop_length * _next_7_smooth(math.ceil(needed / hop_length))
 
 
 def morlet_scalogram(
@@ -279,8 +317,8 @@ def morlet_scalogram(
         hop_length: frame hop in samples (160 = 10 ms at 16 kHz).
         window_length: pooling window (a Hann window, like an fbank frame) in samples.
         log_floor: added to the pooled modulus before the natural log.
-        max_batch_elements: clips are processed in chunks whose band-limited intermediate holds
-            at most this many complex values (bounds memory on GPU).
+        max_batch_elements: clips are processed in chunks such that the decimated wavelet outputs
+            of one group of wavelets hold at most this many complex values (bounds GPU memory).
 
     Returns:
         float32 `[batch, frames, scales]` (or `[frames, scales]`), frames = `scalogram_num_frames`.
@@ -304,57 +342,113 @@ def morlet_scalogram(
     groups = _scalogram_plan(
         fft_size, freqs, float(width), float(sample_rate), hop_length, window_length, waveforms.device
     )
-    per_clip = sum(len(g["indices"]) * g["band_length"] for g in groups)
-    chunk = max(1, max_batch_elements // per_clip)
-    outputs = [
-        _scalogram_chunk(waveforms[start : start + chunk], groups, fft_size, num_frames, len(freqs))
-        for start in range(0, batch, chunk)
-    ]
-    features = torch.log(torch.cat(outputs, dim=0) + log_floor).transpose(1, 2).contiguous()
+    largest_group = max(len(g["indices"]) * g["band_length"] for g in groups)
+    chunk = max(1, max_batch_elements // largest_group)
+    # [scales, batch, frames]: every group writes a contiguous slab.
+    pooled = waveforms.new_empty(len(freqs), batch, num_frames)
+    for start in range(0, batch, chunk):
+        _scalogram_chunk(waveforms[start : start + chunk], groups, fft_size, pooled[:, start : start + chunk])
+    features = torch.log(pooled.add_(log_floor)).permute(1, 2, 0).contiguous()
     return features[0] if squeeze else features
 
 
-def _scalogram_chunk(waveforms, groups, fft_size, num_frames, num_scales):
+def _hermitian_extension(half: torch.Tensor, fft_size: int, start: int, stop: int) -> torch.Tensor:
+    """Bins `start <= u < stop` of the periodic two-sided spectrum of a real signal, from its rFFT half.
+
+    Bin u holds `half[u mod P]` when `u mod P <= P // 2`, else `conj(half[P - u mod P])`. Built
+    from contiguous runs (flipped and conjugated where mirrored) so no index tensor is read.
+    """
+    pieces = []
+    u = start
+    while u < stop:
+        k = u % fft_size
+        if k <= fft_size // 2:
+            run = min(stop - u, fft_size // 2 + 1 - k)
+            pieces.append(half[:, k : k + run])
+        else:
+            run = min(stop - u, fft_size - k)
+            mirror = fft_size - k  # bins k .. k + run - 1 mirror half[mirror], half[mirror - 1], ...
+            pieces.append(half[:, mirror - run + 1 : mirror + 1].flip(-1).conj())
+        u += run
+    return torch.cat(pieces, dim=-1) if len(pieces) > 1 else pieces[0].resolve_conj()
+
+
+def _scalogram_chunk(waveforms, groups, fft_size, pooled):
+    """Pooled modulus of every wavelet for a chunk of clips, written into `pooled` [scales, chunk, frames]."""
     half = torch.fft.rfft(waveforms, n=fft_size)  # [B, P // 2 + 1]
-    # Two-sided spectrum of the real clip: bins above Nyquist are the conjugate mirror.
-    spectrum = torch.cat([half, half[:, 1 : fft_size - fft_size // 2].flip(-1).conj()], dim=-1)
-    pooled = waveforms.new_empty(waveforms.shape[0], num_scales, num_frames)
+    low = min(min(g["first_bins"]) for g in groups)
+    high = max(max(g["first_bins"]) + g["band_length"] for g in groups)
+    spectrum = _hermitian_extension(half, fft_size, low, high)  # bins low .. high - 1
+    del half
+    num_frames = pooled.shape[-1]
     for group in groups:
-        band = spectrum[:, group["band_bins"]]  # [B, S, Lb]
-        band = torch.fft.ifft(band.mul_(group["band_filter"]), dim=-1)
-        envelope = torch.hypot(band.real, band.imag)
-        pooled[:, group["indices"]] = _pool(envelope, group, num_frames)
-    return pooled
+        length = group["band_length"]
+        band = spectrum.new_empty(len(group["first_bins"]), spectrum.shape[0], length)  # [S, B, Lb]
+        for row, first in enumerate(group["first_bins"]):
+            # The slice and the filter product in one kernel: no gathered copy of the spectrum.
+            torch.mul(spectrum[:, first - low : first - low + length], group["band_filter"][row], out=band[row])
+        envelope = torch.fft.ifft(band, dim=-1).abs()
+        del band
+        result = _pool(envelope, group, num_frames)
+        if group["scale_slice"] is not None:
+            pooled[group["scale_slice"]] = result
+        else:
+            pooled.index_copy_(0, group["indices"], result)
 
 
-def _pool(envelope: torch.Tensor, group: dict, num_frames: int, use_convolution: bool | None = None) -> torch.Tensor:
+def _matmul_keeps_float32(device: torch.device) -> bool:
+    """Whether float32 matmuls on `device` run in float32, not TF32 / bfloat16 (about 3 significant digits)."""
+    if device.type == "cuda":
+        backend, legacy = torch.backends.cuda.matmul, "allow_tf32"
+    elif device.type == "cpu":
+        backend, legacy = getattr(torch.backends.mkldnn, "matmul", None), None
+    else:
+        return False
+    try:
+        precision = getattr(backend, "fp32_precision", None)  # torch >= 2.9; "none" is the IEEE default
+        if precision is None:
+            return not getattr(torch.backends.cuda.matmul, legacy) if legacy else True
+        return precision in ("none", "ieee")
+    except RuntimeError:  # torch refuses to answer after a mix of its legacy and new TF32 switches
+        return False
+
+
+def _pool(envelope: torch.Tensor, group: dict, num_frames: int, method: str | None = None) -> torch.Tensor:
     """Hann-weighted average of the decimated modulus around each frame centre (circular).
 
-    On CPU a strided convolution; on CUDA plain multiply-adds over frame-sized blocks, because
-    cuDNN may run float32 convolutions in TF32 (10-bit mantissa). Both give the same numbers.
+    `envelope` is `[..., band_length]`, frame t's centre on sample `t * stride`. Three ways to the
+    same numbers: "matmul" (every frame-sized block times the `[stride, rows]` block weights in one
+    matrix product, then one gather-sum over the rows; the default), "blocks" (multiply-adds over
+    frame-sized blocks, one pass per row of block weights; used when float32 matmuls may run in
+    TF32 / bfloat16) and "convolution" (a strided conv1d; a reference only: cuDNN runs float32
+    convolutions in TF32 by default).
     """
+    if method is None:
+        method = "matmul" if _matmul_keeps_float32(envelope.device) else "blocks"
     stride, taps = group["stride"], group["pool_taps"]
-    if use_convolution is None:
-        use_convolution = not envelope.is_cuda
-    if not use_convolution:
-        blocks = envelope.view(*envelope.shape[:2], -1, stride)  # [B, S, P / hop, stride]
-        first, weights = group["first_block"], group["block_weights"]
-        num_blocks = blocks.shape[-2]
-        # Circular padding by whole blocks so that every frame reads a plain slice.
-        blocks = torch.cat(
-            [blocks[..., num_blocks + first :, :], blocks, blocks[..., : len(weights) + first, :]], dim=-2
-        )
-        result = None
-        for row, row_weights in enumerate(weights):
-            term = (blocks[..., row : row + num_frames, :] * row_weights).sum(-1)
-            result = term if result is None else result.add_(term)
-        return result
-    batch, scales, length = envelope.shape
-    reach = (len(taps) - 1) // 2
-    flat = envelope.reshape(batch * scales, 1, length)
-    flat = torch.cat([flat[..., length - reach :], flat, flat[..., :reach]], dim=-1)
-    result = torch.nn.functional.conv1d(flat, taps.view(1, 1, -1), stride=stride)[..., :num_frames]
-    return result.view(batch, scales, num_frames)
+    leading, length = envelope.shape[:-1], envelope.shape[-1]
+    if method == "convolution":
+        reach = (len(taps) - 1) // 2
+        flat = envelope.reshape(-1, 1, length)
+        flat = torch.cat([flat[..., length - reach :], flat, flat[..., :reach]], dim=-1)
+        result = torch.nn.functional.conv1d(flat, taps.view(1, 1, -1), stride=stride)[..., :num_frames]
+        return result.view(*leading, num_frames)
+    blocks = envelope.reshape(-1, length // stride, stride)  # [N, P / hop, stride]
+    first, weights = group["first_block"], group["block_weights"]  # weights: [rows, stride]
+    num_blocks, rows = blocks.shape[1], weights.shape[0]
+    if method == "matmul":
+        per_row = torch.matmul(blocks, weights.t()).view(blocks.shape[0], -1)  # [N, blocks * rows]
+        picks = group["row_picks"][: num_frames * rows]
+        return per_row.index_select(1, picks).view(-1, num_frames, rows).sum(-1).view(*leading, num_frames)
+    if method != "blocks":
+        raise ValueError(f"unknown pooling method {method!r}")
+    # Circular padding by whole blocks so that every frame reads a plain slice.
+    blocks = torch.cat([blocks[:, num_blocks + first :], blocks, blocks[:, : rows + first]], dim=1)
+    result = None
+    for row, row_weights in enumerate(weights):
+        term = (blocks[:, row : row + num_frames] * row_weights).sum(-1)
+        result = term if result is None else result.add_(term)
+    return result.view(*leading, num_frames)
 
 
 # --------------------------------------------------------------------------------------------

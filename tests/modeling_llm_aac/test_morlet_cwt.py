@@ -87,15 +87,58 @@ def test_band_limited_scalogram_matches_full_rate_pooling():
 
 
 def test_pooling_paths_agree():
-    # CPU pools with a strided convolution, CUDA with block multiply-adds (no TF32); same numbers.
+    # "matmul" (the default), "blocks" (when float32 matmuls may run in TF32) and a plain strided
+    # convolution give the same numbers, circular wrap included.
     plan = morlet_cwt._scalogram_plan(172800, tuple(FREQS), WIDTH, float(SR), 160, 400, torch.device("cpu"))
     for group in (plan[0], plan[len(plan) // 2], plan[-1]):
         envelope = torch.rand(2, len(group["indices"]), group["band_length"])
         frames = 172800 // 160 - 3
-        by_convolution = morlet_cwt._pool(envelope, group, frames, use_convolution=True)
-        by_blocks = morlet_cwt._pool(envelope, group, frames, use_convolution=False)
+        by_convolution = morlet_cwt._pool(envelope, group, frames, method="convolution")
         assert by_convolution.shape == (2, len(group["indices"]), frames)
-        torch.testing.assert_close(by_blocks, by_convolution, rtol=1e-5, atol=1e-6)
+        for method in ("matmul", "blocks"):
+            pooled = morlet_cwt._pool(envelope, group, frames, method=method)
+            torch.testing.assert_close(pooled, by_convolution, rtol=1e-5, atol=1e-6)
+
+
+def test_scalogram_without_float32_matmul_uses_exact_pooling(monkeypatch):
+    waveforms = torch.from_numpy(_noise(4000, batch=2))
+    default = morlet_scalogram(waveforms, center_frequencies=FREQS, width=WIDTH)
+    monkeypatch.setattr(morlet_cwt, "_matmul_keeps_float32", lambda device: False)
+    fallback = morlet_scalogram(waveforms, center_frequencies=FREQS, width=WIDTH)
+    torch.testing.assert_close(fallback, default, rtol=0, atol=1e-5)
+
+
+def test_hermitian_extension_reads_the_two_sided_spectrum():
+    for fft_size in (40, 41):
+        signal = torch.randn(3, fft_size, dtype=torch.float64)
+        two_sided = torch.fft.fft(signal)
+        for start, stop in ((-25, 5), (3, 60), (-7, 90), (0, 21)):
+            expected = two_sided[:, torch.remainder(torch.arange(start, stop), fft_size)]
+            actual = morlet_cwt._hermitian_extension(torch.fft.rfft(signal), fft_size, start, stop)
+            torch.testing.assert_close(actual, expected)
+
+
+def test_matches_the_previous_band_limited_route():
+    # The route was rewritten for GPU speed (lower decimated rates, no two-sided spectrum,
+    # one-matmul pooling); its pooled modulus stays within the full-rate test's tolerance of the
+    # previous route's, on noise (with silence and a quiet stretch) and on tones.
+    from reference_band_limited_cwt import morlet_scalogram as previous_scalogram
+
+    time = torch.arange(9000) / SR
+    noise = torch.from_numpy(_noise(9000, seed=5, batch=2))
+    noise[1, 5000:] = 0.0
+    noise[1, :2000] *= 0.01
+    tones = torch.stack(
+        [
+            torch.sin(2 * math.pi * FREQS[k] * time) + 0.3 * torch.sin(2 * math.pi * 1.03 * FREQS[k + 7] * time)
+            for k in (2, 30, 50)
+        ]
+    )
+    for waveforms in (noise, tones):
+        new = morlet_scalogram(waveforms, center_frequencies=FREQS, width=WIDTH).exp() - morlet_cwt.LOG_FLOOR
+        old = previous_scalogram(waveforms, center_frequencies=FREQS, width=WIDTH).exp() - morlet_cwt.LOG_FLOOR
+        for row in range(len(waveforms)):
+            assert relative_l2(new[row], old[row]) <= 2e-3
 
 
 def test_pure_tone_peaks_at_nearest_bin_with_unit_modulus():
