@@ -265,7 +265,8 @@ class AudioCaptioningPipeline(Pipeline):
         if candidates is None:
             decoded = generate_captions(self.model, self.processor, inputs, backend=backend, **(generate_kwargs or {}))
             results = [
-                {"caption": c.text, "candidates": [{"caption": c.text, "log_prob": c.log_prob, "origin": c.origin}]}
+                {"caption": c.text,
+                 "candidates": [{"caption": c.text, "log_prob": c.log_prob, "score": c.log_prob, "origin": c.origin}]}
                 for c in decoded
             ]
             return {"results": results}

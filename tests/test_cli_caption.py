@@ -1,0 +1,73 @@
+"""`llm-aac caption`: good files are captioned, unreadable ones get one error line each, exit status 1 then."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent / "modeling_llm_aac"))  # the tiny captioner of the model tests
+from captioning_test_utils import audio_clips, tiny_captioner  # noqa: E402
+
+from llm_aac.cli import main  # noqa: E402
+from modeling_llm_aac.pipeline_audio_captioning import save_captioner  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    model, processor = tiny_captioner()
+    path = tmp_path_factory.mktemp("captioner") / "model"
+    pipe = save_captioner(path, model, processor)
+    clips = audio_clips()
+    return path, pipe, clips
+
+
+def test_good_corrupt_and_text_files(folder, tmp_path, capsys):
+    path, pipe, clips = folder
+    soundfile.write(tmp_path / "a.wav", clips[0], 16000, subtype="FLOAT")
+    soundfile.write(tmp_path / "b.flac", clips[1], 16000)
+    soundfile.write(tmp_path / "c.ogg", clips[2], 16000)
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(200)))
+    (tmp_path / "notes.txt").write_text("these are not samples\n")
+    files = [tmp_path / "a.wav", tmp_path / "corrupt.wav", tmp_path / "b.flac", tmp_path / "notes.txt",
+             tmp_path / "c.ogg"]
+
+    code = main(["caption", *map(str, files), "--model", str(path), "--device", "cpu", "--batch-size", "2"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    lines = out.strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == [str(files[0]), str(files[2]), str(files[4])]
+    assert lines[0].split("\t")[1] == pipe(clips[0])["caption"]
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2
+    assert "corrupt.wav" in errors[0] and "notes.txt" in errors[1]
+
+    code = main(["caption", str(files[0]), str(files[3]), "--model", str(path), "--device", "cpu", "--json",
+                 "--candidates", "single", "--num-candidates", "3"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    results = json.loads(out)
+    assert results[0]["file"] == str(files[0]) and len(results[0]["candidates"]) >= 1
+    assert results[0]["caption"] == results[0]["candidates"][0]["caption"]
+    assert results[1]["file"] == str(files[3]) and "could not decode" in results[1]["error"].lower()
+
+    assert main(["caption", str(files[0]), "--model", str(path), "--device", "cpu"]) == 0
+    capsys.readouterr()
+
+
+def test_missing_model_is_a_clear_error(tmp_path, capsys):
+    soundfile.write(tmp_path / "a.wav", np.zeros(16000, dtype=np.float32), 16000)
+    code = main(["caption", str(tmp_path / "a.wav"), "--model", str(tmp_path / "nowhere"), "--device", "cpu"])
+    assert code == 2
+    assert "cannot load the captioner" in capsys.readouterr().err
