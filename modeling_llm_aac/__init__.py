@@ -72,6 +72,13 @@ AutoModel.register(EATClapConfig, EATClapModel, exist_ok=True)
 EATClapConfig.register_for_auto_class()
 EATClapModel.register_for_auto_class("AutoModel")
 
+# --- Captioning: caption candidates, fast decoding, pipeline("audio-captioning") ---
+from .caption_candidates import CandidateOptions, CaptionCandidate, generate_candidates, generate_captions
+from .fast_generation import FastCaptionGenerator
+from .pipeline_audio_captioning import AudioCaptioningPipeline, register_audio_captioning_pipeline, save_captioner
+
+register_audio_captioning_pipeline()
+
 # --- EAT pretraining: the utterance-frame objective (student, CNN decoder, EMA teacher) ---
 from transformers import AutoModelForPreTraining
 
