@@ -199,3 +199,23 @@ def test_cli_precompute_shards_and_merge(tmp_path, capsys):
     np.testing.assert_allclose(merged.mean, single.mean, rtol=0, atol=1e-12)
     np.testing.assert_allclose(merged.m2 / merged.count, single.m2 / single.count, rtol=1e-12)
     assert load_precomputed(tmp_path / "m")["file_name"] == load_precomputed(tmp_path / "single")["file_name"]
+
+
+def test_cli_on_the_synthetic_corpus_every_split(tmp_path, capsys):
+    from llm_aac.processing.collate import AudioFeatureCollator
+    from llm_aac.processing.synthetic import synthesize_corpus
+
+    synthesize_corpus(num_clips=4, seed=3, output_dir=tmp_path / "synth")
+    args = ["precompute", "--dataset", str(tmp_path / "synth"), "--feature-type", "fbank", "--output", str(tmp_path / "features")]
+    assert cli.main(args) == 0
+    assert capsys.readouterr().out.count("statistics over") == 4
+    test = load_precomputed(tmp_path / "features" / "test")
+    assert test.features["input_features"].shape == (None, 128)
+    assert len(test[0]["captions"]) == 5 and "events" in test.column_names
+    extractor = LLMAACFeatureExtractor.from_pretrained(tmp_path / "features" / "test")
+    batch = AudioFeatureCollator(extractor, extra_columns=("captions",))([test[0]])
+    frames = test[0]["num_frames"]
+    assert batch["attention_mask"].sum().item() == frames
+    # Per-bin statistics of a single clip normalise it to zero mean, unit variance.
+    normalised = batch["input_features"][0, :frames].double()
+    assert normalised.mean(0).abs().max().item() < 1e-4
