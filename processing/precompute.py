@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .audio_io import decode_audio
+from .audio_io import decode_audio, describe_audio_source
 from .feature_stats import FeatureStatistics, compute_feature_statistics, merge_statistics
 
 logger = logging.getLogger(__name__)
@@ -94,12 +94,19 @@ def extract_features(batch: dict, *, feature_extractor, audio_column: str = "aud
     Returns `input_features` (list of `[frames, bins]` float32) and `num_frames`.
     """
     _single_threaded_torch_in_forked_worker()
-    arrays, rates = [], []
-    for value in batch[audio_column]:
-        samples, rate = decode_audio(value)
-        arrays.append(samples)
-        rates.append(rate)
-    features = extract_raw_features(feature_extractor, arrays, rates, device=device)
+    values = batch[audio_column]
+    decoded = [decode_audio(value) for value in values]
+    arrays, rates = [d[0] for d in decoded], [d[1] for d in decoded]
+    try:
+        features = extract_raw_features(feature_extractor, arrays, rates, device=device)
+    except (ValueError, TypeError):
+        # The extractor names the failing clip by its position in the batch; name its file instead.
+        for value, samples, rate in zip(values, arrays, rates):
+            try:
+                extract_raw_features(feature_extractor, [samples], [rate], device=device)
+            except (ValueError, TypeError) as err:
+                raise type(err)(f"Audio {describe_audio_source(value)}: {err}") from err
+        raise
     return {FEATURES_COLUMN: features, NUM_FRAMES_COLUMN: [f.shape[0] for f in features]}
 
 
@@ -156,9 +163,15 @@ def _extractor_identity(feature_extractor) -> dict:
 
 
 def build_manifest(dataset, feature_extractor, *, dataset_id: str | None, audio_column: str, chunk_size: int, keep_audio: bool) -> dict:
+    """The manifest of an output folder; its `fingerprint` is the cache key.
+
+    The key covers the dataset's content (its `datasets` fingerprint and size), the extractor
+    configuration apart from its statistics, and the chunk layout; `dataset_id` is only a label
+    (the same data reached through another path is still a cache hit).
+    """
     identity = {
         "format_version": FORMAT_VERSION,
-        "dataset": {"id": dataset_id, "fingerprint": dataset._fingerprint, "num_rows": dataset.num_rows},
+        "dataset": {"fingerprint": dataset._fingerprint, "num_rows": dataset.num_rows},
         "audio_column": audio_column,
         "keep_audio": keep_audio,
         "chunk_size": chunk_size,
@@ -166,7 +179,7 @@ def build_manifest(dataset, feature_extractor, *, dataset_id: str | None, audio_
     }
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
     num_chunks = max(1, -(-dataset.num_rows // chunk_size))
-    return {**identity, "fingerprint": digest, "num_chunks": num_chunks}
+    return {**identity, "fingerprint": digest, "num_chunks": num_chunks, "dataset_id": dataset_id}
 
 
 def _write_json_atomic(path: str, data: dict) -> None:
@@ -379,7 +392,9 @@ def _prepare_output(output_dir: str, manifest: dict, overwrite: bool) -> None:
         existing = read_manifest(output_dir)
         if existing.get("fingerprint") != manifest["fingerprint"]:
             if not overwrite:
-                differences = [k for k in manifest if k != "fingerprint" and existing.get(k) != manifest[k]]
+                differences = [
+                    k for k in manifest if k not in ("fingerprint", "dataset_id") and existing.get(k) != manifest[k]
+                ]
                 raise ValueError(
                     f"{output_dir!r} already holds features of another dataset or configuration "
                     f"(differs in {differences}); choose another output folder or pass overwrite=True (--overwrite)."

@@ -3,6 +3,7 @@ import os
 
 import numpy as np
 import pytest
+import soundfile
 from audio_fixtures import make_clotho, write_wav
 from datasets import Dataset
 
@@ -174,11 +175,18 @@ def test_num_proc_workers_write_the_same_features(clips, extractor, tmp_path):
     np.testing.assert_array_equal(parallel.statistics.mean, serial.statistics.mean)
 
 
-def test_bad_audio_names_the_file(tmp_path, extractor):
+def test_bad_audio_names_the_file(tmp_path, extractor, clips):
     (tmp_path / "broken.wav").write_bytes(b"not audio at all" * 10)
     dataset = ensure_undecoded_audio(Dataset.from_dict({"audio": [str(tmp_path / "broken.wav")]}))
     with pytest.raises(ValueError, match="broken.wav"):
         precompute_features(dataset, extractor, tmp_path / "out", progress=False)
+    samples = np.zeros(4000, np.float32)
+    samples[123] = np.nan
+    soundfile.write(tmp_path / "nan.wav", samples, 16000, subtype="FLOAT")
+    good = clips[0]["audio"]["path"]
+    dataset = ensure_undecoded_audio(Dataset.from_dict({"audio": [good, str(tmp_path / "nan.wav")]}))
+    with pytest.raises(ValueError, match=r"nan\.wav.*NaN"):
+        precompute_features(dataset, extractor, tmp_path / "out2", progress=False)
 
 
 def test_cli_precompute_shards_and_merge(tmp_path, capsys):
