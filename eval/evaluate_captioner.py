@@ -377,13 +377,13 @@ def _system_labels(plan: CaptioningPlan, model) -> dict[str, str]:
 
 def score_records(records: Sequence[Mapping], metrics: Any, *, tokenize: bool | None = None) -> dict[str, Any]:
     """Caption metrics (and semantic accuracy when the records carry ground-truth `events`) of one split."""
-    from .caption_metrics import compute_caption_metrics
+    from llm_aac.eval.caption_metrics import compute_caption_metrics
 
     predictions = [r["prediction"] for r in records]
     result = compute_caption_metrics(predictions, [r["references"] for r in records], metrics=metrics, tokenize=tokenize)
     scored: dict[str, Any] = {"caption_metrics": result}
     if all(r.get("events") is not None for r in records):
-        from .semantic_accuracy import semantic_accuracy
+        from llm_aac.eval.semantic_accuracy import semantic_accuracy
 
         scored["semantic_accuracy"] = semantic_accuracy(predictions, [r["events"] for r in records])
     return scored
@@ -398,8 +398,8 @@ def write_jsonl(path: str, records: Sequence[Mapping]) -> None:
 
 def markdown_report(summary: Mapping[str, Any], results: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
     """Markdown: per split, the caption-metric table (one row per system) and semantic accuracy if any."""
-    from .caption_metrics import markdown_table
-    from .semantic_accuracy import format_table
+    from llm_aac.eval.caption_metrics import markdown_table
+    from llm_aac.eval.semantic_accuracy import format_table
 
     labels = summary["systems"]
     lines = [f"# Evaluation of `{summary['model']}` on {summary['dataset']}", ""]
@@ -587,7 +587,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _metric_argument(text: str):
-    from .caption_metrics import METRIC_SETS
+    from llm_aac.eval.caption_metrics import METRIC_SETS
 
     return text if text in METRIC_SETS else [name.strip() for name in text.split(",") if name.strip()]
 

@@ -241,7 +241,7 @@ def fit_linear_classifier(
     Returns the classifier refitted on all clips with the chosen weight decay, and the validation
     metric of every weight decay tried (empty when only one was given).
     """
-    from .audio_classification import classification_metrics
+    from llm_aac.eval.audio_classification import classification_metrics
 
     features = np.asarray(features, dtype=np.float32)
     if features.ndim != 2 or features.shape[0] < 2:
@@ -324,7 +324,7 @@ def run_linear_probe(
     """
     import torch
 
-    from .audio_classification import classification_metrics, load_classification_task, summarize_runs
+    from llm_aac.eval.audio_classification import classification_metrics, load_classification_task, summarize_runs
 
     task_data = load_classification_task(
         dataset, task, train_split=train_split, eval_splits=eval_splits, folds=folds, labels_csv=labels_csv,
@@ -393,7 +393,7 @@ def run_linear_probe(
 
 def markdown_report(results: dict[str, Any]) -> str:
     """One row per pooling: the headline metric of each evaluation set (ESC-50: mean +- std over folds)."""
-    from .audio_classification import format_percent
+    from llm_aac.eval.audio_classification import format_percent
 
     metric = results["metric"]
     title = "mAP" if metric == "map" else "accuracy"
