@@ -163,6 +163,7 @@ class _PrefixSharedDecoder:
     def start(self, keys, values, prefix_mask: torch.Tensor, rows_per_clip: int, max_new_tokens: int) -> None:
         self.prefix_keys, self.prefix_values = keys, values
         self.prefix_mask = prefix_mask.bool()
+        self.prefix_padding = ~self.prefix_mask[:, None, None, :]
         self.prefix_lengths = prefix_mask.long().sum(-1)
         self.num_clips = prefix_mask.shape[0]
         self.rows_per_clip = rows_per_clip
@@ -175,8 +176,10 @@ class _PrefixSharedDecoder:
 
     def reorder(self, parent_rows: torch.Tensor, filled: int) -> None:
         """Row `r` continues row `parent_rows[r]`: copy its first `filled` generated keys / values."""
+        # Layer by layer: the gather's temporary copy stays one layer's size.
         if filled > 0:
-            self.generated[:, :, :, :, :filled] = self.generated[:, :, parent_rows, :, :filled]
+            for layer in range(self.generated.shape[0]):
+                self.generated[layer, :, :, :, :filled] = self.generated[layer, :, parent_rows, :, :filled]
 
     def _decode_attention(self, q, layer_index: int, step: int) -> torch.Tensor:
         clips, per_clip, kv_heads, groups, dim = self.num_clips, self.rows_per_clip, self.num_kv_heads, self.groups, self.head_dim
@@ -184,7 +187,7 @@ class _PrefixSharedDecoder:
         # Shared prefix: the clip's beams x query groups form the query axis of one matmul per (clip, kv head).
         q_clip = q.view(clips, per_clip, kv_heads, groups, dim).permute(0, 2, 1, 3, 4).reshape(clips, kv_heads, per_clip * groups, dim)
         prefix_scores = torch.matmul(q_clip, self.prefix_keys[layer_index].transpose(-1, -2)) * self.scaling
-        prefix_scores = prefix_scores.float().masked_fill(~self.prefix_mask[:, None, None, :], float("-inf"))
+        prefix_scores = prefix_scores.float().masked_fill(self.prefix_padding, float("-inf"))
         # Own generated tokens (the current one included).
         own_keys = self.generated[layer_index, 0, :, :, : step + 1]
         own_values = self.generated[layer_index, 1, :, :, : step + 1]
@@ -219,7 +222,7 @@ class _PrefixSharedDecoder:
         return self._logits(hidden[:, 0])
 
     def release(self) -> None:
-        self.prefix_keys = self.prefix_values = self.generated = None
+        self.prefix_keys = self.prefix_values = self.generated = self.prefix_padding = None
 
 
 class _BeamGroups:
@@ -256,7 +259,8 @@ class _BeamGroups:
         self.finished_lengths = torch.zeros(shape, dtype=torch.long, device=device)
         self.is_finished = (~self.slot_valid).expand(shape).clone()
         self.open = torch.ones(num_clips, num_groups, dtype=torch.bool, device=device)
-        self.all_hit = True
+        # Whether every candidate of this step stopped (a device tensor: read once per step, in `done`).
+        self.all_hit = torch.ones((), dtype=torch.bool, device=device)
 
     def select(self, groups: slice, log_probs, raw_log_probs, step, eos, max_new_tokens, length_penalty, early_stopping):
         """One beam-search step for `groups`. `log_probs`: `[C, G', K, V]` per slot, the processed scores that rank;
@@ -277,7 +281,7 @@ class _BeamGroups:
         hits = torch.zeros_like(token, dtype=torch.bool) if eos is None else torch.isin(token, eos)
         if step + 1 >= max_new_tokens:
             hits = torch.ones_like(hits)
-        self.all_hit = self.all_hit and bool(hits[:, candidate_valid].all())
+        self.all_hit = self.all_hit & hits[:, candidate_valid].all()
 
         # Next running beams: the best candidates that did not stop.
         running = top_scores + hits.float() * _BEAM_PENALTY
@@ -318,9 +322,10 @@ class _BeamGroups:
         self.open &= (best_possible > worst_per_slot).any(dim=-1)
 
     def done(self, early_stopping) -> bool:
-        if not bool(self.open.any()) or self.all_hit:
-            return True
-        return early_stopping is True and bool(self.is_finished.all())
+        finished = ~self.open.any() | self.all_hit
+        if early_stopping is True:
+            finished = finished | self.is_finished.all()
+        return bool(finished)
 
     def next_rows(self, step: int):
         """New token and parent row (within the clip) of every decoding row, `[C, rows_per_clip]` each."""
@@ -544,7 +549,7 @@ class FastCaptionGenerator:
                 raw = torch.log_softmax(logits.float(), dim=-1).view(clips, rows_per_clip, -1)
                 processed = self._block_eos(raw, eos, step, min_new_tokens)
                 slot_processed = processed[:, state.slot_row]  # [C, G, K, V]
-                state.all_hit = True
+                state.all_hit = torch.ones((), dtype=torch.bool, device=device)
                 if diversity_penalty > 0 and num_groups > 1:
                     counts = torch.zeros(clips, raw.shape[-1], device=device)
                     for group in range(num_groups):
