@@ -212,7 +212,8 @@ def main() -> None:
             ours = fast.beam_search(**part, beam_sizes=(4,), **length)
             width = input_ids.shape[1]
             same = sum(ours[i][0][0].tokens == reference[i, width:].tolist() for i in range(count))
-            print(json.dumps({"check": f"fast beam-4 tokens equal generate's on {same}/{count} clips (bf16)"}),
+            dtype = str(next(model.parameters()).dtype).replace("torch.", "")
+            print(json.dumps({"check": f"fast beam-4 tokens equal generate's on {same}/{count} clips ({dtype})"}),
                   flush=True)
     if "clap" in variants:
         run_clap(rows, audio, args, device)
