@@ -25,9 +25,11 @@ class EATClapConfig(PretrainedConfig):
         projection_type (`str`, defaults to `"mlp"`): `"mlp"` = Linear -> activation -> Linear (as in
             laion-clap), `"linear"` = one Linear.
         projection_hidden_act (`str`, defaults to `"relu"`): activation inside the `"mlp"` projections.
-        audio_pooling (`str`, defaults to `"cls"`): `"cls"` (EAT's utterance token) or `"mean"` (mean of
-            the real patch tokens).
-        text_pooling (`str`, defaults to `"cls"`): `"cls"` (first token), `"mean"` (mean of real tokens),
+        audio_pooling (`str`, defaults to `"mean"`): `"mean"` (mean of the real patch tokens) or `"cls"`
+            (EAT's utterance token). Mean pooling is the default because it trains from random towers too:
+            the CLS output of an untrained EAT is the same for every clip (cosine 1.0 between clips), which
+            leaves the contrastive loss stuck at log(batch).
+        text_pooling (`str`, defaults to `"mean"`): `"mean"` (mean of real tokens), `"cls"` (first token),
             `"last"` (last real token, for causal text models) or `"pooler"` (the text model's own
             `pooler_output`, e.g. BERT's tanh pooler).
         logit_scale_init_value (`float`, defaults to 1 / 0.07): initial value of the temperature's
@@ -49,8 +51,8 @@ class EATClapConfig(PretrainedConfig):
         projection_dim: int = 512,
         projection_type: str = "mlp",
         projection_hidden_act: str = "relu",
-        audio_pooling: str = "cls",
-        text_pooling: str = "cls",
+        audio_pooling: str = "mean",
+        text_pooling: str = "mean",
         logit_scale_init_value: float = 1 / 0.07,
         max_logit_scale: float = 100.0,
         learnable_logit_scale: bool = True,

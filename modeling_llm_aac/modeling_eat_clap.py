@@ -295,7 +295,6 @@ class EATClapModel(EATClapPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> EATClapOutput | tuple:
         r"""
         Args:
