@@ -281,7 +281,7 @@ class _BeamGroups:
         hits = torch.zeros_like(token, dtype=torch.bool) if eos is None else torch.isin(token, eos)
         if step + 1 >= max_new_tokens:
             hits = torch.ones_like(hits)
-        self.all_hit = self.all_hit & hits[:, candidate_valid].all()
+        self.all_hit = self.all_hit & (hits | ~candidate_valid).all()  # no boolean indexing: no device sync
 
         # Next running beams: the best candidates that did not stop.
         running = top_scores + hits.float() * _BEAM_PENALTY
