@@ -86,15 +86,6 @@ def precomputed_feature_extractor(path: str | os.PathLike, split: str | None):
     return None
 
 
-def _render_synthetic_clip(task: tuple[int, int, str]) -> tuple[np.ndarray, dict]:
-    from llm_aac.processing.synthetic import generate_clip
-
-    seed, index, split = task
-    clip = generate_clip(seed, index, split)
-    info = {key: clip[key] for key in ("captions", "event_labels", "duration", "index")}
-    return clip["audio"].astype(np.float32, copy=False), info
-
-
 def synthetic_clip_table(
     feature_extractor,
     num_clips: int,
@@ -116,12 +107,12 @@ def synthetic_clip_table(
     cut); None keeps whole clips.
     """
     from llm_aac.processing.precompute import extract_raw_features
-    from llm_aac.processing.synthetic import SAMPLE_RATE
+    from llm_aac.processing.synthetic import SAMPLE_RATE, generate_clip
 
     if isinstance(num_clips, bool) or int(num_clips) != num_clips or num_clips < 1:
         raise ValueError(f"num_clips must be a positive integer, got {num_clips!r}")
-    tasks = [(int(seed), index, split) for index in range(int(num_clips))]
-    workers = max(1, min(num_workers or os.cpu_count() or 1, len(tasks)))
+    indices = list(range(int(num_clips)))
+    workers = max(1, min(num_workers or os.cpu_count() or 1, len(indices)))
     pool = None
     if workers > 1:
         import multiprocessing
@@ -131,22 +122,25 @@ def synthetic_clip_table(
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     rows: list[dict] = []
     try:
-        for start in range(0, len(tasks), chunk_size):
-            chunk = tasks[start : start + chunk_size]
+        for start in range(0, len(indices), chunk_size):
+            chunk = indices[start : start + chunk_size]
+            # Workers import only the (numpy-only) synthetic module: spawning them stays cheap.
             if pool is None:
-                rendered = [_render_synthetic_clip(task) for task in chunk]
+                clips = [generate_clip(seed, index, split) for index in chunk]
             else:
-                rendered = list(pool.map(_render_synthetic_clip, chunk, chunksize=max(1, len(chunk) // (4 * workers))))
-            for offset in range(0, len(rendered), 64):
-                batch = rendered[offset : offset + 64]
+                clips = list(pool.map(generate_clip, [seed] * len(chunk), chunk, [split] * len(chunk),
+                                      chunksize=max(1, len(chunk) // (4 * workers))))
+            for offset in range(0, len(clips), 64):
+                batch = clips[offset : offset + 64]
                 features = extract_raw_features(
-                    feature_extractor, [audio for audio, _ in batch], [SAMPLE_RATE] * len(batch), device=device
+                    feature_extractor, [clip["audio"] for clip in batch], [SAMPLE_RATE] * len(batch), device=device
                 )
-                for clip_features, (_, info) in zip(features, batch):
+                for clip_features, clip in zip(features, batch):
                     if max_frames is not None:
                         clip_features = clip_features[:max_frames]
                     rows.append(
-                        {"input_features": clip_features.astype(np.float16), "num_frames": int(clip_features.shape[0]), **info}
+                        {"input_features": clip_features.astype(np.float16), "num_frames": int(clip_features.shape[0]),
+                         **{key: clip[key] for key in ("captions", "event_labels", "duration", "index")}}
                     )
     finally:
         if pool is not None:

@@ -149,6 +149,8 @@ class StageArguments:
     projector_learning_rate: float = field(default=0.0, metadata={"help": "its learning rate (0: --learning_rate)"})
     lora_max_steps: int = field(default=0, metadata={"help": "steps of the lora stage (0: --max_steps)"})
     lora_learning_rate: float = field(default=0.0, metadata={"help": "its learning rate (0: --learning_rate)"})
+    projector_max_minutes: float = field(default=0.0, metadata={"help": "stop the projector stage after this long (0: no limit)"})
+    lora_max_minutes: float = field(default=0.0, metadata={"help": "stop the lora stage after this long (0: no limit)"})
     generation_num_beams: int = field(default=4, metadata={"help": "beam size of validation captions"})
     generation_max_new_tokens: int = field(default=200, metadata={"help": "longest validation caption"})
     eval_metrics: str = field(
@@ -200,6 +202,13 @@ def check_arguments(model_args: ModelArguments, data_args: DataArguments, stage_
         problems.append(f"--model_dtype must be float32, bfloat16 or float16, got {model_args.model_dtype!r}")
     if stage_args.generation_num_beams < 1 or stage_args.generation_max_new_tokens < 1:
         problems.append("--generation_num_beams and --generation_max_new_tokens must be >= 1")
+    from llm_aac.eval.caption_metrics import resolve_metrics
+    from llm_aac.train.caption_trainer import parse_metric_names
+
+    try:
+        resolve_metrics(parse_metric_names(stage_args.eval_metrics))
+    except ValueError as error:
+        problems.append(f"--eval_metrics: {error}")
     if problems:
         raise ValueError("invalid arguments: " + "; ".join(problems))
 
@@ -434,6 +443,7 @@ def run_stage(stage, model, processor, training_args, model_args, stage_args, da
     from transformers.trainer_utils import get_last_checkpoint
 
     from llm_aac.train.caption_data import CaptionBatchCollator, CaptionPairs, ClipReferences
+    from llm_aac.train.callbacks import TimeLimitCallback
     from llm_aac.train.caption_trainer import CaptionEvaluator, CaptionTrainer
 
     tables, names, eval_table, data_args = data
@@ -458,6 +468,10 @@ def run_stage(stage, model, processor, training_args, model_args, stage_args, da
         metrics=stage_args.eval_metrics, tokenize=stage_args.eval_ptb_tokenize,
         predictions_dir=os.path.join(training_args.output_dir, "predictions"),
     )
+    callbacks = []
+    minutes = getattr(stage_args, f"{stage}_max_minutes")
+    if minutes > 0:
+        callbacks.append(TimeLimitCallback(minutes))
     trainer = CaptionTrainer(
         model=model,
         args=training_args,
@@ -467,6 +481,7 @@ def run_stage(stage, model, processor, training_args, model_args, stage_args, da
         processing_class=processor,
         caption_evaluator=evaluator,
         save_trainable_only=stage_args.save_trainable_only,
+        callbacks=callbacks,
     )
     checkpoint = None
     if resume is True:
@@ -477,7 +492,7 @@ def run_stage(stage, model, processor, training_args, model_args, stage_args, da
         checkpoint = resume
     trainer.train(resume_from_checkpoint=checkpoint)
     history = list(trainer.state.log_history)
-    if last_eval_step(history) != trainer.state.global_step:
+    if training_args.eval_strategy != "no" and last_eval_step(history) != trainer.state.global_step:
         trainer.evaluate()
         history = list(trainer.state.log_history)
     final = {k: v for k, v in history[-1].items()} if history else {}
@@ -520,7 +535,7 @@ def write_curves(stage_histories, path: str, title: str) -> str | None:
     try:
         return plot_loss_curves(per_stage, path, keys=("loss", "eval_loss", "eval_cider_d"),
                                 labels=[stage for stage, _ in stage_histories], title=title, log_scale=False)
-    except ValueError as error:
+    except (ValueError, ImportError) as error:  # nothing logged yet / matplotlib missing
         logger.warning("no curve written: %s", error)
         return None
 

@@ -140,6 +140,7 @@ class TextLMArguments:
     validation_fraction: float = field(default=0.05, metadata={"help": "share of captions held out for validation"})
     max_position_embeddings: int = field(default=2048, metadata={"help": "longest sequence the LM (and captioner) takes"})
     config_overrides: str = field(default="", metadata={"help": "LlamaConfig fields as JSON, e.g. '{\"num_hidden_layers\": 4}'"})
+    max_train_minutes: float = field(default=0.0, metadata={"help": "stop (and save) after this long; 0: no limit"})
 
 
 @dataclass
@@ -182,6 +183,7 @@ def load_or_train_tokenizer(args: TextLMArguments, texts: Sequence[str]):
 def main(argv: Sequence[str] | None = None) -> int:
     from transformers import AutoModelForCausalLM, GenerationConfig, Trainer, set_seed
 
+    from llm_aac.train.callbacks import TimeLimitCallback
     from llm_aac.train.caption_text import collect_captions
     from llm_aac.train.plot_curves import plot_loss_curves
 
@@ -234,6 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         train_dataset=TokenBlocks(train_blocks),
         eval_dataset=TokenBlocks(eval_blocks),
         processing_class=tokenizer,
+        callbacks=[TimeLimitCallback(args.max_train_minutes)] if args.max_train_minutes > 0 else None,
     )
     resume = training_args.resume_from_checkpoint
     if isinstance(resume, str) and resume.lower() in ("true", "latest"):
@@ -251,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             plot_loss_curves(history, os.path.join(training_args.output_dir, "lm_curves.png"),
                              keys=("loss", "eval_loss"), title=f"text LM ({args.preset}) on captions")
-        except ValueError as error:
+        except (ValueError, ImportError) as error:  # nothing logged yet / matplotlib missing
             logger.warning("no curve written: %s", error)
         logger.info("validation loss %.3f (perplexity %.1f); model + tokenizer saved to %s",
                     metrics["eval_loss"], metrics["eval_perplexity"], training_args.output_dir)

@@ -1,0 +1,179 @@
+"""GPU learning run of the captioner on the synthetic corpus, in one command of under 10 minutes on one H100.
+
+    python train/recipes/gpu_finetune_tiny.py OUT_DIR          # one GPU, ~8-9 minutes
+    python train/recipes/gpu_finetune_tiny.py OUT_DIR --smoke  # CPU check of the whole chain (tiny, ~3 minutes)
+
+The same stages as the real recipe, from nothing: (1) caption text of `--text_clips` synthetic training clips;
+(2) a byte-level BPE tokenizer trained on it (`train/train_tokenizer.py`); (3) a small Llama pre-trained on it
+(`train/pretrain_text_lm.py --preset small`, the stand-in for Vicuna); (4) the captioner
+(`train/finetune_aac.py --preset small`): `--train_clips` synthetic clips rendered and featurized (fbank) in
+memory, every clip paired with each of its 5 captions, an EAT-small encoder trained from scratch with the
+projector over the frozen LM (stage `projector`), then projector + encoder + LoRA (stage `lora`); validation
+loss and beam-4 captions of `--eval_clips` validation clips scored with CIDEr-D / BLEU-4 / ROUGE-L every
+`--eval_steps` steps. Each training stage has a time limit, so the command ends in time even on a slower card.
+
+Outputs in OUT_DIR: `learning_curve.json` (every evaluation: stage, step, validation loss, CIDEr-D, BLEU-4,
+ROUGE-L; stage timings; a verdict on whether it learned), `curves.png` (training loss, validation loss,
+CIDEr-D over steps), `captioner/` (the final model + processor, checkpoints, per-evaluation captions in
+`captioner/<stage>/predictions/`), `lm/`, `tokenizer/`.
+
+Needs, beside torch / transformers / accelerate / peft: soundfile and aac-metrics (+ its imports
+sentence-transformers and torchmetrics; CIDEr-D itself needs no model and no Java), matplotlib for the PNG,
+and this repository installed (`pip install --no-deps --no-build-isolation -e .`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import shutil
+import sys
+import time
+
+
+def check_environment() -> None:
+    missing = []
+    for module, why in (
+        ("llm_aac.train.finetune_aac", "this repository: pip install --no-deps --no-build-isolation -e ."),
+        ("soundfile", "soundfile (imported by the feature collator)"),
+        ("aac_metrics", "aac-metrics==0.5.4 with sentence-transformers and torchmetrics (CIDEr-D)"),
+        ("peft", "peft (LoRA)"),
+    ):
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            missing.append(f"  {module}: {why} ({error})")
+    if missing:
+        raise SystemExit("missing dependencies:\n" + "\n".join(missing))
+    try:
+        importlib.import_module("matplotlib")
+    except ImportError:
+        print("matplotlib is missing: no curves.png (learning_curve.json is still written)", flush=True)
+
+
+SIZES = {
+    # One H100: ~1 min text LM, ~45 s synthesis, <= 3.5 + 2 min captioner training, evaluations included.
+    "gpu": dict(text_clips=20000, vocab_size=2000, lm_steps=700, lm_minutes=1.5, train_clips=4000, eval_clips=100,
+                projector_steps=1200, lora_steps=700, projector_minutes=3.5, lora_minutes=2.0, eval_steps=100,
+                lm_preset="small", aac_preset="small"),
+    # CPU check of the chain: tiny everything.
+    "smoke": dict(text_clips=300, vocab_size=600, lm_steps=30, lm_minutes=1.0, train_clips=24, eval_clips=6,
+                  projector_steps=20, lora_steps=20, projector_minutes=1.0, lora_minutes=1.0, eval_steps=10,
+                  lm_preset="tiny", aac_preset="tiny"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("output_dir", help="folder for every output (created; an existing one is replaced)")
+    parser.add_argument("--smoke", action="store_true", help="tiny CPU run of the whole chain")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (the corpus seed is fixed at 0)")
+    parser.add_argument("--encoder_path", default=None,
+                        help="a pretrained EAT folder (pretrain_eat's encoder/) instead of an encoder trained from scratch")
+    parser.add_argument("--freeze_encoder", action="store_true", help="keep --encoder_path frozen (SLAM-AAC)")
+    for name, value in SIZES["gpu"].items():
+        parser.add_argument(f"--{name}", type=type(value), default=None, help=f"default {value} ({SIZES['smoke'][name]} with --smoke)")
+    args = parser.parse_args(argv)
+    sizes = dict(SIZES["smoke" if args.smoke else "gpu"])
+    sizes.update({k: v for k, v in vars(args).items() if k in sizes and v is not None})
+
+    check_environment()
+    import torch
+
+    from llm_aac.train import finetune_aac, pretrain_text_lm
+    from llm_aac.train.caption_text import synthetic_captions
+    from llm_aac.train.train_tokenizer import train_caption_tokenizer
+
+    out = os.path.abspath(args.output_dir)
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    os.makedirs(out)
+    cuda = torch.cuda.is_available()
+    if not cuda and not args.smoke:
+        raise SystemExit("no GPU: this recipe is sized for one H100 (use --smoke for a CPU check)")
+    device = torch.cuda.get_device_name(0) if cuda else "CPU"
+    print(f"device: {device}; sizes: {sizes}", flush=True)
+    timings: dict[str, float] = {}
+    start_all = time.monotonic()
+
+    # (1) caption text of the training split only: validation / test captions stay unseen.
+    start = time.monotonic()
+    captions = [c for five in synthetic_captions(sizes["text_clips"], seed=0, split="train") for c in five]
+    captions_file = os.path.join(out, "train_captions.txt")
+    with open(captions_file, "w") as f:
+        f.write("\n".join(captions) + "\n")
+    # (2) tokenizer
+    tokenizer_dir = os.path.join(out, "tokenizer")
+    train_caption_tokenizer(captions, vocab_size=sizes["vocab_size"]).save_pretrained(tokenizer_dir)
+    timings["captions_and_tokenizer_s"] = round(time.monotonic() - start, 1)
+    print(f"[1-2] {len(captions)} captions, tokenizer in {timings['captions_and_tokenizer_s']} s", flush=True)
+
+    # (3) text LM
+    start = time.monotonic()
+    lm_dir = os.path.join(out, "lm")
+    lm_args = [
+        "--preset", sizes["lm_preset"], "--caption_files", captions_file, "--tokenizer_path", tokenizer_dir,
+        "--max_steps", str(sizes["lm_steps"]), "--max_train_minutes", str(sizes["lm_minutes"]),
+        "--eval_steps", str(max(1, sizes["lm_steps"] // 4)), "--save_steps", str(sizes["lm_steps"]),
+        "--seed", str(args.seed), "--output_dir", lm_dir,
+    ]
+    if cuda:
+        lm_args += ["--bf16", "true"]
+    pretrain_text_lm.main(lm_args)
+    timings["text_lm_s"] = round(time.monotonic() - start, 1)
+    print(f"[3] text LM in {timings['text_lm_s']} s", flush=True)
+
+    # (4) captioner
+    start = time.monotonic()
+    captioner_dir = os.path.join(out, "captioner")
+    aac_args = [
+        "--preset", sizes["aac_preset"], "--language_model", lm_dir,
+        "--freeze_encoder", "true" if args.freeze_encoder else "false",
+        "--synthetic_clips", str(sizes["train_clips"]), "--synthetic_eval_clips", str(sizes["eval_clips"]),
+        "--max_eval_clips", str(sizes["eval_clips"]), "--stage", "both",
+        "--projector_max_steps", str(sizes["projector_steps"]), "--lora_max_steps", str(sizes["lora_steps"]),
+        "--projector_max_minutes", str(sizes["projector_minutes"]), "--lora_max_minutes", str(sizes["lora_minutes"]),
+        "--eval_steps", str(sizes["eval_steps"]), "--save_steps", str(10 * sizes["eval_steps"]),
+        "--eval_metrics", "cider_d,bleu_4,rouge_l", "--seed", str(args.seed), "--output_dir", captioner_dir,
+    ]
+    if args.encoder_path:
+        aac_args += ["--encoder_path", args.encoder_path]
+    if not cuda:
+        aac_args += ["--bf16", "false"]
+    finetune_aac.main(aac_args)
+    timings["captioner_s"] = round(time.monotonic() - start, 1)
+    timings["total_s"] = round(time.monotonic() - start_all, 1)
+    print(f"[4] captioner in {timings['captioner_s']} s", flush=True)
+
+    # (5) summary
+    with open(os.path.join(captioner_dir, "summary.json")) as f:
+        summary = json.load(f)
+    evaluations = summary["evaluations"]
+    keys = ("stage", "step", "stage_step", "eval_loss", "eval_cider_d", "eval_bleu_4", "eval_rouge_l", "eval_blank_captions")
+    curve = [{k: e[k] for k in keys if k in e} for e in evaluations]
+    first, last = curve[0], curve[-1]
+    learned = last["eval_loss"] < first["eval_loss"] and last.get("eval_cider_d", 0.0) > first.get("eval_cider_d", 0.0)
+    result = {
+        "device": device, "sizes": sizes, "timings": timings, "evaluations": curve,
+        "first": first, "last": last, "best_cider_d": max(e.get("eval_cider_d", 0.0) for e in curve),
+        "learned": learned,
+    }
+    with open(os.path.join(out, "learning_curve.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    if summary.get("curves") and os.path.isfile(summary["curves"]):
+        shutil.copy(summary["curves"], os.path.join(out, "curves.png"))
+
+    print("\n| stage | step | val loss | CIDEr-D | BLEU-4 | ROUGE-L |\n|---|---|---|---|---|---|")
+    for e in curve:
+        print(f"| {e['stage']} | {e['step']} | {e['eval_loss']:.3f} | {e.get('eval_cider_d', float('nan')):.3f} | "
+              f"{e.get('eval_bleu_4', float('nan')):.3f} | {e.get('eval_rouge_l', float('nan')):.3f} |")
+    print(f"\ntimings: {timings}")
+    print(f"learned (val loss down and CIDEr-D up from step 0): {learned}; best CIDEr-D {result['best_cider_d']:.3f}")
+    print(f"outputs: {out}/learning_curve.json, {out}/curves.png, {captioner_dir}")
+    return 0 if learned else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
