@@ -495,6 +495,13 @@ class _TorchModelScorer(CLAPScorer):
         self.model.to(device=device, dtype=dtype)
         return self
 
+    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
+        """Model, feature extractor and tokenizer in one folder; `load_clap_scorer(folder)` reloads it
+        (a converted laion-clap checkpoint is then an ordinary `ClapModel` folder)."""
+        self.model.save_pretrained(save_directory)
+        self.feature_extractor.save_pretrained(save_directory)
+        self.tokenizer.save_pretrained(save_directory)
+
 
 def _mean_over_windows(window_embeds: torch.Tensor, owners: list[int], num_clips: int) -> torch.Tensor:
     """Average normalised window embeddings per clip (then re-normalise)."""
@@ -778,12 +785,6 @@ class EATClapScorer(_TorchModelScorer):
         tokenizer = _load_tokenizer(tokenizer, name_or_path)
         scorer = cls(model, feature_extractor, tokenizer, name_or_path=str(name_or_path), **kwargs)
         return scorer.to(device) if device is not None else scorer
-
-    def save_pretrained(self, save_directory: str) -> None:
-        """Model, feature extractor and tokenizer in one folder (`load_clap_scorer(folder)` reloads it)."""
-        self.model.save_pretrained(save_directory)
-        self.feature_extractor.save_pretrained(save_directory)
-        self.tokenizer.save_pretrained(save_directory)
 
     @property
     def sampling_rate(self) -> int:

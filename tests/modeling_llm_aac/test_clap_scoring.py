@@ -258,9 +258,7 @@ def test_fusion_model_is_deterministic_on_long_clips():
 
 def test_save_load_and_backend_detection(hf_scorer, tmp_path):
     folder = tmp_path / "clap"
-    hf_scorer.model.save_pretrained(folder)
-    hf_scorer.feature_extractor.save_pretrained(folder)
-    hf_scorer.tokenizer.save_pretrained(folder)
+    hf_scorer.save_pretrained(folder)
     assert detect_clap_backend(folder) == "transformers"
     loaded = load_clap_scorer(folder, lm_weight=0.3)
     assert isinstance(loaded, TransformersClapScorer) and loaded.lm_weight == 0.3
