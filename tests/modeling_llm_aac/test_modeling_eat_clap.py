@@ -234,3 +234,32 @@ def test_negatives_are_gathered_across_processes(tmp_path, sizes):
         got_text = torch.cat([results[r][2] for r in range(2)]) / 2
         torch.testing.assert_close(got_audio, audio_ref.grad)
         torch.testing.assert_close(got_text, text_ref.grad)
+
+
+@pytest.mark.slow
+def test_saved_folder_loads_as_remote_code(tmp_path):
+    """The saved folder carries its modeling files: `trust_remote_code` loads it without this package."""
+    import subprocess
+    import sys
+
+    torch.manual_seed(0)
+    model = EATClapModel(tiny_config()).eval()
+    model.save_pretrained(tmp_path / "clap")
+    inputs = batch(num_clips=2, frames=32)
+    with torch.no_grad():
+        torch.save({"inputs": inputs, "logits": model(**inputs).logits_per_audio}, tmp_path / "io.pt")
+    script = (
+        "import sys, torch\n"
+        "from transformers import AutoModel\n"
+        f"model = AutoModel.from_pretrained({str(tmp_path / 'clap')!r}, trust_remote_code=True).eval()\n"
+        f"io = torch.load({str(tmp_path / 'io.pt')!r})\n"
+        "with torch.no_grad():\n"
+        "    error = float((model(**io['inputs']).logits_per_audio - io['logits']).abs().max())\n"
+        "print(type(model).__module__, 'modeling_llm_aac' in sys.modules, error)\n"
+    )
+    env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"))
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    module, imported_ours, error = result.stdout.split()[-3:]
+    assert module.startswith("transformers_modules.") and imported_ours == "False"
+    assert float(error) <= 1e-5
