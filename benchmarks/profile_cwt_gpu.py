@@ -122,31 +122,34 @@ def stage_breakdown(waveforms, freqs, repeats: int) -> dict:
                 return band
 
             band = clock("filter products", products)
-            inverse = clock("inverse FFT", lambda: torch.fft.ifft(band, dim=-1))
-            envelope = clock("modulus", lambda: inverse.abs())
-            result = clock("pooling", lambda: m._pool(envelope, group, num_frames))
-            clock("scatter", lambda: pooled.__setitem__(group["scale_slice"] or group["indices"], result))
+            inverse = clock("inverse FFT", lambda: torch.fft.ifft(band, dim=-1, norm="forward"))
+            envelope = clock("modulus", lambda: torch.hypot(inverse.real, inverse.imag))
+            clock("pooling", lambda: m._pool(envelope, group, num_frames, out=pooled[group["scale_slice"]]))
         clock("log + transpose", lambda: torch.log(pooled.add_(m.LOG_FLOOR)).permute(1, 2, 0).contiguous())
     return {name: seconds / repeats for name, seconds in totals.items()}
 
 
 def pooling_alternatives(groups, batch: int, num_frames: int, repeats: int, device) -> list[str]:
+    """Modulus and pooling variants on a few groups: time and worst relative difference."""
     lines = []
-    for group in sorted(groups, key=lambda g: -len(g["indices"]) * g["band_length"])[:3] + [groups[0]]:
+    for group in sorted(groups, key=lambda g: -len(g["indices"]) * g["band_length"])[:2] + [groups[0], groups[len(groups) // 2]]:
         scales, length, stride = len(group["indices"]), group["band_length"], group["stride"]
         inverse = torch.randn(scales, batch, length, dtype=torch.complex64, device=device)
-        envelope = inverse.abs()
-        reference = morlet._pool(envelope.double(), {**group, "block_weights": group["block_weights"].double()}, num_frames, "blocks").float()
-        entries = {
-            "abs": lambda: inverse.abs(),
-            "hypot": lambda: torch.hypot(inverse.real, inverse.imag),
-            "matmul": lambda: morlet._pool(envelope, group, num_frames, "matmul"),
-            "blocks": lambda: morlet._pool(envelope, group, num_frames, "blocks"),
-        }
+        envelope = torch.hypot(inverse.real, inverse.imag)
+        weights64 = group["block_weights"].double()
+        reference = morlet._pool(envelope.double(), {**group, "block_weights": weights64}, num_frames, "blocks").float()
+        weights, rows = group["block_weights"], group["block_weights"].shape[0]
+        num_blocks = length // stride
+
+        def rows_first():
+            per_row = torch.matmul(weights, envelope.view(-1, stride).t())  # [rows, N * blocks]
+            n = scales * batch
+            view = per_row.as_strided((n, num_frames, rows), (num_blocks, 1, n * num_blocks + 1))
+            return view.sum(-1).view(scales, batch, num_frames)
+
         taps = group["pool_taps"]
-        reach = (len(taps) - 1) // 2
-        starts = torch.arange(num_frames, device=device)[:, None] * stride
-        bag_rows = torch.remainder(starts + torch.arange(-reach, reach + 1, device=device)[None, :], length)
+        start = -group["first_block"] * stride - (len(taps) - 1) // 2
+        bag_rows = start + torch.arange(num_frames, device=device)[:, None] * stride + torch.arange(len(taps), device=device)[None, :]
         bag_weights = taps[None, :].expand(num_frames, -1).contiguous()
 
         def embedding_bag():
@@ -154,17 +157,40 @@ def pooling_alternatives(groups, batch: int, num_frames: int, repeats: int, devi
             summed = torch.nn.functional.embedding_bag(bag_rows, table, per_sample_weights=bag_weights, mode="sum")
             return summed.t().reshape(scales, batch, num_frames)
 
-        entries["embedding_bag"] = embedding_bag
+        entries = {
+            "abs": lambda: inverse.abs(),
+            "hypot": lambda: torch.hypot(inverse.real, inverse.imag),
+            "matmul": lambda: morlet._pool(envelope, group, num_frames, "matmul"),
+            "matmul rows-first": rows_first,
+            "blocks": lambda: morlet._pool(envelope, group, num_frames, "blocks"),
+            "embedding_bag": embedding_bag,
+        }
         cells = []
         for name, function in entries.items():
             seconds = timed(function, repeats)
             note = ""
-            if name in ("matmul", "blocks", "embedding_bag"):
-                note = f" (max rel diff {float(((function() - reference).abs() / reference.abs().clamp_min(1e-30)).max()):.1e})"
-            cells.append(f"{name} {seconds * 1e3:.2f} ms{note}")
+            if name not in ("abs", "hypot"):
+                worst = float(((function() - reference).abs() / reference.abs().clamp_min(1e-30)).max())
+                note = f" ({worst:.0e})"
+            cells.append(f"{name} {seconds * 1e3:.3f}{note}")
         mb = scales * batch * length * 8 / 1e6
-        lines.append(f"stride {stride:3d} scales {scales} band {length} ({mb:.0f} MB complex): " + "; ".join(cells))
+        lines.append(f"stride {stride:3d} x{scales} band {length} ({mb:.0f} MB): " + "; ".join(cells))
         del inverse, envelope
+    return lines
+
+
+def fft_size_alternatives(batch: int, repeats: int, device) -> list[str]:
+    """Unnormalised inverse FFT time per complex value for a few strides and blocks-per-clip counts."""
+    lines = []
+    for stride in (3, 12, 40, 80):
+        cells = []
+        scales = max(1, 160 // stride // 4)
+        for blocks in (1029, 1050, 1080, 1120, 1152):
+            band = torch.randn(scales, batch, blocks * stride, dtype=torch.complex64, device=device)
+            seconds = timed(lambda: torch.fft.ifft(band, dim=-1, norm="forward"), repeats)
+            cells.append(f"{blocks}: {seconds / band.numel() * 1e12:.1f} ps")
+            del band
+        lines.append(f"stride {stride:3d} x{scales}: " + ", ".join(cells))
     return lines
 
 
@@ -235,7 +261,12 @@ def main(argv=None) -> int:
         kernels = sum(e.count for e in events)
         busy = sum(getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0)) for e in events)
         print(f"\nprofiler: {kernels} CUDA kernels/copies per call, {busy / 1e3:.2f} ms device time")
-        print(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=18, max_name_column_width=60))
+        print(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=22, max_name_column_width=70))
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], record_shapes=True) as prof:
+            run_current()
+            synchronize()
+        table = prof.key_averages(group_by_input_shape=True).table(sort_by="self_cuda_time_total", row_limit=14, max_name_column_width=40)
+        print(table)
 
     print("\npooling / modulus alternatives on the largest groups (ms per batch):")
     num_samples = clips.shape[-1]
@@ -243,6 +274,9 @@ def main(argv=None) -> int:
     groups = morlet._scalogram_plan(fft_size, freqs, 12.0, float(SR), 160, 400, clips.device)
     print(f"  fft size {fft_size}, {len(groups)} groups, strides {[g['stride'] for g in groups]}")
     for line in pooling_alternatives(groups, args.batch, morlet.scalogram_num_frames(num_samples), args.repeats, clips.device):
+        print("  " + line)
+    print("\ninverse FFT per complex value by blocks per clip (1029 = 3 * 7**3 is used for 10 s clips):")
+    for line in fft_size_alternatives(args.batch, args.repeats, clips.device):
         print("  " + line)
     return 0
 

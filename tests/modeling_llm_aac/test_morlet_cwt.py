@@ -59,19 +59,19 @@ def test_pywt_parameters_describe_the_wavelet():
     np.testing.assert_allclose(estimated, FREQS, rtol=2e-2)
 
 
-def _pool_full_rate(waveforms, freqs):
-    """Reference pooling: full-rate modulus, unit-tone gain, Hann(400) average at centres 160 t + 199.5."""
+def _pool_full_rate(waveforms, freqs, hop=160, window=400):
+    """Reference pooling: full-rate modulus, unit-tone gain, Hann(window) average at centres hop t + (window - 1) / 2."""
     modulus = full_rate_cwt(waveforms, freqs, width=WIDTH, time_offsets=-0.5 * np.ones(len(freqs))).abs()
     centre = torch.as_tensor(freqs, dtype=torch.float64)[:, None]
     gain = 2.0 / torch.sqrt(torch.as_tensor(pywt_scales(freqs, WIDTH, SR)))[:, None]
     gain = gain / morlet_cwt._wavelet_response(centre, centre, WIDTH, SR)
     modulus = modulus * gain.float()
-    frames = scalogram_num_frames(waveforms.shape[-1])
-    offsets = torch.arange(-199, 200)
-    window = 0.5 * (1 + torch.cos(math.pi * offsets / 200.0))
-    window = window / window.sum()
-    index = (torch.arange(frames) * 160 + 199)[:, None] + offsets[None, :]
-    return (modulus[..., index] * window).sum(-1).transpose(-1, -2)
+    frames = scalogram_num_frames(waveforms.shape[-1], hop_length=hop, window_length=window)
+    offsets = torch.arange(-(window // 2) + 1, window // 2)
+    window_taps = 0.5 * (1 + torch.cos(math.pi * offsets / (window / 2)))
+    window_taps = window_taps / window_taps.sum()
+    index = (torch.arange(frames) * hop + window // 2 - 1)[:, None] + offsets[None, :]
+    return (modulus[..., index] * window_taps).sum(-1).transpose(-1, -2)
 
 
 def test_band_limited_scalogram_matches_full_rate_pooling():
@@ -84,6 +84,17 @@ def test_band_limited_scalogram_matches_full_rate_pooling():
     pooled = features.exp() - morlet_cwt.LOG_FLOOR
     for row in range(2):
         assert relative_l2(pooled[row], expected[row]) <= 2e-3
+
+
+def test_other_hop_and_window_match_full_rate_pooling():
+    # The frame geometry is not hard-wired: an 8 ms hop with a 32 ms window (even window: centres
+    # on a half sample, as for the default 400-sample window).
+    waveforms = torch.from_numpy(_noise(6000, seed=2, batch=1))
+    freqs = FREQS[::3]
+    features = morlet_scalogram(waveforms, center_frequencies=freqs, width=WIDTH, hop_length=128, window_length=512)
+    assert features.shape == (1, scalogram_num_frames(6000, hop_length=128, window_length=512), len(freqs))
+    expected = _pool_full_rate(waveforms, freqs, hop=128, window=512)
+    assert relative_l2(features[0].exp() - morlet_cwt.LOG_FLOOR, expected[0]) <= 2e-3
 
 
 def test_pooling_paths_agree():
