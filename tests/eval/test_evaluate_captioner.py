@@ -1,0 +1,155 @@
+"""`llm-aac evaluate`: tiny captioner, tiny synthetic corpus, fast metric set; output schema; rescoring reuse."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from llm_aac.eval.evaluate_captioner import (
+    BEAM_SEARCH,
+    CLAP_RESCORING,
+    caption_batch,
+    evaluate_captioner,
+    load_evaluation_split,
+    plan_captioning,
+)
+from modeling_llm_aac.caption_candidates import CandidateOptions
+from modeling_llm_aac.clap_scoring import normalize_caption
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "modeling_llm_aac"))  # the tiny captioner of the model tests
+from captioning_test_utils import LengthPreferringScorer, audio_clips, tiny_captioner  # noqa: E402
+
+RECORD_KEYS = {"file", "split", "prediction", "candidates", "references"}
+
+
+@pytest.fixture(scope="module")
+def captioner_dir(tmp_path_factory):
+    model, processor = tiny_captioner()
+    folder = tmp_path_factory.mktemp("captioner")
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def read_jsonl(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def test_cli_writes_predictions_metrics_and_semantic_accuracy(tmp_path, captioner_dir, tiny_corpus_dir):
+    from llm_aac.cli import main
+
+    output = tmp_path / "eval"
+    assert main([
+        "evaluate", "--model", str(captioner_dir), "--dataset", "synthetic", "--data-dir", str(tiny_corpus_dir),
+        "--metrics", "fast", "--batch-size", "2", "--num-workers", "0", "--device", "cpu", "--output", str(output),
+    ]) == 0
+
+    records = read_jsonl(output / "predictions-beam_search.jsonl")
+    assert [r["split"] for r in records] == ["test", "test", "compositional", "compositional"]
+    for record in records:
+        assert set(record) == RECORD_KEYS
+        assert record["file"].startswith(f"synth_{record['split']}_") and len(record["references"]) == 5
+        assert isinstance(record["prediction"], str)
+        (candidate,) = record["candidates"]
+        assert candidate["caption"] == record["prediction"] and candidate["origin"] == "beams=3"
+
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["systems"] == {BEAM_SEARCH: "beam search (3 beams)"}
+    assert metrics["predictions"] == {BEAM_SEARCH: "predictions-beam_search.jsonl"}
+    assert metrics["timing"]["clips"] == 4 and metrics["timing"]["device"] == "cpu"
+    for split in ("test", "compositional"):
+        block = metrics["splits"][split]
+        assert block["num_clips"] == 2
+        scored = block["systems"][BEAM_SEARCH]
+        caption_metrics = scored["caption_metrics"]
+        assert caption_metrics["metric_set"] == "fast" and caption_metrics["num_clips"] == 2
+        assert set(caption_metrics["scores"]) == {"bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l", "cider_d"}
+        assert scored["semantic_accuracy"]["num_clips"] == 2 and "event_f1" in scored["semantic_accuracy"]
+    report = (output / "metrics.md").read_text()
+    assert "## test (2 clips)" in report and "## compositional (2 clips)" in report
+    assert "| beam search (3 beams) |" in report and "Semantic accuracy" in report
+
+
+def test_rescoring_reuses_the_plain_beam_of_the_slam_candidates():
+    model, processor = tiny_captioner()
+    clips = [{"array": clip, "sampling_rate": 16000} for clip in audio_clips()]
+    scorer = LengthPreferringScorer()
+    both = plan_captioning(model, (BEAM_SEARCH, CLAP_RESCORING), CandidateOptions(), {})
+    assert both.reuse_beam == 3  # the generation config's beam search is the 'beams=3' candidate
+    outputs = caption_batch(model, processor, scorer, clips, both)
+    plain = caption_batch(model, processor, None, clips, plan_captioning(model, (BEAM_SEARCH,), CandidateOptions(), {}))
+    assert [r["prediction"] for r in outputs[BEAM_SEARCH]] == [r["prediction"] for r in plain[BEAM_SEARCH]]
+
+    for record in outputs[CLAP_RESCORING]:
+        candidates = record["candidates"]
+        keys = [normalize_caption(c["caption"]) for c in candidates]
+        assert len(set(keys)) == len(keys)  # duplicates merged, their origins listed together
+        assert {o for c in candidates for o in c["origin"].split(",")} == {f"beams={k}" for k in range(2, 9)}
+        # the stand-in scorer prefers the longest caption; candidates come best first
+        assert record["prediction"] == candidates[0]["caption"] == max((c["caption"] for c in candidates), key=len)
+        assert all({"clap_score", "score", "log_prob"} <= set(c) for c in candidates)
+        assert [c["score"] for c in candidates] == sorted((c["score"] for c in candidates), reverse=True)
+
+    other = plan_captioning(model, (BEAM_SEARCH, CLAP_RESCORING), CandidateOptions(), {"num_beams": 10})
+    assert other.reuse_beam is None and "beam size 10" in other.reuse_reason
+    sampled = plan_captioning(model, (BEAM_SEARCH, CLAP_RESCORING), CandidateOptions(strategy="sample"), {})
+    assert sampled.reuse_beam is None and "'sample'" in sampled.reuse_reason
+    separate = caption_batch(model, processor, scorer, clips[:1], other)
+    assert set(separate) == {BEAM_SEARCH, CLAP_RESCORING}
+    assert separate[BEAM_SEARCH][0]["candidates"][0]["origin"] == "beams=10"
+
+
+def save_tiny_clap(folder):
+    """A tiny transformers ClapModel folder (model, feature extractor, tokenizer), as `--clap` takes."""
+    import torch
+    from clap_test_utils import tiny_clap_config, tiny_word_tokenizer
+    from transformers import ClapModel
+
+    from modeling_llm_aac.clap_scoring import default_clap_feature_extractor
+
+    torch.manual_seed(0)
+    model = ClapModel(tiny_clap_config()).eval()
+    model.save_pretrained(folder)
+    default_clap_feature_extractor(model.config).save_pretrained(folder)
+    tiny_word_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def test_cli_compares_beam_search_and_clap_rescoring_in_one_run(tmp_path, captioner_dir):
+    from llm_aac.cli import main
+
+    output = tmp_path / "compare"
+    clap = save_tiny_clap(tmp_path / "clap")
+    assert main([
+        "evaluate", "--model", str(captioner_dir), "--dataset", "synthetic", "--split", "test", "--max-clips", "2",
+        "--compare-rescoring", "--clap", str(clap), "--metrics", "fast", "--num-workers", "0", "--device", "cpu",
+        "--output", str(output),
+    ]) == 0
+    summary = json.loads((output / "metrics.json").read_text())
+    assert summary["candidates_reused"] is True
+    assert set(summary["splits"]["test"]["systems"]) == {BEAM_SEARCH, CLAP_RESCORING}
+    assert summary["systems"][CLAP_RESCORING] == "CLAP rescoring (slam, 7 candidates)"
+    assert summary["decoding"][CLAP_RESCORING]["clap"]["backend"] == "transformers"
+    rescored = read_jsonl(output / "predictions-clap_rescoring.jsonl")
+    plain = read_jsonl(output / "predictions-beam_search.jsonl")
+    assert len(rescored) == len(plain) == 2 and all(set(r) == RECORD_KEYS for r in rescored)
+    assert [r["file"] for r in rescored] == [r["file"] for r in plain] == ["synth_test_000000.flac", "synth_test_000001.flac"]
+    for record in rescored:
+        assert record["prediction"] == record["candidates"][0]["caption"]
+        assert all(-1.0 <= c["clap_score"] <= 1.0 for c in record["candidates"])
+    report = (output / "metrics.md").read_text()
+    assert "| CLAP rescoring (slam, 7 candidates) |" in report and "read off the candidates: True" in report
+
+
+def test_bad_requests_fail_clearly(tmp_path, captioner_dir):
+    with pytest.raises(ValueError, match="--data-dir is required for clotho"):
+        load_evaluation_split("clotho", "evaluation")
+    with pytest.raises(ValueError, match="pass --clap"):
+        evaluate_captioner(captioner_dir, "synthetic", ["test"], output_dir=tmp_path / "x", metrics="fast",
+                           systems=(BEAM_SEARCH, CLAP_RESCORING), max_clips=1, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="not a folder"):
+        evaluate_captioner(tmp_path / "missing", "synthetic", ["test"], output_dir=tmp_path / "y", max_clips=1)
+    with pytest.raises(ValueError, match="systems"):
+        plan_captioning(None, ("nucleus",), CandidateOptions(), {})
