@@ -17,6 +17,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "convert-clap": ("modeling_llm_aac.convert_laion_clap", "convert a laion-clap .pt checkpoint to a transformers ClapModel folder"),
     "synth": ("llm_aac.processing.synthetic", "write the synthetic captioning corpus (scenes, 5 captions, ground truth)"),
     "caption": ("llm_aac.caption", "caption audio files with a saved captioner (optionally CLAP-rescored candidates)"),
+    "evaluate": ("llm_aac.eval.evaluate_captioner", "caption a dataset split and score it (DCASE metrics, semantic accuracy, beam search vs CLAP rescoring)"),
+    "linear-probe": ("llm_aac.eval.linear_probe", "linear probe of a frozen EAT encoder on AudioSet / ESC-50 / synthetic event labels"),
 }
 
 
