@@ -239,23 +239,47 @@ def random_encoder_config(size: str, num_bins: int):
     raise ValueError(f"unknown encoder size {size!r}; choose one of {ENCODER_SIZES}")
 
 
+def _raw_feature_settings(feature_extractor) -> dict:
+    """The extractor fields that fix the raw features (not the normalisation statistics)."""
+    ignored = ("feature_mean", "feature_std", "do_normalize", "processor_class", "feature_extractor_type")
+    return {k: v for k, v in feature_extractor.to_dict().items() if k not in ignored}
+
+
 def resolve_feature_extractor(model_args: ModelArguments, data_args: DataArguments):
     """(feature extractor, whether its statistics are still the defaults and may be measured on the data).
 
-    Precomputed features fix it; otherwise a captioner or encoder folder's saved extractor is used as trained
-    with; otherwise a new one of `--feature_type`.
+    The normalisation a model was trained with wins: a captioner's (`--init_from`), then a pretrained encoder
+    folder's; otherwise the statistics measured by `llm-aac precompute`; otherwise a new extractor of
+    `--feature_type`. Precomputed raw features must come from the same extractor settings.
     """
     from llm_aac.train.caption_data import precomputed_feature_extractor
-    from modeling_llm_aac import LLMAACFeatureExtractor
+    from modeling_llm_aac import LLMAACFeatureExtractor, LLMAACProcessor
 
-    for path in data_args.dataset_path:
-        extractor = precomputed_feature_extractor(path, data_args.train_split)
-        if extractor is not None:
-            return extractor, False
-    for folder in (model_args.init_from, model_args.encoder_path):
-        if folder and os.path.isfile(os.path.join(folder, "preprocessor_config.json")):
-            return LLMAACFeatureExtractor.from_pretrained(folder), False
-    return LLMAACFeatureExtractor(feature_type=model_args.feature_type), True
+    chosen, source = None, None
+    if model_args.init_from:
+        chosen, source = LLMAACProcessor.from_pretrained(model_args.init_from).feature_extractor, model_args.init_from
+    elif model_args.encoder_path and os.path.isfile(os.path.join(model_args.encoder_path, "preprocessor_config.json")):
+        chosen, source = LLMAACFeatureExtractor.from_pretrained(model_args.encoder_path), model_args.encoder_path
+    precomputed = [(path, data_args.train_split) for path in data_args.dataset_path]
+    if data_args.eval_dataset_path:
+        precomputed.append((data_args.eval_dataset_path, data_args.eval_split))
+    elif data_args.dataset_path:
+        precomputed.append((data_args.dataset_path[0], data_args.eval_split))
+    for path, split in precomputed:
+        extractor = precomputed_feature_extractor(path, split)
+        if extractor is None:
+            continue
+        if chosen is None:
+            chosen, source = extractor, path
+        elif _raw_feature_settings(extractor) != _raw_feature_settings(chosen):
+            differing = sorted(k for k, v in _raw_feature_settings(extractor).items() if _raw_feature_settings(chosen).get(k) != v)
+            raise ValueError(
+                f"the precomputed features in {path!r} ({split}) were made with other extractor settings than "
+                f"{source!r}: {differing}; precompute them with that extractor (`llm-aac precompute --feature-extractor`)"
+            )
+    if chosen is None:
+        return LLMAACFeatureExtractor(feature_type=model_args.feature_type), True
+    return chosen, False
 
 
 def _dtype(name: str) -> torch.dtype:
@@ -336,21 +360,6 @@ def load_captioner(folder: str, model_args: ModelArguments):
     return model, processor
 
 
-def add_lora_adapter(model, lora: dict):
-    """The same captioner (encoder, projector weights, LM) with a new LoRA adapter on its language model."""
-    from modeling_llm_aac import LLMAACForConditionalGeneration
-
-    config = copy.deepcopy(model.config)
-    config.lora = dict(lora)
-    with_adapter = LLMAACForConditionalGeneration(
-        config, encoder=model.encoder, language_model=model.get_base_language_model()
-    )
-    with_adapter.projector.load_state_dict(model.projector.state_dict())
-    with_adapter.to(next(model.projector.parameters()).device)
-    with_adapter.generation_config = copy.deepcopy(model.generation_config)
-    return with_adapter
-
-
 def prepare_stage_model(stage: str, model, model_args: ModelArguments):
     if stage == "projector" and model.has_lora:
         raise ValueError(
@@ -358,7 +367,7 @@ def prepare_stage_model(stage: str, model, model_args: ModelArguments):
             "carries a LoRA adapter; continue it with --stage lora"
         )
     if stage == "lora" and not model.has_lora:
-        model = add_lora_adapter(model, lora_settings(model_args))
+        model.add_lora(lora_settings(model_args))
     model.apply_freezing()
     keep_trainable_in_float32(model)
     return model
@@ -459,6 +468,12 @@ def run_stage(stage, model, processor, training_args, model_args, stage_args, da
     train_pairs = CaptionPairs(tables, names)
     eval_pairs = CaptionPairs([eval_table], ["validation"], max_clips=max_clips)
     eval_clips = ClipReferences(eval_table, "validation", max_clips=max_clips)
+    if len(eval_clips) < 2 and training_args.eval_strategy != "no":
+        raise ValueError(
+            f"the validation split holds {len(eval_clips)} clip with captions; caption metrics need at least 2 "
+            "(CIDEr-D weighs n-grams by their document frequency over the clips). Use a larger --eval_split / "
+            "--max_eval_clips, or --eval_strategy no"
+        )
     logger.info("stage %s: %d training pairs, %d validation pairs over %d clips", stage, len(train_pairs),
                 len(eval_pairs), len(eval_clips))
     generation_kwargs = {"num_beams": stage_args.generation_num_beams,

@@ -203,3 +203,38 @@ def test_bad_arguments_raise_clear_errors(tmp_path, argv, message):
     with pytest.raises(ValueError, match=message):
         finetune_aac.main(argv + ["--output_dir", str(tmp_path), "--synthetic_eval_clips", "1"]
                           + (["--max_steps", "1"] if argv else []))
+
+
+def test_precomputed_features_train_and_bring_their_statistics(tmp_path, tiny_lm_dir, tiny_corpus_dir):
+    """`llm-aac precompute` outputs (one folder per split): raw features are read instead of audio, and the
+    measured per-bin statistics become the captioner's normalisation."""
+    from llm_aac.processing.loaders import load_aac_dataset
+    from llm_aac.processing.precompute import precompute_features
+
+    features = tmp_path / "features"
+    precompute_features(load_aac_dataset(tiny_corpus_dir, "train"), LLMAACFeatureExtractor(), features / "train",
+                        keep_audio=False, progress=False)
+    output = tmp_path / "run"
+    with pytest.raises(ValueError, match="caption metrics need at least 2"):  # the corpus' 1 validation clip
+        finetune_aac.main(TINY + ["--language_model", str(tiny_lm_dir), "--dataset_path", str(tiny_corpus_dir),
+                                  "--max_steps", "1", "--output_dir", str(output)])
+    finetune_aac.main(TINY + [
+        "--language_model", str(tiny_lm_dir), "--dataset_path", str(features), "--eval_split", "train",
+        "--max_eval_clips", "2", "--stage", "projector",
+        "--max_steps", "2", "--eval_steps", "2", "--max_frames", "300", "--output_dir", str(output),
+    ])
+    processor = AutoProcessor.from_pretrained(output)
+    measured = LLMAACFeatureExtractor.from_pretrained(features / "train")
+    assert isinstance(processor.feature_extractor.feature_mean, list)
+    assert processor.feature_extractor.feature_mean == measured.feature_mean
+    summary = json.loads((output / "summary.json").read_text())
+    assert [e["step"] for e in summary["evaluations"]] == [0, 2]
+
+    other = tmp_path / "cwt"
+    precompute_features(load_aac_dataset(tiny_corpus_dir, "validation"), LLMAACFeatureExtractor(feature_type="cwt"),
+                        other / "validation", keep_audio=False, progress=False)
+    with pytest.raises(ValueError, match="other extractor settings"):
+        finetune_aac.main(TINY + [
+            "--language_model", str(tiny_lm_dir), "--dataset_path", str(features), "--eval_dataset_path", str(other),
+            "--max_steps", "1", "--output_dir", str(tmp_path / "bad"),
+        ])
