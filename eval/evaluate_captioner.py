@@ -375,6 +375,15 @@ def _system_labels(plan: CaptioningPlan, model) -> dict[str, str]:
     return labels
 
 
+def _plain_decoding(model, plan: CaptioningPlan) -> dict[str, Any]:
+    """The decoding settings plain captioning ran with (generation config + overrides), for metrics.json."""
+    from modeling_llm_aac.caption_candidates import generation_settings
+
+    settings = generation_settings(model, plan.generate_kwargs)
+    names = ("num_beams", "max_new_tokens", "min_new_tokens", "length_penalty", "early_stopping", "do_sample")
+    return {"overrides": dict(plan.generate_kwargs), **{name: settings.get(name) for name in names}}
+
+
 def score_records(records: Sequence[Mapping], metrics: Any, *, tokenize: bool | None = None) -> dict[str, Any]:
     """Caption metrics (and semantic accuracy when the records carry ground-truth `events`) of one split."""
     from llm_aac.eval.caption_metrics import compute_caption_metrics
@@ -510,7 +519,7 @@ def evaluate_captioner(
         "metric_set": metrics if isinstance(metrics, str) else list(metrics),
         "systems": labels,
         "decoding": {
-            BEAM_SEARCH: dict(plan.generate_kwargs),
+            BEAM_SEARCH: _plain_decoding(pipe.model, plan),
             CLAP_RESCORING: {
                 "strategy": options.strategy, "candidates_per_clip": options.candidates_per_clip,
                 "beam_sizes": list(options.beam_sizes), "lm_weight": plan.lm_weight if plan.lm_weight is not None

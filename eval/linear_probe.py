@@ -322,8 +322,6 @@ def run_linear_probe(
     Returns `{"task", "model", "metric", "poolings": {pooling: {"runs": {run: {eval_set: metrics,
     "weight_decay", "validation"}}, "summary": ...}}}` (see `audio_classification.summarize_runs`).
     """
-    import torch
-
     from llm_aac.eval.audio_classification import classification_metrics, load_classification_task, summarize_runs
 
     task_data = load_classification_task(

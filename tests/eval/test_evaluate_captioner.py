@@ -59,6 +59,7 @@ def test_cli_writes_predictions_metrics_and_semantic_accuracy(tmp_path, captione
     assert metrics["systems"] == {BEAM_SEARCH: "beam search (3 beams)"}
     assert metrics["predictions"] == {BEAM_SEARCH: "predictions-beam_search.jsonl"}
     assert metrics["timing"]["clips"] == 4 and metrics["timing"]["device"] == "cpu"
+    assert metrics["decoding"][BEAM_SEARCH]["num_beams"] == 3 and metrics["decoding"][BEAM_SEARCH]["max_new_tokens"] == 12
     for split in ("test", "compositional"):
         block = metrics["splits"][split]
         assert block["num_clips"] == 2
