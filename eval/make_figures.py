@@ -44,6 +44,10 @@ def _pyplot():
     return plt
 
 
+def _hertz(value: float) -> str:
+    return f"{value:.0f}" if value >= 10 else f"{value:.2g}"
+
+
 def pick_synthetic_clip(seed: int = 0, split: str = "train", max_seconds: float = 10.0, search: int = 200) -> int:
     """Index of the first clip of `split` with a background event under two or more foreground events and at
     most `max_seconds` long (so that `cwt_seed`'s 10 s window shows all of it); else the first multi-event clip."""
@@ -89,7 +93,7 @@ def plot_features(output_path: str | os.PathLike, *, seed: int = 0, index: int |
                             cmap="magma", interpolation="nearest")
         ticks = np.linspace(0, values.shape[0] - 1, 5).round().astype(int)
         axis.set_yticks(ticks + 0.5)
-        axis.set_yticklabels([f"{frequencies[t]:.3g}" for t in ticks])
+        axis.set_yticklabels([_hertz(frequencies[t]) for t in ticks])
         axis.set_ylabel("centre frequency (Hz)")
         axis.set_xlim(0.0, duration)
         axis.set_title(f"{FEATURE_TITLES[feature_type]}: {values.shape[0]} bins x {frames} frames")
