@@ -14,7 +14,7 @@ placeholder `<audio>` 4 as a special token that is never split. Byte-level BPE (
 front of every word) needs no unknown token for any input. The processor's prompt template is added to the
 training text so that its words get their own tokens.
 
-Output: `tokenizer.json`, `tokenizer_config.json` (+ `special_tokens_map.json`), loadable with
+Output: `tokenizer.json` and `tokenizer_config.json`, loadable with
 `AutoTokenizer.from_pretrained(output_dir)`.
 """
 
