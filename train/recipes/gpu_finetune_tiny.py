@@ -1,6 +1,6 @@
 """GPU learning run of the captioner on the synthetic corpus, in one command of under 10 minutes on one H100.
 
-    python train/recipes/gpu_finetune_tiny.py OUT_DIR          # one GPU, ~8-9 minutes
+    python train/recipes/gpu_finetune_tiny.py OUT_DIR          # one GPU, at most ~8 minutes
     python train/recipes/gpu_finetune_tiny.py OUT_DIR --smoke  # CPU check of the whole chain (tiny, ~3 minutes)
 
 The same stages as the real recipe, from nothing: (1) caption text of `--text_clips` synthetic training clips;
@@ -54,9 +54,10 @@ def check_environment() -> None:
 
 
 SIZES = {
-    # One H100: ~1 min text LM, ~45 s synthesis, <= 3.5 + 2 min captioner training, evaluations included.
-    "gpu": dict(text_clips=20000, vocab_size=2000, lm_steps=700, lm_minutes=1.5, train_clips=4000, eval_clips=100,
-                projector_steps=1200, lora_steps=700, projector_minutes=3.5, lora_minutes=2.0, eval_steps=100,
+    # One H100: <= 1.25 min text LM, ~1 min synthesis, <= 3 + 1.75 min captioner training (evaluations
+    # included); the time limits keep the whole command under 10 minutes on a slower card too.
+    "gpu": dict(text_clips=20000, vocab_size=2000, lm_steps=700, lm_minutes=1.25, train_clips=4000, eval_clips=100,
+                projector_steps=1200, lora_steps=700, projector_minutes=3.0, lora_minutes=1.75, eval_steps=100,
                 lm_preset="small", aac_preset="small"),
     # CPU check of the chain: tiny everything.
     "smoke": dict(text_clips=300, vocab_size=600, lm_steps=30, lm_minutes=1.0, train_clips=24, eval_clips=6,
