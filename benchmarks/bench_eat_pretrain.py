@@ -2,6 +2,7 @@
 
     python benchmarks/bench_eat_pretrain.py                      # eager vs torch.compile, 12 clips x 16 clones
     python benchmarks/bench_eat_pretrain.py --batch-sizes 12,24 --variants compile --profile
+    python benchmarks/bench_eat_pretrain.py --decoders banded_matmul,conv2d --check-decoder   # decoder formulations
 
 One timed step is what `train/pretrain_eat.py` runs per optimizer update: bf16 autocast forward of the
 teacher (whole clips) and the student (16 masked clones per clip) + CNN decoder, backward, gradient
@@ -99,12 +100,17 @@ class PretrainingStep:
         self.model.update_teacher(self.updates)
 
 
-def run_variant(name, EATConfig, EATForPreTraining, *, batch_size, clones, num_frames, steps, warmup, compile_mode):
+def run_variant(name, EATConfig, EATForPreTraining, *, batch_size, clones, num_frames, steps, warmup, compile_mode,
+                decoder):
     torch.manual_seed(0)
     config = EATConfig.base(num_mask_clones=clones)
     config._attn_implementation = "sdpa"
     model = EATForPreTraining(config).cuda().train()
+    model.decoder.conv_implementation = decoder
     features = torch.randn(batch_size, num_frames, config.num_mel_bins, device="cuda")
+    if name == "compile":
+        # A fresh compilation per variant: otherwise a second batch size would recompile with a dynamic batch.
+        torch._dynamo.reset()
     step = PretrainingStep(model, features, compile_model=name == "compile", compile_mode=compile_mode)
     compile_start = time.perf_counter()
     step()
@@ -116,17 +122,87 @@ def run_variant(name, EATConfig, EATForPreTraining, *, batch_size, clones, num_f
     return step, seconds, first_step_s, peak_memory
 
 
-def profile_step(step, *, rows: int = 25) -> str:
+# Kernel-name patterns, checked in order: inductor's kernels first (their names list the fused ops, e.g.
+# "convolution" for a bias add), then cuDNN convolutions (implicit GEMMs) before plain GEMMs.
+KERNEL_CATEGORIES = (
+    ("fused elementwise (triton)", ("triton",)),
+    ("attention", ("flash", "fmha", "attention", "sdpa")),
+    ("convolution", ("fprop", "dgrad", "wgrad", "conv", "cudnn")),
+    ("matmul", ("gemm", "nvjet", "cutlass", "xmma", "cublas", "sm90_", "sm80_")),
+    ("optimizer / EMA", ("adam", "foreach", "multi_tensor", "lerp")),
+    ("sort / scatter / index", ("sort", "scatter", "index", "gather", "radix")),
+    ("random", ("philox", "normal", "uniform", "rand")),
+    ("norm / elementwise (eager)", ("norm", "elementwise", "vectorized", "reduce", "gelu", "copy", "cat")),
+)
+
+
+def kernel_category(name: str) -> str:
+    lowered = name.lower()
+    for category, patterns in KERNEL_CATEGORIES:
+        if any(pattern in lowered for pattern in patterns):
+            return category
+    return "other"
+
+
+def profile_step(step, *, rows: int = 25, steps: int = 3) -> str:
+    """Top CUDA kernels of `steps` steps, and GPU time per step by kernel category."""
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     for _ in range(2):
         step()
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        for _ in range(3):
+        for _ in range(steps):
             step()
         torch.cuda.synchronize()
-    return prof.key_averages().table(sort_by="cuda_time_total", row_limit=rows, max_name_column_width=60)
+    per_category: dict[str, float] = {}
+    per_kernel: dict[str, float] = {}
+    for event in prof.events():
+        if event.device_type != DeviceType.CUDA:
+            continue
+        micros = event.time_range.elapsed_us() / steps
+        category = kernel_category(event.name)
+        per_category[category] = per_category.get(category, 0.0) + micros
+        per_kernel[event.name] = per_kernel.get(event.name, 0.0) + micros
+    total = sum(per_category.values())
+    lines = [f"GPU kernel time per step: {total / 1000:.2f} ms"]
+    for category, micros in sorted(per_category.items(), key=lambda item: -item[1]):
+        lines.append(f"  {category:30s} {micros / 1000:7.2f} ms  {100 * micros / max(total, 1e-9):5.1f} %")
+    lines.append(f"top {rows} kernels (ms per step):")
+    for name, micros in sorted(per_kernel.items(), key=lambda item: -item[1])[:rows]:
+        lines.append(f"  {micros / 1000:7.3f}  [{kernel_category(name)}] {name[:150]}")
+    return "\n".join(lines)
+
+
+def decoder_agreement(EATConfig, EATForPreTraining, *, batch_size, clones, num_frames) -> str:
+    """Losses of one bf16-autocast forward with each decoder implementation (same weights, masks, noise seed)."""
+    torch.manual_seed(0)
+    config = EATConfig.base(num_mask_clones=clones)
+    config._attn_implementation = "sdpa"
+    model = EATForPreTraining(config).cuda().train()
+    features = torch.randn(batch_size, num_frames, config.num_mel_bins, device="cuda")
+    from modeling_llm_aac.modeling_eat_pretraining import compute_inverse_block_mask
+
+    num_time = num_frames // config.patch_size
+    visible, _ = compute_inverse_block_mask(
+        batch_size * clones, num_time, config.num_freq_patches, mask_ratio=config.mask_ratio,
+        mask_ratio_adjust=config.mask_ratio_adjust, block_size=config.mask_block_size, device="cuda",
+    )
+    results = {}
+    for implementation in model.decoder.conv_implementations:
+        model.decoder.conv_implementation = implementation
+        for precision in ("fp32", "bf16"):
+            torch.manual_seed(1)  # the same decoder noise in every run
+            with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                out = model(input_features=features, visible_mask=visible)
+            results[(implementation, precision)] = (out.frame_loss.item(), out.utterance_loss.item())
+    lines = ["decoder implementations, one forward (frame loss, utterance loss):"]
+    for (implementation, precision), (frame, utterance) in results.items():
+        lines.append(f"  {implementation:14s} {precision}  {frame:.6f}  {utterance:.6f}")
+    del model
+    torch.cuda.empty_cache()
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -138,7 +214,12 @@ def main(argv=None) -> int:
     parser.add_argument("--compile-mode", default=None, help="torch.compile mode (default / max-autotune-no-cudagraphs / ...)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps after the first (compiling) one")
-    parser.add_argument("--profile", action="store_true", help="print the top CUDA kernels of the last variant")
+    parser.add_argument(
+        "--decoders", default="banded_matmul",
+        help="decoder convolution implementations to time, comma-separated: banded_matmul (default) and/or conv2d",
+    )
+    parser.add_argument("--profile", action="store_true", help="print GPU time by kernel category and the top kernels of every variant")
+    parser.add_argument("--check-decoder", action="store_true", help="print the losses of each decoder implementation on one batch")
     parser.add_argument("--output-json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
 
@@ -162,21 +243,39 @@ def main(argv=None) -> int:
     unknown = set(variants) - {"eager", "compile"}
     if unknown:
         raise ValueError(f"unknown variants {sorted(unknown)}; use eager and/or compile")
-    last_step = None
+    decoders = [d.strip() for d in args.decoders.split(",") if d.strip()]
+    from modeling_llm_aac.modeling_eat_pretraining import EATPretrainingDecoder
+
+    unknown = set(decoders) - set(EATPretrainingDecoder.conv_implementations)
+    if unknown:
+        raise ValueError(f"unknown decoders {sorted(unknown)}; use {EATPretrainingDecoder.conv_implementations}")
+    if args.check_decoder:
+        print(decoder_agreement(EATConfig, EATForPreTraining, batch_size=2, clones=args.clones, num_frames=args.num_frames))
+    failed = False
     for batch_size in (int(b) for b in args.batch_sizes.split(",")):
         baseline = None
-        for name in variants:
-            step, seconds, first_step_s, memory = run_variant(
-                name, EATConfig, EATForPreTraining, batch_size=batch_size, clones=args.clones,
-                num_frames=args.num_frames, steps=args.steps, warmup=args.warmup, compile_mode=args.compile_mode,
-            )
+        for decoder, name in ((d, v) for d in decoders for v in variants):
+            try:
+                step, seconds, first_step_s, memory = run_variant(
+                    name, EATConfig, EATForPreTraining, batch_size=batch_size, clones=args.clones,
+                    num_frames=args.num_frames, steps=args.steps, warmup=args.warmup, compile_mode=args.compile_mode,
+                    decoder=decoder,
+                )
+            except Exception as error:  # keep measuring the other variants; the exit status reports it
+                message = f"{type(error).__name__}: {str(error)[:2000]}"
+                print(f"B={batch_size:3d} x {args.clones} clones  {name:8s} {decoder:14s} FAILED: {message}", flush=True)
+                results.append(dict(device=device_name, variant=name, decoder=decoder, batch_size=batch_size,
+                                    clones=args.clones, error=message))
+                failed = True
+                torch.cuda.empty_cache()
+                continue
             clips_per_s = batch_size / seconds
             flops = eat_pretraining_flops(step.model.config, batch_size, args.num_frames)["total"]
             mfu = flops / seconds / peak
-            if name == "eager":
+            if baseline is None and name == "eager":
                 baseline = clips_per_s
             result = dict(
-                device=device_name, variant=name, batch_size=batch_size, clones=args.clones,
+                device=device_name, variant=name, decoder=decoder, batch_size=batch_size, clones=args.clones,
                 step_ms=round(seconds * 1000, 2), clips_per_s=round(clips_per_s, 1),
                 tflops=round(flops / seconds / 1e12, 1), mfu=round(mfu, 4),
                 first_step_s=round(first_step_s, 1), peak_memory_gib=round(memory, 1),
@@ -186,23 +285,21 @@ def main(argv=None) -> int:
             )
             results.append(result)
             print(
-                f"B={batch_size:3d} x {args.clones} clones  {name:8s} {seconds * 1000:7.2f} ms/step  "
+                f"B={batch_size:3d} x {args.clones} clones  {name:8s} {decoder:14s} {seconds * 1000:7.2f} ms/step  "
                 f"{clips_per_s:7.1f} clips/s  {flops / seconds / 1e12:6.1f} TFLOP/s  MFU {100 * mfu:5.1f} %  "
                 f"x{result['vs_eager_in_process'] or 1.0:.2f} vs eager here, x{result['vs_eager_stand_in']:.2f} vs "
                 f"stand-in {EAGER_STAND_IN_CLIPS_PER_S[1]:.0f}, x{result['vs_target']:.2f} vs target "
                 f"{TARGET_CLIPS_PER_S:.0f}  (first step {first_step_s:.0f} s, peak {memory:.1f} GiB)",
                 flush=True,
             )
-            if last_step is not None:
-                del last_step
-            last_step = step
+            if args.profile:
+                print(profile_step(step), flush=True)
+            del step
             torch.cuda.empty_cache()
-    if args.profile and last_step is not None:
-        print(profile_step(last_step))
-    if args.output_json:
-        with open(args.output_json, "w") as f:
-            json.dump(dict(matmul_peak_tflops=round(peak / 1e12, 1), results=results), f, indent=1)
-    return 0
+            if args.output_json:  # after every variant, so that a run cut short keeps what it measured
+                with open(args.output_json, "w") as f:
+                    json.dump(dict(matmul_peak_tflops=round(peak / 1e12, 1), results=results), f, indent=1)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

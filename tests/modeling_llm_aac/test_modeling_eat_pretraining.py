@@ -123,6 +123,64 @@ def test_decoder_structure_matches_reference():
     assert len(large.blocks) == 3 and large.blocks[0].conv.kernel_size == (5, 5)
 
 
+@pytest.mark.parametrize(
+    "kernel_size, decoder_hidden_size, groups",
+    [(3, None, 4), (4, None, 4), (5, 48, 4), (1, None, 2)],  # EAT-base, even (SamePad2d trim), EAT-large, 1x1
+)
+def test_banded_matmul_decoder_equals_grouped_conv2d(kernel_size, decoder_hidden_size, groups):
+    """The default decoder path (banded GEMMs on a group-major grid) computes what F.conv2d does, in fp32."""
+    torch.manual_seed(0)
+    config = tiny_config(decoder_kernel_size=kernel_size, decoder_hidden_size=decoder_hidden_size,
+                         decoder_groups=groups, decoder_num_layers=3)
+    decoder = EATPretrainingDecoder(config)
+    assert decoder.conv_implementation == "banded_matmul"
+    grid = torch.randn(3, 7, 5, config.hidden_size, requires_grad=True)
+    grid_mask = torch.ones(3, 7, 5)
+    grid_mask[1, 4:] = 0
+    grid_mask[2, 6:] = 0
+    upstream = torch.randn(3, 7, 5, config.hidden_size)
+    for mask in (None, grid_mask):
+        results = []
+        for implementation in ("conv2d", "banded_matmul"):
+            decoder.conv_implementation = implementation
+            decoder.zero_grad()
+            out = decoder(grid, mask)
+            (grid_grad,) = torch.autograd.grad((out * upstream).sum(), grid, retain_graph=True)
+            (out * upstream).sum().backward()
+            results.append((out, grid_grad, [p.grad.clone() for p in decoder.parameters()]))
+        (ref_out, ref_grid_grad, ref_grads), (out, grid_grad, grads) = results
+        torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(grid_grad, ref_grid_grad, atol=1e-5, rtol=1e-5)
+        for grad, ref_grad in zip(grads, ref_grads):
+            torch.testing.assert_close(grad, ref_grad, atol=1e-4, rtol=1e-4)
+    decoder.conv_implementation = "cudnn"
+    with pytest.raises(ValueError, match="conv_implementation"):
+        decoder(grid)
+
+
+def test_decoder_implementations_give_the_same_losses_under_bf16_autocast():
+    config = tiny_config(decoder_num_layers=3)
+    model = EATForPreTraining(config).eval()
+    features = torch.randn(2, 64, 64)
+    visible, _ = compute_inverse_block_mask(6, 4, 4, generator=torch.Generator().manual_seed(0))
+    losses = []
+    for implementation in ("conv2d", "banded_matmul"):
+        model.decoder.conv_implementation = implementation
+        torch.manual_seed(1)  # same decoder noise
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            losses.append(_losses(model, features, None, visible))
+    torch.testing.assert_close(losses[1].frame_loss, losses[0].frame_loss, atol=0.0, rtol=2e-2)
+    torch.testing.assert_close(losses[1].utterance_loss, losses[0].utterance_loss)
+
+
+def test_inverse_block_mask_traces_with_a_dynamic_batch():
+    """torch.compile recompiles with a symbolic batch once the batch size changes (e.g. the last batch)."""
+    compiled = torch.compile(compute_inverse_block_mask, backend="eager", dynamic=True, fullgraph=True)
+    for views in (6, 9):
+        visible, num_visible = compiled(views, 4, 4)
+        assert visible.shape == (views, 16) and (visible.sum(dim=1) == num_visible).all()
+
+
 def _losses(model, features, mask, visible):
     with torch.no_grad():
         out = model(features, attention_mask=mask, visible_mask=visible)
