@@ -200,6 +200,11 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--chunk-elements", type=int, default=1 << 28, help="max_batch_elements (bench_features' GPU default)")
     parser.add_argument("--skip-profiler", action="store_true")
+    parser.add_argument("--alternatives", action="store_true", help="also time modulus / pooling / FFT-length alternatives")
+    parser.add_argument(
+        "--blocks-per-clip", type=int, nargs="*", default=[],
+        help="also time the whole route with the FFT grid forced to these numbers of 10 ms blocks",
+    )
     parser.add_argument("--device", default="cuda", help="cpu only to smoke-test this script")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -234,6 +239,14 @@ def main(argv=None) -> int:
         peak = torch.cuda.max_memory_allocated() / 2**30 if args.device == "cuda" else float("nan")
         print(f"{name:26s} {args.batch / seconds:10.0f} clips/s  peak {peak:.1f} GiB")
     print(f"speed-up current / previous: {rates['current route'] / rates['previous route']:.2f}x")
+    chosen = morlet.scalogram_fft_size(clips.shape[-1], f_min=min(freqs), width=12.0, sample_rate=SR, hop_length=160)
+    for blocks in args.blocks_per_clip:
+        keep = morlet.scalogram_fft_size
+        morlet.scalogram_fft_size = lambda *a, **k: 160 * blocks
+        try:
+            print(f"  FFT grid of {blocks} blocks (default {chosen // 160}): {args.batch / timed(run_current, args.repeats):8.0f} clips/s")
+        finally:
+            morlet.scalogram_fft_size = keep
 
     toned = tones(min(args.batch, 16), clips.shape[-1], freqs).to(args.device)
     for name, batch in [("noise+chirp+clicks", clips[:16]), ("tones", toned)]:
@@ -261,13 +274,10 @@ def main(argv=None) -> int:
         kernels = sum(e.count for e in events)
         busy = sum(getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0)) for e in events)
         print(f"\nprofiler: {kernels} CUDA kernels/copies per call, {busy / 1e3:.2f} ms device time")
-        print(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=22, max_name_column_width=70))
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], record_shapes=True) as prof:
-            run_current()
-            synchronize()
-        table = prof.key_averages(group_by_input_shape=True).table(sort_by="self_cuda_time_total", row_limit=14, max_name_column_width=40)
-        print(table)
+        print(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=14, max_name_column_width=50))
 
+    if not args.alternatives:
+        return 0
     print("\npooling / modulus alternatives on the largest groups (ms per batch):")
     num_samples = clips.shape[-1]
     fft_size = morlet.scalogram_fft_size(num_samples, f_min=min(freqs), width=12.0, sample_rate=SR, hop_length=160)

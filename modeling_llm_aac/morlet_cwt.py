@@ -14,12 +14,15 @@ PyWavelets terms it is `cmorB-C` with B = 2 and C = width / (2 pi) at scale `C *
 (`pywt_cmor_name`, `pywt_scales`); `morlet_cwt` returns the unpooled transform with PyWavelets'
 normalisation for a parity test against `pywt.cwt(..., method="fft")`.
 
-Speed comes from the band-limited route: one rFFT of the clip; for every wavelet only the band of
-the spectrum where its Gaussian response is non-negligible is kept; a short inverse FFT of that
-band gives the complex wavelet output at a reduced rate (decimation D, a divisor of the 160-sample
-hop, chosen so that the modulus is still sampled above its bandwidth); modulus; Hann-weighted
-pooling (25 ms window, like an fbank frame) onto the frame grid. Wavelets sharing a decimation
-are processed together, so a whole batch costs about a dozen FFT calls.
+Speed comes from the band-limited route: one rFFT of the clip; for every wavelet only a band of
+the (two-sided) spectrum around its centre is kept, as wide as the rate its modulus needs
+(`RATE_SIGMAS` spectral standard deviations plus `RATE_MARGIN_HZ`, rounded up to a whole, 7-smooth
+number of samples per 10 ms frame); the filter is applied while slicing that band out of the
+spectrum, and an unnormalised inverse FFT of the band gives the complex wavelet output at that
+reduced rate; modulus (`hypot`); Hann-weighted pooling (25 ms window, like an fbank frame) onto
+the frame grid as one matrix product with frame-sized blocks. Wavelets sharing a rate are
+processed together: a 64-scale batch costs about 30 inverse FFT calls, all in float32 (the
+pooling falls back to plain multiply-adds when torch lets float32 matmuls run in TF32).
 
 `seed_cwt` (feature type "cwt_seed") reproduces `precompute_wavelets.py` of the original LLM-AAC
 project (`pywt.cwt(x, logspace(log10 4, log10(N // 2), 64), "morl")`, modulus,
@@ -36,15 +39,14 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-# The envelope's Gaussian spectrum is kept within this many standard deviations of its centre
-# (exp(-6.5**2 / 2) ~ 6e-10 relative amplitude is dropped).
-BAND_HALF_WIDTH_SIGMAS = 6.5
 # Time support of the longest wavelet in envelope standard deviations, used to zero-pad the
 # FFT so that circular wrap-around never reaches a real sample.
 SUPPORT_SIGMAS = 7.0
 # A wavelet output is decimated to a rate of at least this many spectral standard deviations
 # (its squared modulus has a Gaussian spectrum of standard deviation sqrt(2) sigma) plus the
-# pooling window's main lobe, so that the pooled modulus matches the full-rate computation.
+# pooling window's main lobe, so that the pooled modulus matches the full-rate computation. The
+# band of spectrum kept is as wide as that rate: at least +-6 sigma around the centre, where the
+# Gaussian response has fallen to 1.5e-8.
 RATE_SIGMAS = 12.0
 RATE_MARGIN_HZ = 200.0
 # Natural log of (pooled modulus + LOG_FLOOR): finite for silence; about -138 dB re full scale,
