@@ -180,7 +180,7 @@ def run_config(bench: BenchConfig, *, tiny: bool, device: torch.device, warmup: 
         first_line = str(error).splitlines()[0] if str(error) else "out of memory"
         return BenchResult(bench, None, None, None, None, sequence_length, error=f"OOM: {first_line[:120]}")
     finally:
-        del model, optimizer, batch
+        model = optimizer = batch = None  # free the GPU memory before the next configuration
         gc.collect()
         if cuda:
             torch.cuda.empty_cache()

@@ -1,7 +1,6 @@
 import json
 
 import pytest
-import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from llm_aac.train.pretrain_text_lm import PROMPT_PREFIX, build_lm_config, format_documents, pack_into_blocks, parse_arguments
