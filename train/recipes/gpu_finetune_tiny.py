@@ -17,9 +17,10 @@ ROUGE-L; stage timings; a verdict on whether it learned), `curves.png` (training
 CIDEr-D over steps), `captioner/` (the final model + processor, checkpoints, per-evaluation captions in
 `captioner/<stage>/predictions/`), `lm/`, `tokenizer/`.
 
-Needs, beside torch / transformers / accelerate / peft: soundfile and aac-metrics (+ its imports
-sentence-transformers and torchmetrics; CIDEr-D itself needs no model and no Java), matplotlib for the PNG,
-and this repository installed (`pip install --no-deps --no-build-isolation -e .`).
+Needs, beside torch / transformers / accelerate / peft: soundfile (imported by the feature collator) and
+aac-metrics 0.5.4, whose package import pulls in sentence-transformers, scikit-learn, scipy, torchmetrics and
+lightning-utilities (CIDEr-D itself needs no model and no Java); matplotlib for the PNG (optional). Without
+`pip install -e .` the package names are laid out by links under OUT_DIR (as `gpu_pretrain_eat.sh` does).
 """
 
 from __future__ import annotations
@@ -31,6 +32,34 @@ import os
 import shutil
 import sys
 import time
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def make_package_importable(work_dir: str) -> None:
+    """Without `pip install -e .` (an offline GPU image), lay out the installed names `llm_aac.{processing,train,
+    eval}` as links to the repository folders and put them on the path (spawned workers inherit it)."""
+    try:
+        importlib.import_module("llm_aac.train.finetune_aac")
+        return
+    except ImportError:
+        pass
+    shim = os.path.join(work_dir, "package_shim")
+    shutil.rmtree(shim, ignore_errors=True)
+    os.makedirs(os.path.join(shim, "llm_aac"))
+    for name in os.listdir(os.path.join(REPO, "llm_aac")):
+        if name.endswith(".py"):
+            shutil.copy(os.path.join(REPO, "llm_aac", name), os.path.join(shim, "llm_aac", name))
+    for sub in ("processing", "train", "eval"):
+        os.symlink(os.path.join(REPO, sub), os.path.join(shim, "llm_aac", sub))
+    for entry in (REPO, shim):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    os.environ["PYTHONPATH"] = os.pathsep.join([shim, REPO] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+    for name in [m for m in sys.modules if m == "llm_aac" or m.startswith("llm_aac.")]:
+        del sys.modules[name]
+    importlib.invalidate_caches()
 
 
 def check_environment() -> None:
@@ -80,6 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     sizes = dict(SIZES["smoke" if args.smoke else "gpu"])
     sizes.update({k: v for k, v in vars(args).items() if k in sizes and v is not None})
 
+    out = os.path.abspath(args.output_dir)
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    os.makedirs(out)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    make_package_importable(out)
     check_environment()
     import torch
 
@@ -87,10 +123,6 @@ def main(argv: list[str] | None = None) -> int:
     from llm_aac.train.caption_text import synthetic_captions
     from llm_aac.train.train_tokenizer import train_caption_tokenizer
 
-    out = os.path.abspath(args.output_dir)
-    if os.path.exists(out):
-        shutil.rmtree(out)
-    os.makedirs(out)
     cuda = torch.cuda.is_available()
     if not cuda and not args.smoke:
         raise SystemExit("no GPU: this recipe is sized for one H100 (use --smoke for a CPU check)")
