@@ -23,12 +23,14 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass
 
 import torch
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GIB = 1024**3
 TARGET_GIB = 24.0
 PROMPT_TOKENS_BEFORE_AUDIO = 6  # "<s> USER:" with Llama's tokenizer
@@ -95,7 +97,11 @@ def captioner_config(tiny: bool):
 
 def build_model(tiny: bool, weights_dtype: torch.dtype, device: torch.device):
     """The captioner with random weights created directly on `device` in `weights_dtype`; trained parts in fp32."""
-    from llm_aac.train.finetune_aac import keep_trainable_in_float32
+    try:
+        from llm_aac.train.finetune_aac import keep_trainable_in_float32
+    except ImportError:  # repository not installed (offline GPU image): the module imports only torch at the top
+        sys.path.insert(0, REPO)
+        from train.finetune_aac import keep_trainable_in_float32
     from modeling_llm_aac import LLMAACForConditionalGeneration
 
     config = captioner_config(tiny)
@@ -224,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
 
+    if REPO not in sys.path:
+        sys.path.insert(0, REPO)  # modeling_llm_aac/ sits at the repository root
     import modeling_llm_aac  # noqa: F401  (registers the Auto classes)
 
     device = torch.device(args.device)
