@@ -1,0 +1,503 @@
+"""`llm-aac demo`: the whole LLM-AAC recipe end to end at toy size, offline, on a CPU in minutes.
+
+    llm-aac demo                                  # ~5-6 minutes on 2 CPU cores; the captioner lands in ./llm-aac-demo
+    llm-aac demo --output my-captioner --num-clips 600 --seed 1
+    llm-aac demo --quick                          # ~1 minute: every stage runs, too short to learn much
+
+The stages are the real recipe's, run at toy size in this one process by the project's own training and
+evaluation code:
+
+1. synthesize a corpus of sound scenes with five captions each (`processing/synthetic.py`);
+2. precompute Morlet-CWT features of its train and validation clips (`processing/precompute.py`);
+3. pretrain a tiny EAT encoder on them with EAT's utterance-frame objective (`train/pretrain_eat.py`);
+4. train a BPE tokenizer on training captions and pre-train a tiny Llama on that text, the stand-in for a
+   pretrained LLM such as Vicuna (`train/train_tokenizer.py`, `train/pretrain_text_lm.py`);
+5. train the captioner's projector over the frozen encoder and the frozen LM (`train/finetune_aac.py --stage
+   projector`, the original LLM-AAC set-up),
+6. then the projector and a LoRA adapter on the LM (`--stage lora`, SLAM-AAC);
+7. train a tiny EAT-CLAP (the pretrained EAT + a small text tower) for caption rescoring (`train/train_clap.py`);
+8. save the captioner and its CLAP scorer as one pipeline folder (`save_captioner`), `--output`;
+9. caption the held-out test clips from that folder with plain beam search and with CLAP rescoring of
+   SLAM-AAC's seven beam-search candidates, and score both (`llm-aac evaluate`): BLEU, METEOR (when Java is
+   installed), ROUGE-L, CIDEr-D, and semantic accuracy (events, counts, order recovered from the captions).
+
+Every stage prints its progress bars and its wall time; a failing stage stops the demo with its name and
+the cause (exit status 1; the traceback goes to `demo-error.log` in the work folder, which is then kept).
+Intermediate files (corpus, features, checkpoints) live in a temporary work folder removed at the end,
+unless `--work-dir` names one to keep. Training stages also carry time limits, so a slow machine still
+finishes in time (with a less trained model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_OUTPUT = "llm-aac-demo"
+# Written into the output folder; its presence marks a folder that a later demo run may replace.
+REPORT_FILE = "demo_report.json"
+ERROR_LOG = "demo-error.log"
+NUM_EXAMPLES = 5
+# Caption metrics printed at the end: CIDEr-D first (the ranking metric of the table), METEOR needs Java.
+METRICS = ("cider_d", "bleu_1", "bleu_4", "meteor", "rouge_l")
+
+
+@dataclass(frozen=True)
+class DemoSizes:
+    """Toy sizes of every stage.
+
+    Clip counts are per split of the synthetic corpus; `*_steps` are optimizer steps and `*_minutes` the
+    time limit of each training stage (the stage stops early, saves and goes on when it is reached).
+    """
+
+    train_clips: int
+    validation_clips: int
+    test_clips: int
+    eat_steps: int
+    eat_batch_size: int
+    eat_max_frames: int
+    eat_minutes: float
+    text_clips: int  # captions of this many training clips (no audio rendered) for the tokenizer and the LM
+    vocab_size: int
+    lm_steps: int
+    lm_batch_size: int
+    lm_minutes: float
+    projector_steps: int
+    projector_learning_rate: float
+    projector_minutes: float
+    lora_steps: int
+    lora_learning_rate: float
+    lora_minutes: float
+    captioner_batch_size: int
+    captioner_eval_steps: int
+    clap_steps: int
+    clap_batch_size: int
+    clap_minutes: float
+
+
+SIZES: dict[str, DemoSizes] = {
+    "full": DemoSizes(
+        train_clips=400, validation_clips=16, test_clips=50,
+        eat_steps=150, eat_batch_size=8, eat_max_frames=512, eat_minutes=1.0,
+        text_clips=3000, vocab_size=600, lm_steps=300, lm_batch_size=16, lm_minutes=1.0,
+        projector_steps=250, projector_learning_rate=2e-3, projector_minutes=1.5,
+        lora_steps=150, lora_learning_rate=1e-3, lora_minutes=1.0,
+        captioner_batch_size=8, captioner_eval_steps=125,
+        clap_steps=150, clap_batch_size=16, clap_minutes=0.75,
+    ),
+    "quick": DemoSizes(
+        train_clips=24, validation_clips=4, test_clips=5,
+        eat_steps=4, eat_batch_size=4, eat_max_frames=256, eat_minutes=0.5,
+        text_clips=200, vocab_size=400, lm_steps=10, lm_batch_size=8, lm_minutes=0.5,
+        projector_steps=6, projector_learning_rate=2e-3, projector_minutes=0.5,
+        lora_steps=4, lora_learning_rate=1e-3, lora_minutes=0.5,
+        captioner_batch_size=4, captioner_eval_steps=100,
+        clap_steps=4, clap_batch_size=4, clap_minutes=0.5,
+    ),
+}
+
+
+class DemoStageError(RuntimeError):
+    """A stage of the demo failed; `stage` names it and `__cause__` holds the original error."""
+
+    def __init__(self, stage: str, number: int, total: int, cause: BaseException, seconds: float):
+        reason = str(cause).strip() or type(cause).__name__
+        if isinstance(cause, SystemExit):
+            reason = f"exited with status {cause.code}"
+        super().__init__(f"stage {number}/{total} '{stage}' failed after {seconds:.1f} s: "
+                         f"{type(cause).__name__}: {reason}")
+        self.stage = stage
+
+
+@dataclass
+class StageTiming:
+    name: str
+    seconds: float
+
+
+class StageRunner:
+    """Runs the numbered stages, printing a header and the wall time of each, turning failures into
+    `DemoStageError`."""
+
+    def __init__(self, total: int, print_fn: Callable[..., None] = print):
+        self.total = total
+        self.done: list[StageTiming] = []
+        self.print = print_fn
+
+    def run(self, name: str, description: str, function: Callable[[], Any]) -> Any:
+        number = len(self.done) + 1
+        self.print(f"\n[{number}/{self.total}] {name}: {description}", flush=True)
+        start = time.monotonic()
+        try:
+            result = function()
+        except (Exception, SystemExit) as error:  # SystemExit: argument errors of the training scripts
+            raise DemoStageError(name, number, self.total, error, time.monotonic() - start) from error
+        seconds = time.monotonic() - start
+        self.done.append(StageTiming(name, seconds))
+        self.print(f"[{number}/{self.total}] {name} done in {seconds:.1f} s", flush=True)
+        return result
+
+
+# ------------------------------------------------------------------------------------------------ stages
+
+
+def _split_fractions(sizes: DemoSizes) -> tuple[int, dict[str, float]]:
+    """Total clips and `synthesize_corpus` split fractions giving exactly the wanted clips per split (one
+    compositional clip: `split_sizes` keeps every split non-empty; the demo does not evaluate it)."""
+    from llm_aac.processing.synthetic import split_sizes
+
+    wanted = {"train": sizes.train_clips, "validation": sizes.validation_clips, "test": sizes.test_clips,
+              "compositional": 1}
+    total = sum(wanted.values())
+    fractions = {split: count / total for split, count in wanted.items() if split != "train"}
+    if split_sizes(total, fractions) != wanted:  # rounding: cannot happen for these integer ratios
+        raise AssertionError(f"split sizes {split_sizes(total, fractions)} differ from {wanted}")
+    return total, fractions
+
+
+def synthesize(work: str, sizes: DemoSizes, seed: int, workers: int) -> str:
+    from llm_aac.processing.synthetic import synthesize_corpus
+
+    total, fractions = _split_fractions(sizes)
+    corpus_dir = os.path.join(work, "corpus")
+    corpus = synthesize_corpus(total, seed, corpus_dir, split_fractions=fractions, num_proc=workers, overwrite=True)
+    hours = sum(sum(split.data.column("duration").to_pylist()) for split in corpus.values()) / 3600
+    print(f"  {total} clips, {hours * 60:.1f} minutes of audio -> {corpus_dir}", flush=True)
+    return corpus_dir
+
+
+def precompute(work: str, corpus_dir: str, workers: int) -> str:
+    from llm_aac.processing.loaders import load_aac_dataset
+    from llm_aac.processing.precompute import precompute_features
+    from modeling_llm_aac import LLMAACFeatureExtractor
+
+    features_dir = os.path.join(work, "features")
+    for split in ("train", "validation"):
+        dataset = load_aac_dataset(corpus_dir, split)
+        result = precompute_features(
+            dataset, LLMAACFeatureExtractor(feature_type="cwt"), os.path.join(features_dir, split),
+            dataset_id=f"demo:{split}", batch_size=8, num_proc=workers if len(dataset) >= 2 * workers else None,
+            device="cpu", keep_audio=False, overwrite=True,
+        )
+        if not result.complete:
+            raise RuntimeError(f"precomputing the {split} split left chunks missing in {result.output_dir}")
+    return features_dir
+
+
+def _common_training_arguments(seed: int) -> list[str]:
+    # No external loggers, no DataLoader worker processes (two cores), checkpoints only where a stage ends.
+    return ["--seed", str(seed), "--report_to", "none", "--dataloader_num_workers", "0", "--dataloader_pin_memory",
+            "false", "--save_strategy", "no"]
+
+
+def pretrain_encoder(work: str, features_dir: str, sizes: DemoSizes, seed: int) -> str:
+    from llm_aac.train import pretrain_eat
+
+    output = os.path.join(work, "eat")
+    # EAT-tiny's position table is widened to 192 time patches (30.7 s): the captioner encodes whole clips.
+    pretrain_eat.main([
+        "--preset", "tiny", "--feature_type", "cwt", "--dataset_path", os.path.join(features_dir, "train"),
+        "--config_overrides", "max_length=192", "--max_frames", str(sizes.eat_max_frames),
+        "--per_device_train_batch_size", str(sizes.eat_batch_size), "--max_steps", str(sizes.eat_steps),
+        "--warmup_steps", str(max(1, sizes.eat_steps // 10)), "--logging_steps", str(max(1, sizes.eat_steps // 4)),
+        "--max_train_minutes", str(sizes.eat_minutes), "--output_dir", output, *_common_training_arguments(seed),
+    ])
+    return os.path.join(output, "encoder")
+
+
+def pretrain_language_model(work: str, sizes: DemoSizes, seed: int) -> str:
+    from llm_aac.train import pretrain_text_lm, train_tokenizer
+    from llm_aac.train.caption_text import synthetic_captions
+
+    text_dir = os.path.join(work, "text")
+    os.makedirs(text_dir, exist_ok=True)
+    # Captions of training-split clips only (the first ones are the corpus's own): validation and test
+    # captions stay unseen. The grammar runs without rendering audio, so thousands of clips take seconds.
+    captions = [c for five in synthetic_captions(sizes.text_clips, seed=seed, split="train") for c in five]
+    captions_file = os.path.join(text_dir, "train_captions.txt")
+    with open(captions_file, "w", encoding="utf-8") as f:
+        f.write("\n".join(captions) + "\n")
+    tokenizer_dir = os.path.join(work, "tokenizer")
+    train_tokenizer.main(["--caption_files", captions_file, "--vocab_size", str(sizes.vocab_size),
+                          "--output_dir", tokenizer_dir])
+    lm_dir = os.path.join(work, "lm")
+    pretrain_text_lm.main([
+        "--preset", "tiny", "--caption_files", captions_file, "--tokenizer_path", tokenizer_dir,
+        "--per_device_train_batch_size", str(sizes.lm_batch_size), "--max_steps", str(sizes.lm_steps),
+        "--warmup_steps", str(max(1, sizes.lm_steps // 10)), "--logging_steps", str(max(1, sizes.lm_steps // 4)),
+        "--eval_strategy", "no", "--max_train_minutes", str(sizes.lm_minutes), "--output_dir", lm_dir,
+        *_common_training_arguments(seed),
+    ])
+    print(f"  {len(captions)} captions; tokenizer -> {tokenizer_dir}, language model -> {lm_dir}", flush=True)
+    return lm_dir
+
+
+def train_captioner(work: str, features_dir: str, encoder_dir: str, language_model_dir: str, sizes: DemoSizes,
+                    seed: int) -> str:
+    """`train/finetune_aac.py --stage both`: the projector over the frozen EAT and LM, then projector + LoRA."""
+    from llm_aac.train import finetune_aac
+
+    output = os.path.join(work, "captioner")
+    finetune_aac.main([
+        "--preset", "tiny", "--stage", "both", "--encoder_path", encoder_dir, "--language_model", language_model_dir,
+        "--dataset_path", features_dir, "--eval_split", "validation", "--max_eval_clips", str(sizes.validation_clips),
+        "--eval_metrics", "cider_d,bleu_4,rouge_l", "--generation_num_beams", "2", "--generation_max_new_tokens", "40",
+        "--per_device_train_batch_size", str(sizes.captioner_batch_size),
+        "--per_device_eval_batch_size", str(sizes.captioner_batch_size),
+        "--projector_max_steps", str(sizes.projector_steps),
+        "--projector_learning_rate", str(sizes.projector_learning_rate),
+        "--projector_max_minutes", str(sizes.projector_minutes),
+        "--lora_max_steps", str(sizes.lora_steps), "--lora_learning_rate", str(sizes.lora_learning_rate),
+        "--lora_max_minutes", str(sizes.lora_minutes),
+        "--warmup_steps", str(max(1, sizes.projector_steps // 10)),
+        "--logging_steps", str(max(1, sizes.projector_steps // 4)), "--eval_steps", str(sizes.captioner_eval_steps),
+        "--output_dir", output, *_common_training_arguments(seed),
+    ])
+    with open(os.path.join(output, "summary.json"), encoding="utf-8") as f:
+        summary = json.load(f)
+    for stage, label in (("projector", "projector"), ("lora", "projector + LoRA")):
+        evaluations = [e for e in summary["evaluations"] if e["stage"] == stage]
+        first, last = evaluations[0], evaluations[-1]
+        print(f"  {label}: {summary['stages'][stage]['seconds']:.1f} s; validation loss {first['eval_loss']:.3f} -> "
+              f"{last['eval_loss']:.3f}, CIDEr-D {first.get('eval_cider_d', float('nan')):.3f} -> "
+              f"{last.get('eval_cider_d', float('nan')):.3f} (beam 2, {sizes.validation_clips} clips)", flush=True)
+    return output
+
+
+def train_clap_scorer(work: str, features_dir: str, encoder_dir: str, sizes: DemoSizes, seed: int) -> str:
+    from llm_aac.train import train_clap
+
+    output = os.path.join(work, "clap")
+    train_clap.main([
+        "--preset", "tiny", "--audio_model_path", encoder_dir, "--dataset_path", features_dir,
+        "--eval_split", "validation", "--max_eval_clips", str(sizes.validation_clips),
+        "--per_device_train_batch_size", str(sizes.clap_batch_size),
+        "--per_device_eval_batch_size", str(sizes.clap_batch_size), "--max_steps", str(sizes.clap_steps),
+        "--warmup_steps", str(max(1, sizes.clap_steps // 10)), "--logging_steps", str(max(1, sizes.clap_steps // 4)),
+        "--eval_steps", str(max(1, sizes.clap_steps)), "--output_dir", output, *_common_training_arguments(seed),
+    ])
+    with open(os.path.join(output, "summary.json"), encoding="utf-8") as f:
+        evaluations = json.load(f)["evaluations"]
+    first, last = evaluations[0], evaluations[-1]
+    print(f"  validation retrieval: audio->text R@1 {first.get('eval_a2t_r1', float('nan')):.2f} -> "
+          f"{last.get('eval_a2t_r1', float('nan')):.2f}, text->audio R@1 {first.get('eval_t2a_r1', float('nan')):.2f}"
+          f" -> {last.get('eval_t2a_r1', float('nan')):.2f} ({sizes.validation_clips} clips)", flush=True)
+    return output
+
+
+def save_model_folder(output: str, captioner_dir: str, clap_dir: str) -> str:
+    from transformers import AutoModel, AutoProcessor
+
+    import modeling_llm_aac  # noqa: F401  (registers the Auto classes)
+    from modeling_llm_aac.pipeline_audio_captioning import save_captioner
+
+    model = AutoModel.from_pretrained(captioner_dir)
+    processor = AutoProcessor.from_pretrained(captioner_dir)
+    generation = model.generation_config
+    # SLAM-AAC's plain decoding (beam 4); the saved pipeline rescores SLAM's seven beam searches by default.
+    generation.num_beams, generation.max_new_tokens, generation.do_sample = 4, 40, False
+    if os.path.isdir(output):
+        shutil.rmtree(output)
+    save_captioner(output, model, processor, clap=clap_dir, generation_config=generation, candidates="slam")
+    return output
+
+
+def evaluate(output: str, work: str, corpus_dir: str, sizes: DemoSizes) -> dict:
+    from llm_aac.eval.evaluate_captioner import BEAM_SEARCH, CLAP_RESCORING, evaluate_captioner
+
+    return evaluate_captioner(
+        output, "synthetic", ["test"], output_dir=os.path.join(work, "evaluation"), data_dir=corpus_dir,
+        metrics=list(METRICS), systems=(BEAM_SEARCH, CLAP_RESCORING), batch_size=8, num_workers=0, device="cpu",
+        max_clips=sizes.test_clips,
+    )
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+
+def _examples(evaluation_dir: str, count: int) -> list[dict]:
+    from llm_aac.eval.evaluate_captioner import BEAM_SEARCH, CLAP_RESCORING, predictions_file
+
+    rows: dict[str, list[dict]] = {}
+    for system in (BEAM_SEARCH, CLAP_RESCORING):
+        with open(os.path.join(evaluation_dir, predictions_file(system)), encoding="utf-8") as f:
+            rows[system] = [json.loads(line) for line in f if line.strip()]
+    return [
+        {"file": plain["file"], "beam_search": plain["prediction"], "clap_rescoring": rescored["prediction"],
+         "references": plain["references"]}
+        for plain, rescored in list(zip(rows[BEAM_SEARCH], rows[CLAP_RESCORING]))[:count]
+    ]
+
+
+def print_report(timings: list[StageTiming], total_seconds: float, evaluation_dir: str, examples: list[dict],
+                 output: str) -> None:
+    from llm_aac.eval.evaluate_captioner import REPORT_FILE as METRICS_REPORT
+
+    print("\n" + "=" * 100)
+    with open(os.path.join(evaluation_dir, METRICS_REPORT), encoding="utf-8") as f:
+        print(f.read().replace("# Evaluation of", "# Held-out test clips captioned by", 1).rstrip())
+    print(f"\n## {len(examples)} example captions\n")
+    for number, example in enumerate(examples, start=1):
+        print(f"{number}. {example['file']}")
+        print(f"   beam search    : {example['beam_search']}")
+        print(f"   CLAP rescoring : {example['clap_rescoring']}")
+        for index, reference in enumerate(example["references"]):
+            print(f"   {'references     :' if index == 0 else ' ' * 17} {reference}")
+    print("\n## Wall time per stage\n")
+    print("| stage | seconds |\n|---|---:|")
+    for timing in timings:
+        print(f"| {timing.name} | {timing.seconds:.1f} |")
+    print(f"| **total** | **{total_seconds:.1f}** |")
+    print("\nThe captioner (with its CLAP scorer) is saved in", output, "- load it with:\n")
+    print("    from transformers import pipeline")
+    print(f"    captioner = pipeline(\"audio-captioning\", model={output!r}, trust_remote_code=True)")
+    print("    captioner(\"clip.wav\")  # {'caption': ...}; candidates=None for plain beam search", flush=True)
+
+
+# ------------------------------------------------------------------------------------------------ driver
+
+
+def check_output_folder(output: str) -> None:
+    """The output folder must be new, empty, or written by an earlier demo (which is then replaced)."""
+    if os.path.isfile(output):
+        raise ValueError(f"--output {output!r} is a file; give a folder for the captioner")
+    if os.path.isdir(output) and os.listdir(output) and not os.path.isfile(os.path.join(output, REPORT_FILE)):
+        raise ValueError(
+            f"--output {output!r} exists and was not written by `llm-aac demo` (no {REPORT_FILE}); choose a new or "
+            "empty folder so that nothing of yours is overwritten"
+        )
+
+
+def run_demo(output: str, sizes: DemoSizes, work: str, *, seed: int = 0, threads: int = 1,
+             workers: int | None = None) -> dict:
+    """Runs every stage with intermediate files in `work`; returns the report also written to
+    `output/demo_report.json`. Raises `DemoStageError` naming the stage that failed.
+
+    `threads` torch threads train and caption (the models are so small that one thread is about as fast as
+    two); `workers` processes (default: up to 4 cores) synthesize the corpus and compute its features.
+    """
+    import torch
+
+    output = os.path.abspath(output)
+    torch.set_num_threads(threads)
+    workers = workers or max(1, min(4, os.cpu_count() or 1))
+    os.makedirs(work, exist_ok=True)
+    print(f"LLM-AAC demo: {sizes.train_clips} training clips, {sizes.test_clips} test clips, seed {seed}, "
+          f"{threads} torch thread(s), {workers} worker processes; work folder {work}", flush=True)
+    runner = StageRunner(total=8)
+    started = time.monotonic()
+    corpus = runner.run("synthesize corpus",
+                        f"{sizes.train_clips} train, {sizes.validation_clips} validation, {sizes.test_clips} test "
+                        "sound scenes with 5 captions each",
+                        lambda: synthesize(work, sizes, seed, workers))
+    features = runner.run("CWT features", "64-scale Morlet CWT of the train and validation clips, per-bin statistics",
+                          lambda: precompute(work, corpus, workers))
+    encoder = runner.run("EAT pretraining",
+                         f"tiny EAT, utterance-frame objective on CWT features, {sizes.eat_steps} steps",
+                         lambda: pretrain_encoder(work, features, sizes, seed))
+    language_model = runner.run("tokenizer + text LM",
+                                f"BPE tokenizer and a tiny Llama pre-trained on {sizes.text_clips * 5} training "
+                                f"captions, {sizes.lm_steps} steps",
+                                lambda: pretrain_language_model(work, sizes, seed))
+    captioner = runner.run(
+        "captioner", f"projector over the frozen EAT and LM ({sizes.projector_steps} steps), then projector + LoRA "
+        f"on the LM ({sizes.lora_steps} steps)",
+        lambda: train_captioner(work, features, encoder, language_model, sizes, seed))
+    clap = runner.run("CLAP", f"tiny EAT-CLAP (pretrained EAT + small text tower), {sizes.clap_steps} steps",
+                      lambda: train_clap_scorer(work, features, encoder, sizes, seed))
+    runner.run("save model folder", f"captioner + CLAP scorer as one pipeline folder -> {output}",
+               lambda: save_model_folder(output, captioner, clap))
+    summary = runner.run("caption + evaluate",
+                         f"{sizes.test_clips} held-out test clips: beam search vs CLAP rescoring of 7 candidates",
+                         lambda: evaluate(output, work, corpus, sizes))
+    total_seconds = time.monotonic() - started
+    evaluation_dir = os.path.join(work, "evaluation")
+    examples = _examples(evaluation_dir, NUM_EXAMPLES)
+    report = {
+        "sizes": dataclasses.asdict(sizes), "seed": seed, "threads": threads, "workers": workers,
+        "stage_seconds": {timing.name: round(timing.seconds, 1) for timing in runner.done},
+        "total_seconds": round(total_seconds, 1),
+        "test_split": summary["splits"]["test"], "systems": summary["systems"], "examples": examples,
+    }
+    with open(os.path.join(output, REPORT_FILE), "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=1, ensure_ascii=False, default=str)
+    print_report(runner.done, total_seconds, evaluation_dir, examples, output)
+    return report
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", default=DEFAULT_OUTPUT,
+                        help=f"folder for the trained captioner pipeline (default ./{DEFAULT_OUTPUT}; an earlier "
+                             "demo's folder is replaced, any other non-empty folder is refused)")
+    parser.add_argument("--num-clips", type=int, default=None,
+                        help=f"training clips of the synthetic corpus (default {SIZES['full'].train_clips}, "
+                             f"{SIZES['quick'].train_clips} with --quick)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the corpus and of every training stage (default 0)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a ~1-minute run of every stage with a handful of clips and steps (a smoke test)")
+    parser.add_argument("--work-dir", default=None,
+                        help="keep the intermediate files (corpus, features, checkpoints) in this folder "
+                             "(default: a temporary folder, removed at the end)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for training and captioning (default 1: the toy models gain nothing from "
+                             "more, and on a busy 2-core machine two spinning threads slow every step down)")
+
+
+def main(args: argparse.Namespace) -> int:
+    sizes = SIZES["quick" if args.quick else "full"]
+    problems = []
+    if args.num_clips is not None:
+        if args.num_clips < 8:
+            problems.append(f"--num-clips must be >= 8 (one contrastive batch), got {args.num_clips}")
+        else:
+            sizes = dataclasses.replace(sizes, train_clips=args.num_clips, text_clips=max(sizes.text_clips, args.num_clips))
+    if args.seed < 0:
+        problems.append(f"--seed must be >= 0, got {args.seed}")
+    if args.threads < 1:
+        problems.append(f"--threads must be >= 1, got {args.threads}")
+    try:
+        check_output_folder(args.output)
+    except ValueError as error:
+        problems.append(str(error))
+    if problems:
+        for problem in problems:
+            print(f"llm-aac demo: error: {problem}", file=sys.stderr)
+        return 2
+
+    # Offline by design: nothing is downloaded, and a stray hub request should fail at once, not retry.
+    for variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        os.environ.setdefault(variable, "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # OpenMP threads that spin while waiting stall each other when the cores are shared (read when torch loads).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # The training scripts log at INFO through `logging.basicConfig`; configured first, the demo keeps to
+    # warnings, progress bars and its own lines.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    work = os.path.abspath(args.work_dir) if args.work_dir else tempfile.mkdtemp(prefix="llm-aac-demo-")
+    try:
+        run_demo(args.output, sizes, work, seed=args.seed, threads=args.threads)
+    except DemoStageError as error:
+        log = os.path.join(work, ERROR_LOG)
+        with open(log, "w", encoding="utf-8") as f:
+            f.write(f"{error}\n\n" + "".join(traceback.format_exception(error.__cause__)))
+        print(f"\nllm-aac demo: {error}", file=sys.stderr)
+        print(f"llm-aac demo: full traceback in {log}; intermediate files kept in {work}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\nllm-aac demo: interrupted; intermediate files kept in {work}", file=sys.stderr)
+        return 130
+    if not args.work_dir:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
