@@ -100,13 +100,19 @@ class PretrainingStep:
         self.model.update_teacher(self.updates)
 
 
+def parse_decoder(spec: str) -> tuple[str, int | None]:
+    """`banded_matmul@4` -> ("banded_matmul", 4): a decoder implementation, optionally with its frequency chunk size."""
+    name, _, chunk = spec.partition("@")
+    return name, int(chunk) if chunk else None
+
+
 def run_variant(name, EATConfig, EATForPreTraining, *, batch_size, clones, num_frames, steps, warmup, compile_mode,
                 decoder):
     torch.manual_seed(0)
     config = EATConfig.base(num_mask_clones=clones)
     config._attn_implementation = "sdpa"
     model = EATForPreTraining(config).cuda().train()
-    model.decoder.conv_implementation = decoder
+    model.decoder.conv_implementation, model.decoder.freq_chunk_size = parse_decoder(decoder)
     features = torch.randn(batch_size, num_frames, config.num_mel_bins, device="cuda")
     if name == "compile":
         # A fresh compilation per variant: otherwise a second batch size would recompile with a dynamic batch.
@@ -144,7 +150,7 @@ def kernel_category(name: str) -> str:
     return "other"
 
 
-def profile_step(step, *, rows: int = 25, steps: int = 3) -> str:
+def profile_step(step, *, rows: int = 45, steps: int = 3) -> str:
     """Top CUDA kernels of `steps` steps, and GPU time per step by kernel category."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
@@ -157,21 +163,24 @@ def profile_step(step, *, rows: int = 25, steps: int = 3) -> str:
             step()
         torch.cuda.synchronize()
     per_category: dict[str, float] = {}
-    per_kernel: dict[str, float] = {}
+    per_kernel: dict[str, list] = {}
     for event in prof.events():
-        if event.device_type != DeviceType.CUDA:
+        # Kernels and copies only: user annotations (e.g. "Optimizer.step#AdamW.step") would count twice.
+        if event.device_type != DeviceType.CUDA or "#" in event.name:
             continue
         micros = event.time_range.elapsed_us() / steps
         category = kernel_category(event.name)
         per_category[category] = per_category.get(category, 0.0) + micros
-        per_kernel[event.name] = per_kernel.get(event.name, 0.0) + micros
+        entry = per_kernel.setdefault(event.name, [0.0, 0])
+        entry[0] += micros
+        entry[1] += 1
     total = sum(per_category.values())
     lines = [f"GPU kernel time per step: {total / 1000:.2f} ms"]
     for category, micros in sorted(per_category.items(), key=lambda item: -item[1]):
         lines.append(f"  {category:30s} {micros / 1000:7.2f} ms  {100 * micros / max(total, 1e-9):5.1f} %")
-    lines.append(f"top {rows} kernels (ms per step):")
-    for name, micros in sorted(per_kernel.items(), key=lambda item: -item[1])[:rows]:
-        lines.append(f"  {micros / 1000:7.3f}  [{kernel_category(name)}] {name[:150]}")
+    lines.append(f"top {rows} kernels (ms per step, calls per step):")
+    for name, (micros, calls) in sorted(per_kernel.items(), key=lambda item: -item[1][0])[:rows]:
+        lines.append(f"  {micros / 1000:7.3f} {calls / steps:4.0f}x  [{kernel_category(name)}] {name[:110]}")
     return "\n".join(lines)
 
 
@@ -216,7 +225,8 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps after the first (compiling) one")
     parser.add_argument(
         "--decoders", default="banded_matmul",
-        help="decoder convolution implementations to time, comma-separated: banded_matmul (default) and/or conv2d",
+        help="decoder convolution implementations to time, comma-separated: banded_matmul (default) and/or conv2d; "
+        "banded_matmul@N multiplies N output frequencies per product",
     )
     parser.add_argument("--profile", action="store_true", help="print GPU time by kernel category and the top kernels of every variant")
     parser.add_argument("--check-decoder", action="store_true", help="print the losses of each decoder implementation on one batch")
@@ -246,7 +256,7 @@ def main(argv=None) -> int:
     decoders = [d.strip() for d in args.decoders.split(",") if d.strip()]
     from modeling_llm_aac.modeling_eat_pretraining import EATPretrainingDecoder
 
-    unknown = set(decoders) - set(EATPretrainingDecoder.conv_implementations)
+    unknown = {d for d in decoders if parse_decoder(d)[0] not in EATPretrainingDecoder.conv_implementations}
     if unknown:
         raise ValueError(f"unknown decoders {sorted(unknown)}; use {EATPretrainingDecoder.conv_implementations}")
     if args.check_decoder:

@@ -127,10 +127,16 @@ class EATEmbeddings(nn.Module):
 
     def embed_patches(self, input_features: torch.Tensor) -> torch.Tensor:
         """`[B, frames, bins]` -> patch tokens with positions `[B, (frames / p) * (bins / p), D]`."""
-        weight = self.patch_embedding.weight
-        spectrogram = input_features.to(dtype=weight.dtype).unsqueeze(1)  # [B, 1, frames, bins]
-        patches = self.patch_embedding(spectrogram)  # [B, D, frames / p, bins / p]
-        patches = patches.flatten(2).transpose(1, 2)  # time-major: index t * (bins / p) + f
+        weight = self.patch_embedding.weight  # [D, 1, p, p]
+        batch_size, num_frames, num_bins = input_features.shape
+        size = self.patch_size
+        # The patches do not overlap, so the stride-p convolution is one matrix product over flattened
+        # (frame, bin) patches: same arithmetic, much faster on GPUs than cuDNN's strided convolution.
+        patches = input_features.to(dtype=weight.dtype).reshape(
+            batch_size, num_frames // size, size, num_bins // size, size
+        )
+        patches = patches.transpose(2, 3).reshape(batch_size, -1, size * size)  # time-major: t * (bins / p) + f
+        patches = nn.functional.linear(patches, weight.reshape(weight.shape[0], -1), self.patch_embedding.bias)
         positions = self.position_embeddings[:, : patches.shape[1]]
         return patches + positions.to(dtype=patches.dtype)
 

@@ -246,7 +246,43 @@ class EATDecoderConvBlock(nn.Module):
         banded = weight[..., tap.clamp(0, k - 1)] * inside  # [G, o, i, dt, f_in, f_out]
         return banded.permute(0, 3, 4, 2, 5, 1).reshape(groups, k, num_freq * in_per_group, num_freq * out_per_group)
 
-    def forward_group_major(self, hidden: torch.Tensor, num_freq: int) -> torch.Tensor:
+    def forward_group_major(self, hidden: torch.Tensor, freq_chunk_size: int | None = None) -> torch.Tensor:
+        """Block on the decoder's group-major layout (see [`EATPretrainingDecoder`]), before the residual.
+
+        `hidden` `[G, R, F, C_in/G]`: rows of clips, each clip's time rows framed by `k // 2` zero rows.
+        Returns `[G, R, F, C_out/G]` in float32; rows framing the clips hold values to be discarded.
+        `freq_chunk_size` output frequencies per product (None: all); smaller chunks skip more of the
+        banded weight's zeros, at the price of smaller products.
+        """
+        groups, num_rows, num_freq, in_per_group = hidden.shape
+        k, pad = self.kernel_size, self.kernel_size // 2
+        chunk = num_freq if freq_chunk_size is None else max(1, min(int(freq_chunk_size), num_freq))
+        banded = self.banded_weight(num_freq)  # [G, k, F * C_in/G, F * C_out/G]
+        out_per_group = banded.shape[-1] // num_freq
+        rows_in = hidden.flatten(2)
+        outs = []
+        for first in range(0, num_freq, chunk):
+            last = min(first + chunk, num_freq)
+            # Input frequencies that reach outputs first..last-1; a column slice of rows_in is still a plain matrix.
+            in_first, in_last = max(first - pad, 0), min(last + k - 1 - pad, num_freq)
+            weight = banded[:, :, in_first * in_per_group : in_last * in_per_group,
+                            first * out_per_group : last * out_per_group]
+            # One product per group computes every time tap of every row: columns (tap, f_out, o).
+            weight = weight.permute(0, 2, 1, 3).flatten(2)
+            per_tap = torch.bmm(rows_in[:, :, in_first * in_per_group : in_last * in_per_group], weight)
+            # Output row r sums tap dt of input row r + dt - k//2 (rows beyond the ends only reach framing rows).
+            per_tap = F.pad(per_tap.view(groups, num_rows, k, -1), (0, 0, 0, 0, pad, pad))
+            out = per_tap[:, :num_rows, 0].float()
+            for dt in range(1, k):
+                out = out + per_tap[:, dt : dt + num_rows, dt].float()
+            outs.append(out.view(groups, num_rows, last - first, out_per_group))
+        out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
+        out = out + self.conv.bias.float().view(groups, 1, 1, -1)
+        # LayerNorm over all channels = over (group, channel-in-group) at each (row, frequency).
+        variance, mean = torch.var_mean(out, dim=(0, 3), unbiased=False, keepdim=True)
+        return self.activation((out - mean) * torch.rsqrt(variance + self.norm.eps))
+
+    def forward_group_major_v1(self, hidden: torch.Tensor, num_freq: int) -> torch.Tensor:
         """Block on the decoder's group-major layout (see [`EATPretrainingDecoder`]).
 
         `hidden` `[G, R, F * C_in/G]`: R rows of clips, each clip's time rows framed by `k // 2` zero rows.
@@ -287,7 +323,7 @@ class EATPretrainingDecoder(nn.Module):
     * `"conv2d"`: `F.conv2d` on a channels-last grid (the reference formulation).
     """
 
-    conv_implementations = ("banded_matmul", "conv2d")
+    conv_implementations = ("banded_matmul", "conv2d", "banded_matmul_v1")
 
     def __init__(self, config: EATConfig):
         super().__init__()
@@ -302,6 +338,7 @@ class EATPretrainingDecoder(nn.Module):
         self.groups = config.decoder_groups
         self.kernel_size = config.decoder_kernel_size
         self.conv_implementation = "banded_matmul"
+        self.freq_chunk_size: int | None = None
 
     def forward(self, grid: torch.Tensor, grid_mask: torch.Tensor | None = None) -> torch.Tensor:
         """`grid` `[N, T, F, hidden]` -> predictions `[N, T, F, hidden]`.
@@ -315,6 +352,8 @@ class EATPretrainingDecoder(nn.Module):
             )
         if self.conv_implementation == "conv2d":
             hidden = self._blocks_conv2d(grid, grid_mask)
+        elif self.conv_implementation == "banded_matmul_v1":
+            hidden = self._blocks_banded_matmul_v1(grid, grid_mask)
         else:
             hidden = self._blocks_banded_matmul(grid, grid_mask)
         return self.proj(hidden)
@@ -330,6 +369,32 @@ class EATPretrainingDecoder(nn.Module):
         return hidden
 
     def _blocks_banded_matmul(self, grid: torch.Tensor, grid_mask: torch.Tensor | None) -> torch.Tensor:
+        num_views, num_time, num_freq, channels = grid.shape
+        groups, pad = self.groups, self.kernel_size // 2
+        framed_time = num_time + 2 * pad
+        # Under autocast the grid between blocks is kept in the autocast dtype (the GEMMs' input dtype):
+        # half the memory traffic of float32 for the same GEMM inputs; norms and sums still run in float32.
+        device_type = grid.device.type
+        state_dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else grid.dtype
+
+        # keep: 1 at real patches, 0 at padded patches and at the zero rows framing each clip.
+        keep = grid.new_ones(num_views, num_time, num_freq) if grid_mask is None else grid_mask.to(grid.dtype)
+        keep = F.pad(keep, (0, 0, pad, pad)).view(1, num_views * framed_time, num_freq, 1)
+
+        hidden = grid.view(num_views, num_time, num_freq, groups, channels // groups).permute(3, 0, 1, 2, 4)
+        hidden = F.pad(hidden, (0, 0, 0, 0, pad, pad)).reshape(groups, num_views * framed_time, num_freq, -1)
+        if grid_mask is not None:
+            hidden = hidden * keep
+        hidden = hidden.to(state_dtype)
+        for block in self.blocks:
+            out = block.forward_group_major(hidden, self.freq_chunk_size)  # [G, rows, F, C/G] float32
+            if out.shape[-1] == hidden.shape[-1]:
+                out = out + hidden.float()
+            hidden = (out * keep).to(state_dtype)
+        hidden = hidden.view(groups, num_views, framed_time, num_freq, -1)[:, :, pad : pad + num_time]
+        return hidden.permute(1, 2, 3, 0, 4).reshape(num_views, num_time, num_freq, -1)
+
+    def _blocks_banded_matmul_v1(self, grid: torch.Tensor, grid_mask: torch.Tensor | None) -> torch.Tensor:
         num_views, num_time, num_freq, channels = grid.shape
         groups, pad = self.groups, self.kernel_size // 2
         framed_time = num_time + 2 * pad
@@ -351,7 +416,7 @@ class EATPretrainingDecoder(nn.Module):
                 # Cast once here (fused with the previous block's elementwise work when compiled) instead
                 # of once per time tap inside autocast's bmm.
                 gemm_input = gemm_input.to(gemm_dtype)
-            out = block.forward_group_major(gemm_input, num_freq)  # [G, rows, F, C/G] float32
+            out = block.forward_group_major_v1(gemm_input, num_freq)  # [G, rows, F, C/G] float32
             if out.shape[-1] == hidden.shape[-1]:
                 out = out + hidden[:, pad : pad + rows]
             hidden = F.pad(out * keep, (0, 0, 0, 0, pad, pad))

@@ -102,6 +102,21 @@ def test_output_layout_and_fields():
     assert torch.equal(tuple_out[0], out.last_hidden_state)
 
 
+def test_patch_embedding_equals_the_strided_convolution():
+    """embed_patches runs the patch Conv2d as a matrix product over flattened patches: same values and gradients."""
+    torch.manual_seed(0)
+    config = EATConfig.tiny(num_mel_bins=64)
+    embeddings = EATModel(config).embeddings
+    features = torch.randn(3, 80, 64)
+    tokens = embeddings.embed_patches(features)
+    conv = embeddings.patch_embedding(features.unsqueeze(1)).flatten(2).transpose(1, 2)
+    torch.testing.assert_close(tokens, conv + embeddings.position_embeddings[:, : conv.shape[1]], atol=1e-6, rtol=1e-6)
+    upstream = torch.randn_like(tokens)
+    (grad_linear,) = torch.autograd.grad((tokens * upstream).sum(), embeddings.patch_embedding.weight)
+    (grad_conv,) = torch.autograd.grad((conv * upstream).sum(), embeddings.patch_embedding.weight)
+    torch.testing.assert_close(grad_linear, grad_conv, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
 def test_padded_batch_equals_single_clip(attn_implementation):
     model = make_model(attn_implementation)

@@ -141,18 +141,20 @@ def test_banded_matmul_decoder_equals_grouped_conv2d(kernel_size, decoder_hidden
     upstream = torch.randn(3, 7, 5, config.hidden_size)
     for mask in (None, grid_mask):
         results = []
-        for implementation in ("conv2d", "banded_matmul"):
-            decoder.conv_implementation = implementation
+        for implementation, chunk in (("conv2d", None), ("banded_matmul", None), ("banded_matmul", 2),
+                                      ("banded_matmul", 3), ("banded_matmul_v1", None)):
+            decoder.conv_implementation, decoder.freq_chunk_size = implementation, chunk
             decoder.zero_grad()
             out = decoder(grid, mask)
             (grid_grad,) = torch.autograd.grad((out * upstream).sum(), grid, retain_graph=True)
             (out * upstream).sum().backward()
             results.append((out, grid_grad, [p.grad.clone() for p in decoder.parameters()]))
-        (ref_out, ref_grid_grad, ref_grads), (out, grid_grad, grads) = results
-        torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(grid_grad, ref_grid_grad, atol=1e-5, rtol=1e-5)
-        for grad, ref_grad in zip(grads, ref_grads):
-            torch.testing.assert_close(grad, ref_grad, atol=1e-4, rtol=1e-4)
+        (ref_out, ref_grid_grad, ref_grads), *others = results
+        for out, grid_grad, grads in others:
+            torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(grid_grad, ref_grid_grad, atol=1e-5, rtol=1e-5)
+            for grad, ref_grad in zip(grads, ref_grads):
+                torch.testing.assert_close(grad, ref_grad, atol=1e-4, rtol=1e-4)
     decoder.conv_implementation = "cudnn"
     with pytest.raises(ValueError, match="conv_implementation"):
         decoder(grid)
@@ -164,13 +166,14 @@ def test_decoder_implementations_give_the_same_losses_under_bf16_autocast():
     features = torch.randn(2, 64, 64)
     visible, _ = compute_inverse_block_mask(6, 4, 4, generator=torch.Generator().manual_seed(0))
     losses = []
-    for implementation in ("conv2d", "banded_matmul"):
+    for implementation in ("conv2d", "banded_matmul", "banded_matmul_v1"):
         model.decoder.conv_implementation = implementation
         torch.manual_seed(1)  # same decoder noise
         with torch.autocast("cpu", dtype=torch.bfloat16):
             losses.append(_losses(model, features, None, visible))
-    torch.testing.assert_close(losses[1].frame_loss, losses[0].frame_loss, atol=0.0, rtol=2e-2)
-    torch.testing.assert_close(losses[1].utterance_loss, losses[0].utterance_loss)
+    for other in losses[1:]:
+        torch.testing.assert_close(other.frame_loss, losses[0].frame_loss, atol=0.0, rtol=2e-2)
+        torch.testing.assert_close(other.utterance_loss, losses[0].utterance_loss)
 
 
 def test_inverse_block_mask_traces_with_a_dynamic_batch():
