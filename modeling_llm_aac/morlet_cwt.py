@@ -331,8 +331,9 @@ def morlet_scalogram(
         hop_length: frame hop in samples (160 = 10 ms at 16 kHz).
         window_length: pooling window (a Hann window, like an fbank frame) in samples.
         log_floor: added to the pooled modulus before the natural log.
-        max_batch_elements: clips are processed in chunks such that the decimated wavelet outputs
-            of one group of wavelets hold at most this many complex values (bounds GPU memory).
+        max_batch_elements: clips are processed in chunks such that their spectrum, and the
+            decimated outputs of one group of wavelets, hold at most this many complex values
+            each (bounds memory: roughly 40 bytes per element at the peak).
 
     Returns:
         float32 `[batch, frames, scales]` (or `[frames, scales]`), frames = `scalogram_num_frames`.
@@ -361,12 +362,16 @@ def morlet_scalogram(
     groups = _scalogram_plan(
         fft_size, freqs, float(width), float(sample_rate), hop_length, window_length, waveforms.device
     )
-    largest_group = max(len(g["indices"]) * g["band_length"] for g in groups)
-    chunk = max(1, max_batch_elements // largest_group)
+    # Spectrum bins low .. high - 1 (unwrapped, conjugate-symmetric) cover every wavelet's band.
+    low = min(min(g["first_bins"]) for g in groups)
+    high = max(max(g["first_bins"]) + g["band_length"] for g in groups)
+    per_clip = max(high - low, max(len(g["indices"]) * g["band_length"] for g in groups))
+    chunk = max(1, max_batch_elements // per_clip)
     # [scales, batch, frames]: every group of wavelets writes one slab.
     pooled = waveforms.new_empty(len(freqs), batch, num_frames)
     for start in range(0, batch, chunk):
-        _scalogram_chunk(waveforms[start : start + chunk], groups, fft_size, pooled[:, start : start + chunk])
+        spectrum = _hermitian_extension(torch.fft.rfft(waveforms[start : start + chunk], n=fft_size), fft_size, low, high)
+        _scalogram_chunk(spectrum, low, groups, pooled[:, start : start + chunk])
     features = torch.log(pooled.add_(log_floor)).permute(1, 2, 0).contiguous()
     return features[0] if squeeze else features
 
@@ -392,13 +397,11 @@ def _hermitian_extension(half: torch.Tensor, fft_size: int, start: int, stop: in
     return torch.cat(pieces, dim=-1) if len(pieces) > 1 else pieces[0].resolve_conj()
 
 
-def _scalogram_chunk(waveforms, groups, fft_size, pooled):
-    """Pooled modulus of every wavelet for a chunk of clips, written into `pooled` [scales, chunk, frames]."""
-    half = torch.fft.rfft(waveforms, n=fft_size)  # [B, P // 2 + 1]
-    low = min(min(g["first_bins"]) for g in groups)
-    high = max(max(g["first_bins"]) + g["band_length"] for g in groups)
-    spectrum = _hermitian_extension(half, fft_size, low, high)  # bins low .. high - 1
-    del half
+def _scalogram_chunk(spectrum, low, groups, pooled):
+    """Pooled modulus of every wavelet for a chunk of clips, written into `pooled` [scales, chunk, frames].
+
+    `spectrum` holds bins `low ...` of the clips' two-sided spectrum (`_hermitian_extension`).
+    """
     num_frames = pooled.shape[-1]
     for group in groups:
         length = group["band_length"]

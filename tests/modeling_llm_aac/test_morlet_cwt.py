@@ -119,6 +119,16 @@ def test_scalogram_without_float32_matmul_uses_exact_pooling(monkeypatch):
     torch.testing.assert_close(fallback, default, rtol=0, atol=1e-5)
 
 
+def test_chunks_and_unsorted_frequencies_give_the_same_features():
+    waveforms = torch.from_numpy(_noise(3000, seed=4, batch=3))
+    whole = morlet_scalogram(waveforms, center_frequencies=FREQS, width=WIDTH)
+    one_clip_chunks = morlet_scalogram(waveforms, center_frequencies=FREQS, width=WIDTH, max_batch_elements=1)
+    torch.testing.assert_close(one_clip_chunks, whole, rtol=0, atol=1e-5)
+    order = np.random.default_rng(0).permutation(len(FREQS))  # groups of equal rate no longer contiguous
+    shuffled = morlet_scalogram(waveforms, center_frequencies=FREQS[order], width=WIDTH)
+    torch.testing.assert_close(shuffled, whole[..., order], rtol=0, atol=1e-5)
+
+
 def test_hermitian_extension_reads_the_two_sided_spectrum():
     for fft_size in (40, 41):
         signal = torch.randn(3, fft_size, dtype=torch.float64)
