@@ -79,6 +79,7 @@ class PretrainingStep:
         self.model = model
         self.features = features
         self.forward = torch.compile(model, mode=compile_mode) if compile_model else model
+        self.cuda_graphs = compile_model and compile_mode == "reduce-overhead"
         params = [p for p in model.parameters() if p.requires_grad]
         decay = [p for p in params if p.ndim > 1]
         no_decay = [p for p in params if p.ndim <= 1]
@@ -90,6 +91,8 @@ class PretrainingStep:
         self.updates = 0
 
     def __call__(self):
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs may be overwritten
         with torch.autocast("cuda", dtype=torch.bfloat16):
             loss = self.forward(input_features=self.features).loss
         loss.backward()
@@ -100,24 +103,21 @@ class PretrainingStep:
         self.model.update_teacher(self.updates)
 
 
-def parse_decoder(spec: str) -> tuple[str, int | None]:
-    """`banded_matmul@4` -> ("banded_matmul", 4): a decoder implementation, optionally with its frequency chunk size."""
-    name, _, chunk = spec.partition("@")
-    return name, int(chunk) if chunk else None
-
-
 def run_variant(name, EATConfig, EATForPreTraining, *, batch_size, clones, num_frames, steps, warmup, compile_mode,
                 decoder):
     torch.manual_seed(0)
     config = EATConfig.base(num_mask_clones=clones)
     config._attn_implementation = "sdpa"
     model = EATForPreTraining(config).cuda().train()
-    model.decoder.conv_implementation, model.decoder.freq_chunk_size = parse_decoder(decoder)
+    model.decoder.conv_implementation = decoder
     features = torch.randn(batch_size, num_frames, config.num_mel_bins, device="cuda")
-    if name == "compile":
+    compiled = name != "eager"
+    if compiled:
         # A fresh compilation per variant: otherwise a second batch size would recompile with a dynamic batch.
         torch._dynamo.reset()
-    step = PretrainingStep(model, features, compile_model=name == "compile", compile_mode=compile_mode)
+    if name == "cudagraphs":
+        compile_mode = "reduce-overhead"
+    step = PretrainingStep(model, features, compile_model=compiled, compile_mode=compile_mode)
     compile_start = time.perf_counter()
     step()
     torch.cuda.synchronize()
@@ -219,14 +219,16 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-sizes", default="12", help="clips per step, comma-separated (>= 12 for the target)")
     parser.add_argument("--clones", type=int, default=16, help="masked views per clip")
     parser.add_argument("--num-frames", type=int, default=1024, help="frames per clip (1024 = 10.24 s)")
-    parser.add_argument("--variants", default="eager,compile", help="eager and/or compile")
+    parser.add_argument(
+        "--variants", default="eager,compile",
+        help="comma-separated: eager, compile (torch.compile, --compile-mode), cudagraphs (torch.compile reduce-overhead)",
+    )
     parser.add_argument("--compile-mode", default=None, help="torch.compile mode (default / max-autotune-no-cudagraphs / ...)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps after the first (compiling) one")
     parser.add_argument(
         "--decoders", default="banded_matmul",
-        help="decoder convolution implementations to time, comma-separated: banded_matmul (default) and/or conv2d; "
-        "banded_matmul@N multiplies N output frequencies per product",
+        help="decoder convolution implementations to time, comma-separated: banded_matmul (default) and/or conv2d",
     )
     parser.add_argument("--profile", action="store_true", help="print GPU time by kernel category and the top kernels of every variant")
     parser.add_argument("--check-decoder", action="store_true", help="print the losses of each decoder implementation on one batch")
@@ -250,13 +252,13 @@ def main(argv=None) -> int:
 
     results = []
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = set(variants) - {"eager", "compile"}
+    unknown = set(variants) - {"eager", "compile", "cudagraphs"}
     if unknown:
-        raise ValueError(f"unknown variants {sorted(unknown)}; use eager and/or compile")
+        raise ValueError(f"unknown variants {sorted(unknown)}; use eager, compile and/or cudagraphs")
     decoders = [d.strip() for d in args.decoders.split(",") if d.strip()]
     from modeling_llm_aac.modeling_eat_pretraining import EATPretrainingDecoder
 
-    unknown = {d for d in decoders if parse_decoder(d)[0] not in EATPretrainingDecoder.conv_implementations}
+    unknown = set(decoders) - set(EATPretrainingDecoder.conv_implementations)
     if unknown:
         raise ValueError(f"unknown decoders {sorted(unknown)}; use {EATPretrainingDecoder.conv_implementations}")
     if args.check_decoder:
@@ -273,7 +275,7 @@ def main(argv=None) -> int:
                 )
             except Exception as error:  # keep measuring the other variants; the exit status reports it
                 message = f"{type(error).__name__}: {str(error)[:2000]}"
-                print(f"B={batch_size:3d} x {args.clones} clones  {name:8s} {decoder:14s} FAILED: {message}", flush=True)
+                print(f"B={batch_size:3d} x {args.clones} clones  {name:10s} {decoder:13s} FAILED: {message}", flush=True)
                 results.append(dict(device=device_name, variant=name, decoder=decoder, batch_size=batch_size,
                                     clones=args.clones, error=message))
                 failed = True
@@ -295,7 +297,7 @@ def main(argv=None) -> int:
             )
             results.append(result)
             print(
-                f"B={batch_size:3d} x {args.clones} clones  {name:8s} {decoder:14s} {seconds * 1000:7.2f} ms/step  "
+                f"B={batch_size:3d} x {args.clones} clones  {name:10s} {decoder:13s} {seconds * 1000:7.2f} ms/step  "
                 f"{clips_per_s:7.1f} clips/s  {flops / seconds / 1e12:6.1f} TFLOP/s  MFU {100 * mfu:5.1f} %  "
                 f"x{result['vs_eager_in_process'] or 1.0:.2f} vs eager here, x{result['vs_eager_stand_in']:.2f} vs "
                 f"stand-in {EAGER_STAND_IN_CLIPS_PER_S[1]:.0f}, x{result['vs_target']:.2f} vs target "

@@ -141,9 +141,8 @@ def test_banded_matmul_decoder_equals_grouped_conv2d(kernel_size, decoder_hidden
     upstream = torch.randn(3, 7, 5, config.hidden_size)
     for mask in (None, grid_mask):
         results = []
-        for implementation, chunk in (("conv2d", None), ("banded_matmul", None), ("banded_matmul", 2),
-                                      ("banded_matmul", 3), ("banded_matmul_v1", None)):
-            decoder.conv_implementation, decoder.freq_chunk_size = implementation, chunk
+        for implementation in ("conv2d", "banded_matmul"):
+            decoder.conv_implementation = implementation
             decoder.zero_grad()
             out = decoder(grid, mask)
             (grid_grad,) = torch.autograd.grad((out * upstream).sum(), grid, retain_graph=True)
@@ -166,7 +165,7 @@ def test_decoder_implementations_give_the_same_losses_under_bf16_autocast():
     features = torch.randn(2, 64, 64)
     visible, _ = compute_inverse_block_mask(6, 4, 4, generator=torch.Generator().manual_seed(0))
     losses = []
-    for implementation in ("conv2d", "banded_matmul", "banded_matmul_v1"):
+    for implementation in ("conv2d", "banded_matmul"):
         model.decoder.conv_implementation = implementation
         torch.manual_seed(1)  # same decoder noise
         with torch.autocast("cpu", dtype=torch.bfloat16):
