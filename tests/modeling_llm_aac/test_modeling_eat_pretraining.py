@@ -133,7 +133,6 @@ def test_banded_matmul_decoder_equals_grouped_conv2d(kernel_size, decoder_hidden
     config = tiny_config(decoder_kernel_size=kernel_size, decoder_hidden_size=decoder_hidden_size,
                          decoder_groups=groups, decoder_num_layers=3)
     decoder = EATPretrainingDecoder(config)
-    assert decoder.conv_implementation == "banded_matmul"
     grid = torch.randn(3, 7, 5, config.hidden_size, requires_grad=True)
     grid_mask = torch.ones(3, 7, 5)
     grid_mask[1, 4:] = 0
@@ -157,6 +156,21 @@ def test_banded_matmul_decoder_equals_grouped_conv2d(kernel_size, decoder_hidden
     decoder.conv_implementation = "cudnn"
     with pytest.raises(ValueError, match="conv_implementation"):
         decoder(grid)
+
+
+def test_auto_decoder_uses_banded_matmul_only_when_compiled():
+    decoder = EATPretrainingDecoder(tiny_config())
+    assert decoder.conv_implementation == "auto"
+    grid = torch.randn(2, 4, 4, 32)
+    traced_calls = set()
+
+    def recording_backend(graph_module, example_inputs):
+        traced_calls.update(str(node.target) for node in graph_module.graph.nodes if node.op == "call_function")
+        return graph_module.forward
+
+    compiled = torch.compile(decoder, backend=recording_backend, fullgraph=True)
+    torch.testing.assert_close(compiled(grid), decoder(grid), atol=1e-5, rtol=1e-5)
+    assert any("bmm" in call for call in traced_calls) and not any("conv2d" in call for call in traced_calls)
 
 
 def test_decoder_implementations_give_the_same_losses_under_bf16_autocast():
