@@ -1,0 +1,95 @@
+"""`llm-aac demo`: the whole recipe end to end (`--quick`), the saved pipeline folder, and stage failures."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from llm_aac.cli import main
+from llm_aac.demo import ERROR_LOG, REPORT_FILE
+
+STAGES = ("synthesize corpus", "CWT features", "EAT pretraining", "tokenizer + text LM", "captioner", "CLAP",
+          "save model folder", "caption + evaluate")
+
+
+@pytest.mark.slow
+def test_quick_demo_end_to_end_and_saved_pipeline(tmp_path):
+    output = tmp_path / "captioner"
+    environment = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    completed = subprocess.run(
+        [sys.executable, "-m", "llm_aac.cli", "demo", "--quick", "--output", str(output),
+         "--work-dir", str(tmp_path / "work")],
+        capture_output=True, text=True, env=environment, timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    out = completed.stdout
+    for number, stage in enumerate(STAGES, start=1):
+        assert f"[{number}/{len(STAGES)}] {stage} done in" in out
+    assert "| beam search (4 beams) |" in out and "| CLAP rescoring (slam, 7 candidates) |" in out
+    assert "CIDEr-D" in out and "Semantic accuracy" in out and "event_f1" in out
+    assert "## 5 example captions" in out and out.count("   references     : ") == 5
+    assert f'pipeline("audio-captioning", model={str(output)!r}, trust_remote_code=True)' in out
+
+    report = json.loads((output / REPORT_FILE).read_text())
+    assert list(report["stage_seconds"]) == list(STAGES)
+    assert report["total_seconds"] >= sum(report["stage_seconds"].values()) - 1.0
+    test_split = report["test_split"]
+    assert test_split["num_clips"] == 5
+    for system in ("beam_search", "clap_rescoring"):
+        scores = test_split["systems"][system]["caption_metrics"]["scores"]
+        assert 0.0 <= scores["cider_d"] and "bleu_4" in scores and "rouge_l" in scores
+        assert "event_f1" in test_split["systems"][system]["semantic_accuracy"]
+    assert len(report["examples"]) == 5 and all(len(e["references"]) == 5 for e in report["examples"])
+
+    # The printed line works: the folder loads as a pipeline (with its CLAP scorer) and captions a clip.
+    from transformers import pipeline
+
+    from llm_aac.processing.synthetic import generate_clip
+
+    clip = generate_clip(7, 0, "test")
+    captioner = pipeline("audio-captioning", model=str(output), trust_remote_code=True)
+    assert captioner.clap_scorer is not None
+    result = captioner({"array": clip["audio"], "sampling_rate": clip["sampling_rate"]}, return_candidates=True)
+    assert isinstance(result["caption"], str)
+    assert len(result["candidates"]) >= 1
+    plain = captioner(clip["audio"], candidates="none")
+    assert isinstance(plain["caption"], str)
+
+
+@pytest.mark.parametrize(
+    "failure, cause",
+    [(ValueError("no space left on the device"), "ValueError: no space left on the device"),
+     (SystemExit(2), "SystemExit: exited with status 2")],
+)
+def test_stage_failure_names_the_stage_and_the_cause(tmp_path, monkeypatch, capsys, failure, cause):
+    import llm_aac.processing.synthetic as synthetic
+
+    def failing_synthesis(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(synthetic, "synthesize_corpus", failing_synthesis)
+    work = tmp_path / "work"
+    code = main(["demo", "--quick", "--output", str(tmp_path / "out"), "--work-dir", str(work)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "stage 1/8 'synthesize corpus' failed" in err and cause in err
+    log = (work / ERROR_LOG).read_text()
+    assert cause in log and "Traceback" in log and "failing_synthesis" in log
+    assert not (tmp_path / "out").exists()
+
+
+def test_refuses_a_folder_it_did_not_write(tmp_path, capsys):
+    output = tmp_path / "mine"
+    output.mkdir()
+    (output / "notes.txt").write_text("keep me")
+    code = main(["demo", "--quick", "--output", str(output)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "was not written by `llm-aac demo`" in err and str(output) in err
+    assert (output / "notes.txt").read_text() == "keep me"
+
+    code = main(["demo", "--quick", "--num-clips", "3", "--output", str(tmp_path / "new")])
+    assert code == 2
+    assert "--num-clips must be >= 8" in capsys.readouterr().err
