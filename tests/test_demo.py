@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from llm_aac.cli import main
-from llm_aac.demo import ERROR_LOG, REPORT_FILE
+from llm_aac.demo import ERROR_LOG, REPORT_FILE, check_output_folder
 
 STAGES = ("synthesize corpus", "CWT features", "EAT pretraining", "tokenizer + text LM", "captioner", "CLAP",
           "save model folder", "caption + evaluate")
@@ -30,7 +30,7 @@ def test_quick_demo_end_to_end_and_saved_pipeline(tmp_path):
     assert "| beam search (4 beams) |" in out and "| CLAP rescoring (slam, 7 candidates) |" in out
     assert "CIDEr-D" in out and "Semantic accuracy" in out and "event_f1" in out
     assert "## 5 example captions" in out and out.count("   references     : ") == 5
-    assert f'pipeline("audio-captioning", model={str(output)!r}, trust_remote_code=True)' in out
+    assert f'pipeline("audio-captioning", model="{output}", trust_remote_code=True)' in out
 
     report = json.loads((output / REPORT_FILE).read_text())
     assert list(report["stage_seconds"]) == list(STAGES)
@@ -89,6 +89,12 @@ def test_refuses_a_folder_it_did_not_write(tmp_path, capsys):
     assert code == 2
     assert "was not written by `llm-aac demo`" in err and str(output) in err
     assert (output / "notes.txt").read_text() == "keep me"
+
+    earlier = tmp_path / "earlier-demo"  # a folder an earlier demo wrote may be replaced
+    earlier.mkdir()
+    (earlier / REPORT_FILE).write_text("{}")
+    check_output_folder(str(earlier))
+    check_output_folder(str(tmp_path / "new"))
 
     code = main(["demo", "--quick", "--num-clips", "3", "--output", str(tmp_path / "new")])
     assert code == 2
