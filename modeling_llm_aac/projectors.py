@@ -31,6 +31,7 @@ except ImportError:  # pragma: no cover - depends on the installed transformers
     ALL_ATTENTION_FUNCTIONS = None
 
 from .configuration_llm_aac import LLMAACConfig
+from .modeling_eat import eager_attention_forward
 
 
 def _check_encoder_inputs(
@@ -84,25 +85,6 @@ class LLMAACLinearProjector(nn.Module):
         return audio_embeds, audio_attention_mask
 
 
-def _eager_attention(
-    module: nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    scaling: float,
-    dropout: float = 0.0,
-    **kwargs,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
-    if attention_mask is not None:
-        scores = scores + attention_mask
-    weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
-    output = torch.matmul(weights, value).transpose(1, 2).contiguous()
-    return output, weights
-
-
 class LLMAACQFormerAttention(nn.Module):
     """Multi-head attention of the Q-Former: self-attention (`key_value_size` = hidden size) or
     cross-attention from the queries to an encoder window (`key_value_size` = encoder width)."""
@@ -141,7 +123,7 @@ class LLMAACQFormerAttention(nn.Module):
         value = self.v_proj(key_value_states).view(batch_size, num_keys, self.num_heads, self.head_dim).transpose(1, 2)
 
         implementation = getattr(self.config, "_attn_implementation", None) or "sdpa"
-        attention = _eager_attention
+        attention = eager_attention_forward
         if implementation != "eager" and ALL_ATTENTION_FUNCTIONS is not None:
             # Flash-attention kernels take no arbitrary key masks; SDPA is the right fast path here.
             if implementation not in ALL_ATTENTION_FUNCTIONS or "flash" in implementation:
