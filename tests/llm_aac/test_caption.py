@@ -9,7 +9,7 @@ import pytest
 import soundfile
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent / "modeling_llm_aac"))  # the tiny captioner of the model tests
+sys.path.insert(0, str(Path(__file__).parents[1] / "modeling_llm_aac"))  # the tiny captioner of the model tests
 from captioning_test_utils import audio_clips, tiny_captioner  # noqa: E402
 
 from llm_aac.cli import main  # noqa: E402
