@@ -83,6 +83,7 @@ class DemoSizes:
     captioner_batch_size: int
     captioner_eval_steps: int
     clap_steps: int
+    clap_learning_rate: float
     clap_batch_size: int
     clap_minutes: float
 
@@ -90,15 +91,15 @@ class DemoSizes:
 SIZES: dict[str, DemoSizes] = {
     "full": DemoSizes(
         train_clips=400, validation_clips=16, test_clips=50,
-        # Measured on a shared 2-core machine (one core for this process): 13 / 34 / 32 / 123 / 41 s of training in
-        # the five training stages; the limits (~1.3x) stop them on a machine twice as slow so that the demo still
-        # ends within 10 minutes.
+        # Training seconds of the five training stages on a shared 2-core machine (about one core for this process):
+        # 8-12 / 25-35 / 17-25 / 100-140 / 35-50; the time limits stop a stage on a machine about twice as slow, so
+        # that the demo still ends within 10 minutes there.
         eat_steps=300, eat_batch_size=8, eat_max_frames=512, eat_minutes=0.4,
-        text_clips=3000, vocab_size=600, lm_steps=200, lm_batch_size=16, lm_minutes=0.75,
-        projector_steps=200, projector_learning_rate=5e-3, projector_minutes=0.7,
-        lora_steps=800, lora_learning_rate=3e-3, lora_minutes=2.6,
-        captioner_batch_size=8, captioner_eval_steps=250,
-        clap_steps=200, clap_batch_size=16, clap_minutes=0.9,
+        text_clips=3000, vocab_size=600, lm_steps=250, lm_batch_size=16, lm_minutes=0.75,
+        projector_steps=150, projector_learning_rate=5e-3, projector_minutes=0.6,
+        lora_steps=900, lora_learning_rate=3e-3, lora_minutes=2.75,
+        captioner_batch_size=8, captioner_eval_steps=300,
+        clap_steps=300, clap_learning_rate=1e-3, clap_batch_size=16, clap_minutes=1.1,
     ),
     "quick": DemoSizes(
         train_clips=24, validation_clips=4, test_clips=5,
@@ -107,7 +108,7 @@ SIZES: dict[str, DemoSizes] = {
         projector_steps=6, projector_learning_rate=2e-3, projector_minutes=0.5,
         lora_steps=4, lora_learning_rate=1e-3, lora_minutes=0.5,
         captioner_batch_size=4, captioner_eval_steps=100,
-        clap_steps=4, clap_batch_size=4, clap_minutes=0.5,
+        clap_steps=4, clap_learning_rate=1e-3, clap_batch_size=4, clap_minutes=0.5,
     ),
 }
 
@@ -294,6 +295,7 @@ def train_clap_scorer(work: str, features_dir: str, encoder_dir: str, sizes: Dem
         "--eval_split", "validation", "--max_eval_clips", str(sizes.validation_clips),
         "--per_device_train_batch_size", str(sizes.clap_batch_size),
         "--per_device_eval_batch_size", str(sizes.clap_batch_size), "--max_steps", str(sizes.clap_steps),
+        "--learning_rate", str(sizes.clap_learning_rate),
         "--warmup_steps", str(max(1, sizes.clap_steps // 10)), "--logging_steps", str(max(1, sizes.clap_steps // 4)),
         "--eval_steps", str(max(1, sizes.clap_steps)), "--output_dir", output, *_common_training_arguments(seed),
     ])
