@@ -1,6 +1,6 @@
 """`llm-aac demo`: the whole LLM-AAC recipe end to end at toy size, offline, on a CPU in minutes.
 
-    llm-aac demo                                  # ~5-6 minutes on 2 CPU cores; the captioner lands in ./llm-aac-demo
+    llm-aac demo                                  # ~5 minutes on 2 CPU cores; the captioner lands in ./llm-aac-demo
     llm-aac demo --output my-captioner --num-clips 600 --seed 1
     llm-aac demo --quick                          # ~1 minute: every stage runs, too short to learn much
 
@@ -201,7 +201,8 @@ def precompute(work: str, corpus_dir: str, workers: int) -> str:
 
 
 def _common_training_arguments(seed: int) -> list[str]:
-    # No external loggers, no DataLoader worker processes (two cores), checkpoints only where a stage ends.
+    # No external loggers, no DataLoader worker processes (two cores), no intermediate checkpoints (each script
+    # saves its final model).
     return ["--seed", str(seed), "--report_to", "none", "--dataloader_num_workers", "0", "--dataloader_pin_memory",
             "false", "--save_strategy", "no"]
 
@@ -249,8 +250,12 @@ def pretrain_language_model(work: str, sizes: DemoSizes, seed: int) -> str:
 
 
 def train_captioner(work: str, features_dir: str, encoder_dir: str, language_model_dir: str, sizes: DemoSizes,
-                    seed: int) -> str:
-    """`train/finetune_aac.py --stage both`: the projector over the frozen LM, then projector + LoRA on the LM."""
+                    seed: int) -> tuple[str, dict]:
+    """`train/finetune_aac.py --stage both`: the projector over the frozen LM, then projector + LoRA on the LM.
+
+    Returns the captioner folder and the validation scores before training (the LM alone, captioning from
+    untrained audio tokens) and after each stage.
+    """
     from llm_aac.train import finetune_aac
 
     output = os.path.join(work, "captioner")
@@ -277,13 +282,16 @@ def train_captioner(work: str, features_dir: str, encoder_dir: str, language_mod
     ])
     with open(os.path.join(output, "summary.json"), encoding="utf-8") as f:
         summary = json.load(f)
+    validation = {}
     for stage, label in (("projector", "projector"), ("lora", "projector + LoRA")):
         evaluations = [e for e in summary["evaluations"] if e["stage"] == stage]
         first, last = evaluations[0], evaluations[-1]
+        validation.setdefault("before", first)
+        validation[stage] = last
         print(f"  {label}: {summary['stages'][stage]['seconds']:.1f} s; validation loss {first['eval_loss']:.3f} -> "
               f"{last['eval_loss']:.3f}, CIDEr-D {first.get('eval_cider_d', float('nan')):.3f} -> "
               f"{last.get('eval_cider_d', float('nan')):.3f} (beam 2, {sizes.validation_clips} clips)", flush=True)
-    return output
+    return output, validation
 
 
 def train_clap_scorer(work: str, features_dir: str, encoder_dir: str, sizes: DemoSizes, seed: int) -> str:
@@ -353,10 +361,14 @@ def _examples(evaluation_dir: str, count: int) -> list[dict]:
 
 
 def print_report(timings: list[StageTiming], total_seconds: float, evaluation_dir: str, examples: list[dict],
-                 output: str) -> None:
+                 output: str, validation: dict, validation_clips: int) -> None:
     from llm_aac.eval.evaluate_captioner import REPORT_FILE as METRICS_REPORT
 
+    before, after = validation["before"], validation["lora"]
     print("\n" + "=" * 100)
+    print(f"Captioner training, validation ({validation_clips} clips, beam 2): loss {before['eval_loss']:.3f} -> "
+          f"{after['eval_loss']:.3f}, CIDEr-D {before.get('eval_cider_d', float('nan')):.3f} (the text LM alone, "
+          f"before training) -> {after.get('eval_cider_d', float('nan')):.3f}\n")
     with open(os.path.join(evaluation_dir, METRICS_REPORT), encoding="utf-8") as f:
         print(f.read().replace("# Evaluation of", "# Held-out test clips captioned by", 1).rstrip())
     print(f"\n## {len(examples)} example captions\n")
@@ -423,7 +435,7 @@ def run_demo(output: str, sizes: DemoSizes, work: str, *, seed: int = 0, threads
                                 f"BPE tokenizer and a tiny Llama pre-trained on {sizes.text_clips * 5} training "
                                 f"captions, {sizes.lm_steps} steps",
                                 lambda: pretrain_language_model(work, sizes, seed))
-    captioner = runner.run(
+    captioner, validation = runner.run(
         "captioner", f"projector over the frozen LM ({sizes.projector_steps} steps), then projector + LoRA on the "
         f"LM ({sizes.lora_steps} steps); the EAT is trained with them",
         lambda: train_captioner(work, features, encoder, language_model, sizes, seed))
@@ -440,12 +452,12 @@ def run_demo(output: str, sizes: DemoSizes, work: str, *, seed: int = 0, threads
     report = {
         "sizes": dataclasses.asdict(sizes), "seed": seed, "threads": threads, "workers": workers,
         "stage_seconds": {timing.name: round(timing.seconds, 1) for timing in runner.done},
-        "total_seconds": round(total_seconds, 1),
+        "total_seconds": round(total_seconds, 1), "captioner_validation": validation,
         "test_split": summary["splits"]["test"], "systems": summary["systems"], "examples": examples,
     }
     with open(os.path.join(output, REPORT_FILE), "w", encoding="utf-8") as f:
         json.dump(report, f, indent=1, ensure_ascii=False, default=str)
-    print_report(runner.done, total_seconds, evaluation_dir, examples, output)
+    print_report(runner.done, total_seconds, evaluation_dir, examples, output, validation, sizes.validation_clips)
     return report
 
 
@@ -472,7 +484,7 @@ def main(args: argparse.Namespace) -> int:
     problems = []
     if args.num_clips is not None:
         if args.num_clips < 8:
-            problems.append(f"--num-clips must be >= 8 (one contrastive batch), got {args.num_clips}")
+            problems.append(f"--num-clips must be >= 8 (a few training batches), got {args.num_clips}")
         else:
             sizes = dataclasses.replace(sizes, train_clips=args.num_clips, text_clips=max(sizes.text_clips, args.num_clips))
     if args.seed < 0:

@@ -29,6 +29,7 @@ def test_quick_demo_end_to_end_and_saved_pipeline(tmp_path):
         assert f"[{number}/{len(STAGES)}] {stage} done in" in out
     assert "| beam search (4 beams) |" in out and "| CLAP rescoring (slam, 7 candidates) |" in out
     assert "CIDEr-D" in out and "Semantic accuracy" in out and "event_f1" in out
+    assert "Captioner training, validation (4 clips, beam 2): loss " in out
     assert "## 5 example captions" in out and out.count("   references     : ") == 5
     assert f'pipeline("audio-captioning", model="{output}", trust_remote_code=True)' in out
 
@@ -42,6 +43,7 @@ def test_quick_demo_end_to_end_and_saved_pipeline(tmp_path):
         assert 0.0 <= scores["cider_d"] and "bleu_4" in scores and "rouge_l" in scores
         assert "event_f1" in test_split["systems"][system]["semantic_accuracy"]
     assert len(report["examples"]) == 5 and all(len(e["references"]) == 5 for e in report["examples"])
+    assert {"before", "projector", "lora"} <= set(report["captioner_validation"])
 
     # The printed line works: the folder loads as a pipeline (with its CLAP scorer) and captions a clip.
     from transformers import pipeline
