@@ -241,7 +241,8 @@ def random_encoder_config(size: str, num_bins: int):
 
 def _raw_feature_settings(feature_extractor) -> dict:
     """The extractor fields that fix the raw features (not the normalisation statistics)."""
-    ignored = ("feature_mean", "feature_std", "do_normalize", "processor_class", "feature_extractor_type")
+    # auto_map only says where remote code lives (set once a folder was saved with it), not how features look.
+    ignored = ("feature_mean", "feature_std", "do_normalize", "processor_class", "feature_extractor_type", "auto_map")
     return {k: v for k, v in feature_extractor.to_dict().items() if k not in ignored}
 
 

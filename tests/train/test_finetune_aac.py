@@ -238,3 +238,15 @@ def test_precomputed_features_train_and_bring_their_statistics(tmp_path, tiny_lm
             "--language_model", str(tiny_lm_dir), "--dataset_path", str(features), "--eval_dataset_path", str(other),
             "--max_steps", "1", "--output_dir", str(tmp_path / "bad"),
         ])
+
+
+def test_raw_feature_settings_ignore_where_remote_code_lives():
+    """A saved extractor carries `auto_map`; that must not make precomputed features look incompatible."""
+    from llm_aac.train.finetune_aac import _raw_feature_settings
+    from modeling_llm_aac import LLMAACFeatureExtractor
+
+    fresh = LLMAACFeatureExtractor(feature_type="cwt")
+    saved = LLMAACFeatureExtractor(feature_type="cwt")
+    saved.auto_map = {"AutoFeatureExtractor": "feature_extraction_llm_aac.LLMAACFeatureExtractor"}
+    assert _raw_feature_settings(saved) == _raw_feature_settings(fresh)
+    assert _raw_feature_settings(LLMAACFeatureExtractor(feature_type="fbank")) != _raw_feature_settings(fresh)
