@@ -199,6 +199,38 @@ class CaptionPairs(torch.utils.data.Dataset):
         return {"row": self.tables[table_index][row_index], "caption": caption}
 
 
+class MismatchedAudioPairs(CaptionPairs):
+    """The pairs of `CaptionPairs`, each caption given the audio of the NEXT clip of its table (cyclically).
+
+    The audio-grounding control of the validation loss: a captioner that uses the audio scores clearly worse
+    on these pairs than on the true ones, while one that only learned the caption language scores the same
+    (the GPU learning run of 2026-11-26 fell ~1.1 on both, which the plain validation loss could not tell).
+    The partner clip is fixed, so every evaluation scores the same pairs. Each table needs at least two clips
+    with references.
+    """
+
+    def __init__(self, tables: Sequence[Any], names: Sequence[str] | None = None, *, max_clips: int | None = None):
+        super().__init__(tables, names, max_clips=max_clips)
+        names = list(names) if names is not None else [f"table {i}" for i in range(len(self.tables))]
+        clips_per_table: dict[int, list[int]] = {}
+        for table_index, row_index, _ in self.pairs:
+            rows = clips_per_table.setdefault(table_index, [])
+            if not rows or rows[-1] != row_index:
+                rows.append(row_index)
+        self.partner: dict[tuple[int, int], int] = {}
+        for table_index, rows in clips_per_table.items():
+            if len(rows) < 2:
+                raise ValueError(
+                    f"{names[table_index]} has {len(rows)} clip with references; mismatched-audio pairs need at least 2"
+                )
+            for position, row_index in enumerate(rows):
+                self.partner[(table_index, row_index)] = rows[(position + 1) % len(rows)]
+
+    def __getitem__(self, index: int) -> dict:
+        table_index, row_index, caption = self.pairs[index]
+        return {"row": self.tables[table_index][self.partner[(table_index, row_index)]], "caption": caption}
+
+
 class ClipReferences(torch.utils.data.Dataset):
     """One item per clip of a table (the first `max_clips`): `{"row": clip row, "references": [str, ...]}`."""
 
@@ -310,6 +342,7 @@ __all__ = [
     "CaptionBatchCollator",
     "CaptionPairs",
     "ClipReferences",
+    "MismatchedAudioPairs",
     "load_clip_table",
     "measure_feature_statistics",
     "precomputed_feature_extractor",

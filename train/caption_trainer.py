@@ -7,6 +7,11 @@ join the same log entry as `eval_loss` (`eval_cider_d`, `eval_bleu_4`, `eval_spi
 ...), so `metric_for_best_model="eval_cider_d"`, early stopping and the curves see them. On several
 processes each one captions its share of the clips and the captions are gathered before scoring.
 
+With `mismatched_eval_dataset` (e.g. `caption_data.MismatchedAudioPairs` of the validation clips), every
+evaluation of the validation set also computes the loss with each caption given another clip's audio
+(`eval_mismatched_audio_loss`) and `eval_audio_gain` = that loss minus `eval_loss`: about 0 while the
+captioner only models the caption language, clearly positive once it listens.
+
 `save_trainable_only=True` makes checkpoints hold only the trained parameters (projector, LoRA, the encoder
 when it is trained) instead of the whole model: a Vicuna-7B checkpoint shrinks from 13 GB to tens of MB.
 `--resume_from_checkpoint` and `load_best_model_at_end` read them back.
@@ -150,35 +155,63 @@ class CaptionTrainer(Trainer):
 
     Args:
         caption_evaluator: a `CaptionEvaluator`, or None for the validation loss alone.
+        mismatched_eval_dataset: validation pairs whose audio belongs to another clip (`MismatchedAudioPairs`),
+            or None; when given, evaluations of the validation set log `eval_mismatched_audio_loss` and
+            `eval_audio_gain`.
         save_trainable_only: checkpoints hold only parameters with `requires_grad` (+ the config).
         All other arguments are `Trainer`'s.
     """
 
-    def __init__(self, *args, caption_evaluator: CaptionEvaluator | None = None, save_trainable_only: bool = False, **kwargs):
+    def __init__(
+        self,
+        *args,
+        caption_evaluator: CaptionEvaluator | None = None,
+        mismatched_eval_dataset=None,
+        save_trainable_only: bool = False,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.caption_evaluator = caption_evaluator
+        self.mismatched_eval_dataset = mismatched_eval_dataset
         self.save_trainable_only = save_trainable_only
-        self._caption_metrics_pending = False
+        self._validation_extras_pending = False
 
     # ------------------------------------------------------------------------------------ evaluation
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
-        # Captions are generated for the configured validation clips only, not for other datasets passed here.
-        self._caption_metrics_pending = eval_dataset is None and self.caption_evaluator is not None
+        # Captions and the mismatched-audio loss belong to the configured validation clips only, not to other
+        # datasets passed here.
+        self._validation_extras_pending = eval_dataset is None
         try:
             return super().evaluate(eval_dataset=eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
         finally:
-            self._caption_metrics_pending = False
+            self._validation_extras_pending = False
 
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"):
         output = super().evaluation_loop(
             dataloader, description, prediction_loss_only=prediction_loss_only, ignore_keys=ignore_keys,
             metric_key_prefix=metric_key_prefix,
         )
-        if self._caption_metrics_pending:
-            self._caption_metrics_pending = False
+        if self._validation_extras_pending:
+            self._validation_extras_pending = False
             # Added to the loop's metrics, so they are logged with eval_loss and seen by on_evaluate callbacks.
-            output.metrics.update(self.caption_evaluator(self, metric_key_prefix))
+            if self.mismatched_eval_dataset is not None:
+                output.metrics.update(self.mismatched_audio_metrics(output.metrics, metric_key_prefix))
+            if self.caption_evaluator is not None:
+                output.metrics.update(self.caption_evaluator(self, metric_key_prefix))
         return output
+
+    def mismatched_audio_metrics(self, metrics: dict, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """Validation loss with each caption given another clip's audio, and its excess over the true loss."""
+        # The same loop as the true loss (batching, padding, averaging), so the two numbers compare directly.
+        mismatched = super().evaluation_loop(
+            self.get_eval_dataloader(self.mismatched_eval_dataset), "Evaluation (mismatched audio)",
+            prediction_loss_only=True, metric_key_prefix=metric_key_prefix,
+        ).metrics
+        loss = mismatched[f"{metric_key_prefix}_loss"]
+        scores = {f"{metric_key_prefix}_mismatched_audio_loss": loss}
+        if f"{metric_key_prefix}_loss" in metrics:
+            scores[f"{metric_key_prefix}_audio_gain"] = loss - metrics[f"{metric_key_prefix}_loss"]
+        return scores
 
     # ----------------------------------------------------------------------------------- checkpoints
     def _trainable_state_dict(self) -> dict[str, torch.Tensor]:

@@ -10,7 +10,7 @@ from transformers import AutoModel, AutoProcessor, AutoTokenizer
 
 import modeling_llm_aac  # noqa: F401  (Auto registrations)
 from llm_aac.train import finetune_aac
-from llm_aac.train.caption_data import CaptionBatchCollator, CaptionPairs, ClipReferences
+from llm_aac.train.caption_data import CaptionBatchCollator, CaptionPairs, ClipReferences, MismatchedAudioPairs
 from llm_aac.train.caption_trainer import TRAINABLE_WEIGHTS_NAME
 from modeling_llm_aac import EATConfig, LLMAACFeatureExtractor, LLMAACForConditionalGeneration, LLMAACProcessor
 
@@ -42,8 +42,10 @@ def test_two_stages_learn_and_log_caption_metrics(two_stage_run):
     stages = [e["stage"] for e in evaluations]
     assert stages.count("projector") == 3 and stages.count("lora") == 3  # steps 0, 3, 4 and 0, 3, 6
     for entry in evaluations:
-        for key in ("eval_loss", "eval_cider_d", "eval_bleu_4", "eval_rouge_l", "eval_blank_captions"):
+        for key in ("eval_loss", "eval_mismatched_audio_loss", "eval_audio_gain", "eval_cider_d", "eval_bleu_4",
+                    "eval_rouge_l", "eval_blank_captions"):
             assert key in entry and np.isfinite(entry[key]), (key, entry)
+        assert entry["eval_audio_gain"] == pytest.approx(entry["eval_mismatched_audio_loss"] - entry["eval_loss"])
     # steps continue across stages: lora's step 0 is projector's last step
     assert [e["step"] for e in evaluations] == [0, 3, 4, 4, 7, 10]
     assert evaluations[-1]["eval_loss"] < evaluations[0]["eval_loss"], evaluations
@@ -167,6 +169,47 @@ def test_pairs_expand_every_reference():
         CaptionPairs([[{"audio": None}]])
 
 
+def test_mismatched_audio_pairs_give_each_caption_the_next_clips_audio():
+    tables = [[{"captions": ["a", "b"], "id": 0}, {"captions": [], "id": 1}, {"captions": ["c"], "id": 2},
+               {"captions": ["d"], "id": 3}],
+              [{"captions": ["e"], "id": 4}, {"captions": ["f"], "id": 5}]]
+    pairs = MismatchedAudioPairs(tables)
+    true_pairs = CaptionPairs(tables)
+    assert len(pairs) == len(true_pairs)
+    assert [(p["caption"], p["row"]["id"]) for p in pairs] == [
+        ("a", 2), ("b", 2), ("c", 3), ("d", 0), ("e", 5), ("f", 4)]  # cyclic within each table, empty clips skipped
+    assert [p["caption"] for p in MismatchedAudioPairs(tables[:1], max_clips=2)] == ["a", "b", "c"]
+    assert [p["row"]["id"] for p in MismatchedAudioPairs(tables[:1], max_clips=2)] == [2, 2, 0]
+    with pytest.raises(ValueError, match="needs? at least 2"):
+        MismatchedAudioPairs([[{"captions": ["a"]}, {"captions": []}]])
+
+
+def test_audio_gain_is_zero_when_the_mismatched_set_is_the_true_one(tmp_path, tiny_lm_dir):
+    """The mismatched-audio loss runs through the very loop of the true loss: same pairs, same number."""
+    from transformers import TrainingArguments
+
+    from llm_aac.train.caption_data import synthetic_clip_table
+    from llm_aac.train.caption_trainer import CaptionTrainer
+
+    model, processor = finetune_aac.build_captioner(
+        finetune_aac.ModelArguments(language_model=str(tiny_lm_dir), projector_hidden_size=16),
+        LLMAACFeatureExtractor(feature_type="fbank"), [], with_lora=False,
+    )
+    table = synthetic_clip_table(processor.feature_extractor, 2, split="validation", num_workers=1, max_frames=160)
+    pairs = CaptionPairs([table])
+    trainer = CaptionTrainer(
+        model=model, args=TrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=3, report_to="none",
+                                            remove_unused_columns=False, use_cpu=True),
+        eval_dataset=pairs, data_collator=CaptionBatchCollator(processor), mismatched_eval_dataset=pairs,
+    )
+    metrics = trainer.evaluate()
+    assert metrics["eval_mismatched_audio_loss"] == metrics["eval_loss"] and metrics["eval_audio_gain"] == 0.0
+    trainer.mismatched_eval_dataset = MismatchedAudioPairs([table])
+    metrics = trainer.evaluate()
+    assert metrics["eval_audio_gain"] != 0.0
+    assert "eval_mismatched_audio_loss" not in trainer.evaluate(eval_dataset=pairs)  # only for the validation set
+
+
 def test_adding_lora_keeps_the_model_and_trains_only_adapter_and_projector(tiny_lm_dir):
     tokenizer = AutoTokenizer.from_pretrained(tiny_lm_dir)
     model = LLMAACForConditionalGeneration.from_pretrained_parts(
@@ -188,6 +231,25 @@ def test_adding_lora_keeps_the_model_and_trains_only_adapter_and_projector(tiny_
     assert all(p.dtype == torch.float32 for p in with_lora.parameters() if p.requires_grad)
     with pytest.raises(ValueError, match="already carries a LoRA adapter"):
         finetune_aac.prepare_stage_model("projector", with_lora, model_args)
+
+
+def test_all_linear_lora_adapts_every_linear_layer_but_the_head(tiny_lm_dir, tmp_path):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_lm_dir)
+    model = LLMAACForConditionalGeneration.from_pretrained_parts(
+        encoder=EATConfig.tiny(max_length=768), language_model=str(tiny_lm_dir), tokenizer=tokenizer,
+        projector_options={"projector_hidden_size": 16},
+    )
+    model_args = finetune_aac.ModelArguments(lora_r=2, lora_alpha=4, lora_target_modules="all-linear")
+    model = finetune_aac.prepare_stage_model("lora", model, model_args)
+    adapted = {n.split(".lora_A")[0].rsplit(".", 1)[-1] for n, _ in model.named_parameters() if ".lora_A" in n}
+    assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    model.save_pretrained(tmp_path / "captioner")
+    reloaded = LLMAACForConditionalGeneration.from_pretrained(tmp_path / "captioner")
+    assert reloaded.config.lora["target_modules"] == "all-linear"
+    assert {n for n, p in reloaded.named_parameters() if p.requires_grad} == {
+        n for n, p in model.named_parameters() if p.requires_grad}
+    with pytest.raises(ValueError, match="already names every linear layer"):
+        finetune_aac.lora_settings(finetune_aac.ModelArguments(lora_target_modules="all-linear,q_proj"))
 
 
 @pytest.mark.parametrize(
