@@ -18,6 +18,13 @@ Stages (`--stage`): `projector` trains the projector alone over the frozen LM (t
 `lora` trains projector + a LoRA adapter on the LM (SLAM-AAC); `both` runs `projector`, then `lora` starting
 from its result, each stage with its own `--projector_max_steps` / `--lora_max_steps` and learning rates (by
 default `--max_steps` / `--learning_rate`). The encoder stays frozen unless `--freeze_encoder false`.
+The projector-only stage relies on the LM being steerable by its input embeddings, which large instruction-tuned
+LMs are and small ones are not: over a small LM (the `small` preset's stand-in) it only learns the caption
+language, so keep it short there (a warm-up) and give the `lora` stage the steps.
+
+Audio grounding: next to the validation loss, every evaluation scores the same captions against other clips'
+audio (`eval_mismatched_audio_loss`) and logs the difference, `eval_audio_gain` (~0 for a captioner that only
+models the caption language; `--eval_mismatched_audio false` skips it).
 
 Data: every clip is paired with EACH of its reference captions (5 per Clotho clip). Features come precomputed
 (`llm-aac precompute` output: raw features + statistics, normalised here) or are extracted on the fly from the
@@ -55,6 +62,7 @@ STAGE_COMPLETE_FILE = "stage_complete.json"
 CAPTIONER_DIR = "captioner"
 FEATURE_TYPES = ("fbank", "cwt", "cwt_seed")
 ENCODER_SIZES = ("tiny", "small", "base")
+ALL_LINEAR = "all-linear"
 
 # Argument defaults per preset; anything given on the command line wins.
 PRESETS: dict[str, dict] = {
@@ -66,11 +74,14 @@ PRESETS: dict[str, dict] = {
         warmup_steps=2, logging_steps=5, eval_steps=10, save_steps=10, max_eval_clips=8,
         generation_num_beams=2, generation_max_new_tokens=32,
     ),
-    # One GPU, minutes: a small EAT and a small LM (`train/pretrain_text_lm.py --preset small`).
+    # One GPU, minutes: a small EAT and a small LM (`train/pretrain_text_lm.py --preset small`). A small LM,
+    # unlike Vicuna-7B, cannot be steered by input embeddings alone (a frozen caption-trained LM read the clips'
+    # true event labels, fed as learned audio tokens, no better than no audio): the adapter on every linear
+    # layer, trained from the first steps, is what lets it read the audio.
     "small": dict(
         encoder_size="small", language_model_size="small", tokenizer_vocab_size=4000, projector_hidden_size=1024,
-        lora_r=16, lora_alpha=32, lora_dropout=0.05,
-        learning_rate=5e-4, per_device_train_batch_size=32, per_device_eval_batch_size=64, max_steps=1500,
+        lora_r=16, lora_alpha=32, lora_dropout=0.05, lora_target_modules=ALL_LINEAR,
+        learning_rate=1e-3, per_device_train_batch_size=32, per_device_eval_batch_size=64, max_steps=1500,
         warmup_steps=100, logging_steps=25, eval_steps=250, save_steps=500, max_eval_clips=200,
         generation_num_beams=4, generation_max_new_tokens=64, bf16=True,
     ),
@@ -118,7 +129,10 @@ class ModelArguments:
     lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
-    lora_target_modules: str = field(default="q_proj,v_proj", metadata={"help": "comma-separated LM modules given LoRA"})
+    lora_target_modules: str = field(
+        default="q_proj,v_proj", metadata={"help": "comma-separated LM modules given LoRA, or all-linear (every linear "
+                                          "layer but the output head)"}
+    )
     model_dtype: str = field(
         default="float32", metadata={"help": "dtype of the frozen weights (bfloat16 for 7B); trained ones stay float32"}
     )
@@ -157,6 +171,10 @@ class StageArguments:
         default="cider_d,bleu_4,rouge_l,spider", metadata={"help": "caption metrics (skipped when their runtime is missing)"}
     )
     eval_ptb_tokenize: bool = field(default=False, metadata={"help": "PTB-tokenise captions before scoring (Java)"})
+    eval_mismatched_audio: bool = field(
+        default=True, metadata={"help": "also score the validation captions against other clips' audio "
+                                "(eval_mismatched_audio_loss, eval_audio_gain: ~0 until the captioner listens)"}
+    )
     save_trainable_only: bool = field(default=True, metadata={"help": "checkpoints hold only the trained parameters"})
     merge_lora: bool = field(default=False, metadata={"help": "fold the adapter into the LM in the final saved model"})
 
@@ -220,6 +238,10 @@ def lora_settings(model_args: ModelArguments) -> dict:
     targets = [t.strip() for t in model_args.lora_target_modules.split(",") if t.strip()]
     if not targets:
         raise ValueError("--lora_target_modules is empty")
+    if ALL_LINEAR in targets:
+        if len(targets) > 1:
+            raise ValueError(f"--lora_target_modules {ALL_LINEAR!r} already names every linear layer; got {targets}")
+        targets = ALL_LINEAR  # peft's shortcut: every linear layer of the LM except its output head
     return {"r": model_args.lora_r, "lora_alpha": model_args.lora_alpha, "lora_dropout": model_args.lora_dropout,
             "target_modules": targets}
 
@@ -452,7 +474,7 @@ def run_stage(stage, model, processor, training_args, model_args, stage_args, da
     """Trains one stage; returns (model, log history, final evaluation metrics)."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    from llm_aac.train.caption_data import CaptionBatchCollator, CaptionPairs, ClipReferences
+    from llm_aac.train.caption_data import CaptionBatchCollator, CaptionPairs, ClipReferences, MismatchedAudioPairs
     from llm_aac.train.callbacks import TimeLimitCallback
     from llm_aac.train.caption_trainer import CaptionEvaluator, CaptionTrainer
 
@@ -475,6 +497,11 @@ def run_stage(stage, model, processor, training_args, model_args, stage_args, da
             "(CIDEr-D weighs n-grams by their document frequency over the clips). Use a larger --eval_split / "
             "--max_eval_clips, or --eval_strategy no"
         )
+    evaluates = training_args.eval_strategy != "no"
+    mismatched_pairs = (
+        MismatchedAudioPairs([eval_table], ["validation"], max_clips=max_clips)
+        if evaluates and stage_args.eval_mismatched_audio else None
+    )
     logger.info("stage %s: %d training pairs, %d validation pairs over %d clips", stage, len(train_pairs),
                 len(eval_pairs), len(eval_clips))
     generation_kwargs = {"num_beams": stage_args.generation_num_beams,
@@ -496,6 +523,7 @@ def run_stage(stage, model, processor, training_args, model_args, stage_args, da
         data_collator=collator,
         processing_class=processor,
         caption_evaluator=evaluator,
+        mismatched_eval_dataset=mismatched_pairs,
         save_trainable_only=stage_args.save_trainable_only,
         callbacks=callbacks,
     )
@@ -549,7 +577,7 @@ def write_curves(stage_histories, path: str, title: str) -> str | None:
     combined = combined_history(stage_histories)
     per_stage = [[e for e in combined if e["stage"] == stage] for stage, _ in stage_histories]
     try:
-        return plot_loss_curves(per_stage, path, keys=("loss", "eval_loss", "eval_cider_d"),
+        return plot_loss_curves(per_stage, path, keys=("loss", "eval_loss", "eval_audio_gain", "eval_cider_d"),
                                 labels=[stage for stage, _ in stage_histories], title=title, log_scale=False)
     except (ValueError, ImportError) as error:  # nothing logged yet / matplotlib missing
         logger.warning("no curve written: %s", error)
@@ -624,7 +652,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with open(os.path.join(output_dir, "summary.json"), "w") as f:
             json.dump(summary, f, indent=1)
         for entry in summary["evaluations"]:
-            logger.info("%-9s step %5d: eval_loss %.3f  CIDEr-D %s", entry["stage"], entry["step"], entry["eval_loss"],
+            logger.info("%-9s step %5d: eval_loss %.3f  mismatched-audio loss %s  CIDEr-D %s", entry["stage"], entry["step"],
+                        entry["eval_loss"],
+                        f"{entry['eval_mismatched_audio_loss']:.3f}" if "eval_mismatched_audio_loss" in entry else "n/a",
                         f"{entry['eval_cider_d']:.3f}" if "eval_cider_d" in entry else "n/a")
         logger.info("captioner saved to %s", output_dir)
     return 0
