@@ -42,6 +42,9 @@ import types
 
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gpu_profile import profile_step  # noqa: E402
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EAGER_STAND_IN_CLIPS_PER_S = (182.0, 202.0)
 TARGET_CLIPS_PER_S = 320.0
@@ -140,62 +143,6 @@ def run_variant(name, EATConfig, EATForPreTraining, *, batch_size, clones, num_f
     seconds = cuda_time(step, warmup=warmup, iters=steps)
     peak_memory = torch.cuda.max_memory_allocated() / 2**30
     return step, seconds, first_step_s, peak_memory
-
-
-# Kernel-name patterns, checked in order: inductor's kernels first (their names list the fused ops, e.g.
-# "convolution" for a bias add), then cuDNN convolutions (implicit GEMMs) before plain GEMMs.
-KERNEL_CATEGORIES = (
-    ("fused elementwise (triton)", ("triton",)),
-    ("attention", ("flash", "fmha", "attention", "sdpa")),
-    ("convolution", ("fprop", "dgrad", "wgrad", "conv", "cudnn")),
-    ("matmul", ("gemm", "nvjet", "cutlass", "xmma", "cublas", "sm90_", "sm80_")),
-    ("optimizer / EMA", ("adam", "foreach", "multi_tensor", "lerp")),
-    ("sort / scatter / index", ("sort", "scatter", "index", "gather", "radix")),
-    ("random", ("philox", "normal", "uniform", "rand")),
-    ("norm / elementwise (eager)", ("norm", "elementwise", "vectorized", "reduce", "gelu", "copy", "cat")),
-)
-
-
-def kernel_category(name: str) -> str:
-    lowered = name.lower()
-    for category, patterns in KERNEL_CATEGORIES:
-        if any(pattern in lowered for pattern in patterns):
-            return category
-    return "other"
-
-
-def profile_step(step, *, rows: int = 45, steps: int = 3) -> str:
-    """Top CUDA kernels of `steps` steps, and GPU time per step by kernel category."""
-    from torch.autograd import DeviceType
-    from torch.profiler import ProfilerActivity, profile
-
-    for _ in range(2):
-        step()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        for _ in range(steps):
-            step()
-        torch.cuda.synchronize()
-    per_category: dict[str, float] = {}
-    per_kernel: dict[str, list] = {}
-    for event in prof.events():
-        # Kernels and copies only: user annotations (e.g. "Optimizer.step#AdamW.step") would count twice.
-        if event.device_type != DeviceType.CUDA or "#" in event.name:
-            continue
-        micros = event.time_range.elapsed_us() / steps
-        category = kernel_category(event.name)
-        per_category[category] = per_category.get(category, 0.0) + micros
-        entry = per_kernel.setdefault(event.name, [0.0, 0])
-        entry[0] += micros
-        entry[1] += 1
-    total = sum(per_category.values())
-    lines = [f"GPU kernel time per step: {total / 1000:.2f} ms"]
-    for category, micros in sorted(per_category.items(), key=lambda item: -item[1]):
-        lines.append(f"  {category:30s} {micros / 1000:7.2f} ms  {100 * micros / max(total, 1e-9):5.1f} %")
-    lines.append(f"top {rows} kernels (ms per step, calls per step):")
-    for name, (micros, calls) in sorted(per_kernel.items(), key=lambda item: -item[1][0])[:rows]:
-        lines.append(f"  {micros / 1000:7.3f} {calls / steps:4.0f}x  [{kernel_category(name)}] {name[:110]}")
-    return "\n".join(lines)
 
 
 def decoder_agreement(EATConfig, EATForPreTraining, *, batch_size, clones, num_frames) -> str:

@@ -31,6 +31,9 @@ import json
 import math
 import time
 
+import os
+import sys
+
 import numpy as np
 import torch
 
@@ -39,6 +42,9 @@ from modeling_llm_aac.configuration_llm_aac import LLMAACConfig
 from modeling_llm_aac.fast_generation import FastCaptionGenerator
 from modeling_llm_aac.feature_extraction_llm_aac import LLMAACFeatureExtractor
 from modeling_llm_aac.modeling_llm_aac import LLMAACForConditionalGeneration
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gpu_profile import profile_step  # noqa: E402
 
 BOS, EOS, PAD = 1, 2, 0
 SLAM_SIZES = (2, 3, 4, 5, 6, 7, 8)
@@ -124,6 +130,9 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(ALL_VARIANTS), help=f"comma-separated subset of {ALL_VARIANTS}")
     parser.add_argument("--check", type=int, default=8, help="clips on which fast and generate tokens are compared")
     parser.add_argument("--json-out", default=None, help="also write the result rows to this JSON file")
+    parser.add_argument("--profile", type=int, default=0, metavar="CLIPS",
+                        help="CUDA only: also profile one fast call of each timed beam variant on this many clips "
+                             "(GPU kernel time by category, busy fraction, top kernels)")
     args = parser.parse_args()
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = sorted(set(variants) - set(ALL_VARIANTS))
@@ -171,7 +180,12 @@ def main() -> None:
     def run_fast(name, call, **kwargs):
         call(**subset(min(8, args.num_clips)), **kwargs)  # warm-up (kernels, allocator)
         seconds, _ = timed(device, lambda: call(**inputs, **kwargs))
-        return report(rows, f"{name} (fast)", seconds, args.num_clips, args.num_clips)
+        row = report(rows, f"{name} (fast)", seconds, args.num_clips, args.num_clips)
+        if args.profile and device.type == "cuda":
+            part = subset(min(args.profile, args.num_clips))
+            print(f"profile of {name} (fast) on {part['input_ids'].shape[0]} clips:", flush=True)
+            print(profile_step(lambda: call(**part, **kwargs), steps=1, warmup=0, rows=30, unit="call"), flush=True)
+        return row
 
     def hf_generate(count, batch, **kwargs):
         for part in batches(count, batch):

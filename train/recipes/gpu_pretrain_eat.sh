@@ -4,7 +4,8 @@
 #   bash train/recipes/gpu_pretrain_eat.sh MODE OUT_DIR
 #
 #   MODE  cwt | fbank  one GPU, Morlet scalogram (64 bins) or Kaldi fbank (128 bins) input
-#         both         cwt on GPU 0 and fbank on GPU 1 at the same time (a 2-GPU machine)
+#         both         cwt and fbank at the same time, on GPUs CWT_GPU and FBANK_GPU (default 0 and 1, a 2-GPU
+#                      machine; CWT_GPU=0 FBANK_GPU=0 shares one GPU, which a small EAT does not fill)
 #         ddp2         fbank on 2 GPUs, data parallel through `accelerate launch` (its python -m form), same global batch
 #                      (2 x MICRO_BATCH) as the 1-GPU runs (MICRO_BATCH x 2 accumulation steps)
 #
@@ -15,7 +16,12 @@
 # Compare runs afterwards with train/plot_curves.py (see the end of this file).
 #
 # Environment knobs (defaults): PRESET=small CLIPS=12000 MICRO_BATCH=24 MAX_STEPS=3000 BUDGET_S=540
-# WORK_DIR=/tmp/llm_aac_pretrain SEED=0 EXTRA_ARGS="" (appended to every pretrain_eat.py call).
+# TRAIN_MINUTES (default: what BUDGET_S leaves after the preparation) WORK_DIR=/tmp/llm_aac_pretrain SEED=0
+# CWT_GPU=0 FBANK_GPU=1 EXTRA_ARGS="" (appended to every pretrain_eat.py call).
+# Runs longer than one command (e.g. TRAIN_MINUTES=10.5 for the >= 10-minute curves) are started in their own
+# process session so that they outlive the command, and collected by a later command on the same machine:
+#   setsid nohup env TRAIN_MINUTES=10.5 CWT_GPU=0 FBANK_GPU=0 bash train/recipes/gpu_pretrain_eat.sh both OUT \
+#       > /tmp/pretrain.log 2>&1 < /dev/null &
 set -euo pipefail
 
 MODE=${1:?usage: gpu_pretrain_eat.sh cwt|fbank|both|ddp2 OUT_DIR}
@@ -28,6 +34,8 @@ MAX_STEPS=${MAX_STEPS:-3000}
 BUDGET_S=${BUDGET_S:-540}
 WORK_DIR=${WORK_DIR:-/tmp/llm_aac_pretrain}
 SEED=${SEED:-0}
+CWT_GPU=${CWT_GPU:-0}
+FBANK_GPU=${FBANK_GPU:-1}
 EXTRA_ARGS=${EXTRA_ARGS:-}
 START=$(date +%s)
 mkdir -p "$OUT" "$WORK_DIR"
@@ -59,7 +67,7 @@ python3 -m llm_aac.train.feature_cache --clips "$CLIPS" --seed "$SEED" --feature
 
 # 2. Training gets what is left of the budget, minus ~90 s for start-up, the final save and the plots.
 ELAPSED=$(( $(date +%s) - START ))
-TRAIN_MINUTES=$(python3 -c "print(max(1.0, ($BUDGET_S - $ELAPSED - 90) / 60))")
+TRAIN_MINUTES=${TRAIN_MINUTES:-$(python3 -c "print(max(1.0, ($BUDGET_S - $ELAPSED - 90) / 60))")}
 echo "prepared in ${ELAPSED}s; training for at most ${TRAIN_MINUTES} min per run"
 
 common_args() {  # $1 feature type, $2 output dir
@@ -99,8 +107,8 @@ case "$MODE" in
         collect "${MODE}_1gpu" "$WORK_DIR/${MODE}_1gpu"
         ;;
     both)
-        single_gpu cwt cwt_1gpu 0 & CWT_PID=$!
-        single_gpu fbank fbank_1gpu 1 & FBANK_PID=$!
+        single_gpu cwt cwt_1gpu "$CWT_GPU" & CWT_PID=$!
+        single_gpu fbank fbank_1gpu "$FBANK_GPU" & FBANK_PID=$!
         status=0
         wait $CWT_PID || { status=1; tail -50 "$WORK_DIR/cwt_1gpu_train.log"; }
         wait $FBANK_PID || { status=1; tail -50 "$WORK_DIR/fbank_1gpu_train.log"; }
