@@ -16,12 +16,20 @@ class TimeLimitCallback(TrainerCallback):
 
     Every process stops at the same step: the over-time flag is reduced with MAX across processes, so
     one slow rank cannot leave the others waiting in a collective.
+
+    Args:
+        minutes: training time after which to stop (> 0).
+        check_every: look at the clock only every this many optimizer steps. Under multi-process training
+            each check is a collective (a device sync), which fast, many-step runs (EAT pretraining) space out.
     """
 
-    def __init__(self, minutes: float):
-        if minutes <= 0:
+    def __init__(self, minutes: float, *, check_every: int = 1):
+        if not minutes > 0:
             raise ValueError(f"minutes must be positive, got {minutes}")
+        if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1:
+            raise ValueError(f"check_every must be a positive integer, got {check_every!r}")
         self.minutes = float(minutes)
+        self.check_every = check_every
         self.start: float | None = None
         self.stopped_at: int | None = None
 
@@ -30,6 +38,9 @@ class TimeLimitCallback(TrainerCallback):
         return control
 
     def on_step_end(self, args, state, control, **kwargs):
+        # global_step is the same on every rank, so all ranks skip (or enter) the collective together
+        if state.global_step % self.check_every:
+            return control
         over = time.monotonic() - self.start > 60.0 * self.minutes
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             flag = torch.tensor(float(over), device=args.device)

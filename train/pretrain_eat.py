@@ -31,7 +31,6 @@ import json
 import logging
 import os
 import sys
-import time
 from dataclasses import dataclass, field
 
 import torch
@@ -169,35 +168,6 @@ def _make_trainer_class():
     return EATPretrainingTrainer
 
 
-def _time_limit_callback(minutes: float):
-    from transformers import TrainerCallback
-
-    class TimeLimitCallback(TrainerCallback):
-        """Stops training (saving a checkpoint) after `minutes` of training; all ranks stop at the same step."""
-
-        check_every = 10
-
-        def __init__(self):
-            self.start = None
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            self.start = time.monotonic()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step % self.check_every:
-                return control
-            over = torch.tensor(float(time.monotonic() - self.start > 60.0 * minutes), device=args.device)
-            if torch.distributed.is_available() and torch.distributed.is_initialized():
-                torch.distributed.all_reduce(over, op=torch.distributed.ReduceOp.MAX)
-            if over.item() > 0:
-                logger.warning("time limit of %.1f min reached at step %d: stopping", minutes, state.global_step)
-                control.should_training_stop = True
-                control.should_save = True
-            return control
-
-    return TimeLimitCallback()
-
-
 class CropRowsCollator:
     """Random windows of at most `max_frames` frames, then `AudioFeatureCollator`; drops an all-ones mask.
 
@@ -326,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import HfArgumentParser, set_seed
 
     import modeling_llm_aac  # noqa: F401  (registers the Auto classes)
+    from llm_aac.train.callbacks import TimeLimitCallback
     from llm_aac.train.ema import EMATeacherCallback, unwrap_model
     from llm_aac.train.plot_curves import plot_loss_curves
     from modeling_llm_aac.modeling_eat_pretraining import EATForPreTraining
@@ -350,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
 
     callbacks = [EMATeacherCallback()]
     if args.max_train_minutes > 0:
-        callbacks.append(_time_limit_callback(args.max_train_minutes))
+        # pretraining steps are short: a clock check (a collective under DDP) every 10 steps is plenty
+        callbacks.append(TimeLimitCallback(args.max_train_minutes, check_every=10))
     trainer = _make_trainer_class()(
         model=model, args=training_args, train_dataset=dataset, data_collator=collator, callbacks=callbacks
     )

@@ -107,6 +107,17 @@ def test_resume_continues_with_the_checkpointed_teacher_and_the_ema_rule(pretrai
         previous = teacher
 
 
+def test_time_limit_stops_and_saves_at_the_first_clock_check(pretraining_run, tmp_path):
+    output_dir = tmp_path / "timed"
+    assert main(tiny_run_args(output_dir, max_steps=30, save_steps=100, extra=(
+        "--max_train_minutes", "1e-9",  # over from the first step; the clock is read every 10 steps
+        "--feature_cache_dir", str(pretraining_run / "feature_cache"),
+    ))) == 0
+    history = json.load(open(output_dir / "log_history.json"))
+    assert max(entry["step"] for entry in history) == 10
+    assert (output_dir / "checkpoint-10").is_dir() and (output_dir / "encoder" / "config.json").is_file()
+
+
 def test_precomputed_arrow_features(tmp_path):
     from llm_aac.processing.precompute import precompute_features
     from llm_aac.processing.synthetic import synthesize_corpus
