@@ -120,6 +120,9 @@ class ClapDataArguments:
     max_frames: int | None = field(default=None, metadata={"help": "keep each clip's first frames only (None: whole clips)"})
     max_caption_tokens: int = field(default=64, metadata={"help": "longer captions are cut"})
     caption_seed: int = field(default=0, metadata={"help": "seed of the per-clip caption rotation"})
+    max_train_minutes: float = field(
+        default=0.0, metadata={"help": "stop (saving and evaluating there) once training has run this long; 0: no limit"}
+    )
 
 
 @dataclass
@@ -159,6 +162,8 @@ def check_arguments(model_args: ClapModelArguments, data_args: ClapDataArguments
         problems.append("give exactly one training input: --dataset_path DIR [DIR ...] or --synthetic_clips N")
     if data_args.synthetic_clips > 0 and data_args.synthetic_eval_clips < 2:
         problems.append(f"--synthetic_eval_clips must be >= 2, got {data_args.synthetic_eval_clips}")
+    if data_args.max_train_minutes < 0:
+        problems.append(f"--max_train_minutes must be >= 0 (0: no limit), got {data_args.max_train_minutes}")
     if training_args.per_device_train_batch_size < 2:
         problems.append("--per_device_train_batch_size must be >= 2: a contrastive batch needs negatives")
     if problems:
@@ -431,6 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from transformers.trainer_utils import get_last_checkpoint
 
     import modeling_llm_aac  # noqa: F401  (registers the Auto classes)
+    from llm_aac.train.callbacks import TimeLimitCallback
     from llm_aac.train.caption_data import ClipReferences, table_captions
     from llm_aac.train.plot_curves import plot_loss_curves
 
@@ -466,7 +472,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         eval_dataset=eval_items,
         data_collator=collator,
         processing_class=tokenizer,
-        callbacks=[EpochCallback(train_items)],
+        callbacks=[EpochCallback(train_items)] + (
+            [TimeLimitCallback(data_args.max_train_minutes)] if data_args.max_train_minutes > 0 else []
+        ),
         retrieval_clips=retrieval_clips,
         retrieval_collator=collator,
     )

@@ -128,3 +128,16 @@ def test_bad_arguments(tmp_path):
         main(TINY + ["--synthetic_clips", "4", "--per_device_train_batch_size", "1", "--output_dir", str(tmp_path)])
     with pytest.raises(ValueError, match="unknown --preset"):
         main(["--preset", "huge", "--synthetic_clips", "4", "--output_dir", str(tmp_path)])
+
+
+def test_time_limit_stops_training_and_evaluates_there(tmp_path):
+    out = tmp_path / "clap"
+    # A limit far below one step's time: training stops after its first step, evaluated and saved there.
+    assert main(TINY + ["--synthetic_clips", "8", "--synthetic_eval_clips", "4", "--max_steps", "50",
+                        "--per_device_train_batch_size", "4", "--max_train_minutes", "1e-6", "--eval_steps", "50",
+                        "--save_strategy", "no", "--output_dir", str(out)]) == 0
+    summary = json.load(open(out / "summary.json"))
+    assert summary["global_step"] == 1
+    assert [e["step"] for e in summary["evaluations"]] == [0, 1]
+    with pytest.raises(ValueError, match="--max_train_minutes must be >= 0"):
+        main(TINY + ["--synthetic_clips", "4", "--max_train_minutes", "-1", "--output_dir", str(tmp_path / "bad")])
