@@ -469,19 +469,104 @@ class CLAPScorer:
 
 
 class _TorchModelScorer(CLAPScorer):
-    """Shared plumbing of backends that wrap one torch module in `self.model`."""
+    """Shared plumbing of backends that wrap one `PreTrainedModel` with its feature extractor and tokenizer.
+
+    Subclasses name their model and feature-extractor classes (`_pretrained_classes`),
+    say what to do for a folder saved without a feature extractor (`_feature_extractor_for`), may check
+    that the feature extractor fits the model (`_check_feature_extractor`), tell a user who forgot the
+    tokenizer what to pass (`_tokenizer_hint`), and may change which tokenizer outputs the text tower
+    takes (`_text_input_names`) and the caption length cap (`text_max_length`); construction,
+    `from_pretrained`, text encoding, `save_pretrained` and `settings` are then common.
+
+    Args:
+        model: the backend's model.
+        feature_extractor: the feature extractor its audio tower was trained with.
+        tokenizer: its text tower's tokenizer.
+        audio_batch_size: audio windows per forward pass.
+        text_batch_size: captions per forward pass.
+        lm_weight: default fusion weight (see `CLAPScorer`).
+        name_or_path: where the model came from (kept in `settings()` so that it can be reloaded).
+    """
 
     model: torch.nn.Module
+    _tokenizer_hint: str = ""
+    # tokenizer outputs that the model's `get_text_features` takes (tokenizers may return more)
+    _text_input_names: tuple[str, ...] = ("input_ids", "attention_mask")
 
-    def __init__(self, model: torch.nn.Module, *, audio_batch_size: int = 8, text_batch_size: int = 64, lm_weight: float = 0.0):
+    def __init__(self, model, feature_extractor, tokenizer, *, audio_batch_size: int = 8, text_batch_size: int = 64, lm_weight: float = 0.0, name_or_path: str | None = None):
         super().__init__(lm_weight=lm_weight)
         if audio_batch_size < 1 or text_batch_size < 1:
             raise ValueError(
                 f"Batch sizes must be >= 1, got audio_batch_size={audio_batch_size}, text_batch_size={text_batch_size}."
             )
+        if tokenizer is None:
+            raise ValueError(f"{type(self).__name__} needs the text tower's tokenizer (got None). {self._tokenizer_hint}".rstrip())
+        if feature_extractor is None:
+            raise ValueError(f"{type(self).__name__} needs the feature extractor of the audio tower (got None).")
+        self._check_feature_extractor(model, feature_extractor)
         self.model = model.eval()
+        self.feature_extractor = feature_extractor
+        self.tokenizer = tokenizer
+        self.name_or_path = name_or_path
         self.audio_batch_size = int(audio_batch_size)
         self.text_batch_size = int(text_batch_size)
+
+    # -- subclass hooks ----------------------------------------------------------------------
+    @classmethod
+    def _pretrained_classes(cls) -> tuple[type, type]:
+        """The model class and feature-extractor class that `from_pretrained` loads (imported lazily)."""
+        raise NotImplementedError
+
+    @classmethod
+    def _feature_extractor_for(cls, name_or_path: str, model) -> Any:
+        """The feature extractor to use when `name_or_path` has no preprocessor_config.json."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _check_feature_extractor(model, feature_extractor) -> None:
+        """Raise a ValueError when `feature_extractor` does not fit `model` (default: no check)."""
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, *, tokenizer=None, feature_extractor=None, device=None, dtype=None, **kwargs) -> "_TorchModelScorer":
+        """Load the model folder / Hub id with its feature extractor and tokenizer (either may be passed
+        instead: an object, or for the tokenizer also a folder / Hub id). `kwargs` go to the constructor."""
+        model_class, feature_extractor_class = cls._pretrained_classes()
+        model = model_class.from_pretrained(name_or_path, dtype=dtype) if dtype is not None else model_class.from_pretrained(name_or_path)
+        if feature_extractor is None:
+            try:
+                feature_extractor = feature_extractor_class.from_pretrained(name_or_path)
+            except OSError:  # saved without preprocessor_config.json: the backend's fallback, below
+                pass
+        if feature_extractor is None:
+            feature_extractor = cls._feature_extractor_for(name_or_path, model)
+        tokenizer = _load_tokenizer(tokenizer, name_or_path)
+        scorer = cls(model, feature_extractor, tokenizer, name_or_path=str(name_or_path), **kwargs)
+        return scorer.to(device) if device is not None else scorer
+
+    @property
+    def sampling_rate(self) -> int:
+        return int(self.feature_extractor.sampling_rate)
+
+    @property
+    def text_max_length(self) -> int:
+        """Longest caption, in tokens, given to the text tower (longer ones are truncated)."""
+        return _text_max_length(self.tokenizer, self.model.config.text_config)
+
+    def _encode_texts(self, texts: list[str]) -> torch.Tensor:
+        embeds = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.text_batch_size):
+                tokens = self.tokenizer(
+                    texts[start : start + self.text_batch_size],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.text_max_length,
+                    return_tensors="pt",
+                )
+                tokens = {k: v.to(self.device) for k, v in tokens.items() if k in self._text_input_names}
+                embeds.append(_embedding_tensor(self.model.get_text_features(**tokens)).float())
+        return torch.cat(embeds)
 
     @property
     def device(self) -> torch.device:
@@ -501,6 +586,9 @@ class _TorchModelScorer(CLAPScorer):
         self.model.save_pretrained(save_directory)
         self.feature_extractor.save_pretrained(save_directory)
         self.tokenizer.save_pretrained(save_directory)
+
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "name_or_path": self.name_or_path}
 
 
 def _mean_over_windows(window_embeds: torch.Tensor, owners: list[int], num_clips: int) -> torch.Tensor:
@@ -527,40 +615,25 @@ class TransformersClapScorer(_TorchModelScorer):
         audio_batch_size: 10 s windows per forward pass.
         text_batch_size: captions per forward pass.
         lm_weight: default fusion weight (see `CLAPScorer`).
+        name_or_path: where the model came from (kept in `settings()`).
     """
 
     backend = "transformers"
-
-    def __init__(self, model, feature_extractor, tokenizer, *, audio_batch_size: int = 8, text_batch_size: int = 64, lm_weight: float = 0.0, name_or_path: str | None = None):
-        super().__init__(model, audio_batch_size=audio_batch_size, text_batch_size=text_batch_size, lm_weight=lm_weight)
-        if tokenizer is None:
-            raise ValueError(
-                "A tokenizer is required for the CLAP text tower. LAION CLAP checkpoints use the "
-                "`roberta-base` tokenizer: pass tokenizer='roberta-base' (or a local copy of it)."
-            )
-        self.feature_extractor = feature_extractor
-        self.tokenizer = tokenizer
-        self.name_or_path = name_or_path
-        self.is_fusion = bool(getattr(model.config.audio_config, "enable_fusion", False))
+    _tokenizer_hint = "LAION CLAP checkpoints use the `roberta-base` tokenizer: pass tokenizer='roberta-base' (or a local copy of it)."
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, *, tokenizer=None, feature_extractor=None, device=None, dtype=None, **kwargs) -> "TransformersClapScorer":
-        """Load a `ClapModel` folder / Hub id with its feature extractor and tokenizer."""
-        from transformers import AutoTokenizer, ClapFeatureExtractor, ClapModel
+    def _pretrained_classes(cls) -> tuple[type, type]:
+        from transformers import ClapFeatureExtractor, ClapModel
 
-        model = ClapModel.from_pretrained(name_or_path, dtype=dtype) if dtype is not None else ClapModel.from_pretrained(name_or_path)
-        if feature_extractor is None:
-            try:
-                feature_extractor = ClapFeatureExtractor.from_pretrained(name_or_path)
-            except OSError:
-                feature_extractor = default_clap_feature_extractor(model.config)
-        tokenizer = _load_tokenizer(tokenizer, name_or_path)
-        scorer = cls(model, feature_extractor, tokenizer, name_or_path=str(name_or_path), **kwargs)
-        return scorer.to(device) if device is not None else scorer
+        return ClapModel, ClapFeatureExtractor
+
+    @classmethod
+    def _feature_extractor_for(cls, name_or_path: str, model) -> Any:
+        return default_clap_feature_extractor(model.config)
 
     @property
-    def sampling_rate(self) -> int:
-        return int(self.feature_extractor.sampling_rate)
+    def is_fusion(self) -> bool:
+        return bool(getattr(self.model.config.audio_config, "enable_fusion", False))
 
     @property
     def window_samples(self) -> int:
@@ -588,28 +661,6 @@ class TransformersClapScorer(_TorchModelScorer):
                 )
                 embeds.append(_embedding_tensor(output).float())
         return _mean_over_windows(torch.cat(embeds), owners, len(clips))
-
-    def _encode_texts(self, texts: list[str]) -> torch.Tensor:
-        max_length = _text_max_length(self.tokenizer, self.model.config.text_config)
-        embeds = []
-        with torch.inference_mode():
-            for start in range(0, len(texts), self.text_batch_size):
-                tokens = self.tokenizer(
-                    texts[start : start + self.text_batch_size],
-                    padding=True,
-                    truncation=True,
-                    max_length=max_length,
-                    return_tensors="pt",
-                )
-                output = self.model.get_text_features(
-                    input_ids=tokens["input_ids"].to(self.device),
-                    attention_mask=tokens["attention_mask"].to(self.device),
-                )
-                embeds.append(_embedding_tensor(output).float())
-        return torch.cat(embeds)
-
-    def settings(self) -> dict[str, Any]:
-        return {**super().settings(), "name_or_path": self.name_or_path}
 
 
 def _text_max_length(tokenizer, text_config) -> int:
@@ -747,48 +798,35 @@ class EATClapScorer(_TorchModelScorer):
         model: an `EATClapModel`.
         feature_extractor: the `LLMAACFeatureExtractor` the audio tower was trained with.
         tokenizer: the text tower's tokenizer.
-        audio_batch_size / text_batch_size / lm_weight: as in `TransformersClapScorer`.
+        audio_batch_size / text_batch_size / lm_weight / name_or_path: as in `TransformersClapScorer`.
     """
 
     backend = "eat_clap"
+    _text_input_names = ("input_ids", "attention_mask", "token_type_ids")  # BERT-style text towers use segment ids
 
-    def __init__(self, model, feature_extractor, tokenizer, *, audio_batch_size: int = 8, text_batch_size: int = 64, lm_weight: float = 0.0, name_or_path: str | None = None):
-        super().__init__(model, audio_batch_size=audio_batch_size, text_batch_size=text_batch_size, lm_weight=lm_weight)
-        if tokenizer is None:
-            raise ValueError("EATClapScorer needs the text tower's tokenizer (got None).")
-        if feature_extractor is None:
-            raise ValueError("EATClapScorer needs the LLMAACFeatureExtractor of the audio tower (got None).")
+    @staticmethod
+    def _check_feature_extractor(model, feature_extractor) -> None:
         bins = model.config.audio_config.num_mel_bins
         if int(feature_extractor.feature_size) != int(bins):
             raise ValueError(
                 f"The feature extractor gives {feature_extractor.feature_size} bins per frame but the audio "
                 f"tower expects {bins} (config.audio_config.num_mel_bins)."
             )
-        self.feature_extractor = feature_extractor
-        self.tokenizer = tokenizer
-        self.name_or_path = name_or_path
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, *, tokenizer=None, feature_extractor=None, device=None, dtype=None, **kwargs) -> "EATClapScorer":
+    def _pretrained_classes(cls) -> tuple[type, type]:
         from .feature_extraction_llm_aac import LLMAACFeatureExtractor
         from .modeling_eat_clap import EATClapModel
 
-        model = EATClapModel.from_pretrained(name_or_path, dtype=dtype) if dtype is not None else EATClapModel.from_pretrained(name_or_path)
-        if feature_extractor is None:
-            try:
-                feature_extractor = LLMAACFeatureExtractor.from_pretrained(name_or_path)
-            except OSError:
-                raise ValueError(
-                    f"{name_or_path!r} has no preprocessor_config.json; pass the feature_extractor the audio "
-                    "tower was trained with."
-                ) from None
-        tokenizer = _load_tokenizer(tokenizer, name_or_path)
-        scorer = cls(model, feature_extractor, tokenizer, name_or_path=str(name_or_path), **kwargs)
-        return scorer.to(device) if device is not None else scorer
+        return EATClapModel, LLMAACFeatureExtractor
 
-    @property
-    def sampling_rate(self) -> int:
-        return int(self.feature_extractor.sampling_rate)
+    @classmethod
+    def _feature_extractor_for(cls, name_or_path: str, model) -> Any:
+        # EAT-CLAP's features (fbank / CWT, their statistics) cannot be guessed from the model config
+        raise ValueError(
+            f"{name_or_path!r} has no preprocessor_config.json; pass the feature_extractor the audio "
+            "tower was trained with."
+        )
 
     @property
     def max_frames(self) -> int:
@@ -837,24 +875,9 @@ class EATClapScorer(_TorchModelScorer):
         )
         return _embedding_tensor(output).float()
 
-    def _encode_texts(self, texts: list[str]) -> torch.Tensor:
-        max_length = self.model.config.max_text_length or _text_max_length(self.tokenizer, self.model.config.text_config)
-        embeds = []
-        with torch.inference_mode():
-            for start in range(0, len(texts), self.text_batch_size):
-                tokens = self.tokenizer(
-                    texts[start : start + self.text_batch_size],
-                    padding=True,
-                    truncation=True,
-                    max_length=max_length,
-                    return_tensors="pt",
-                )
-                tokens = {k: v.to(self.device) for k, v in tokens.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-                embeds.append(_embedding_tensor(self.model.get_text_features(**tokens)).float())
-        return torch.cat(embeds)
-
-    def settings(self) -> dict[str, Any]:
-        return {**super().settings(), "name_or_path": self.name_or_path}
+    @property
+    def text_max_length(self) -> int:
+        return self.model.config.max_text_length or super().text_max_length
 
 
 # ----------------------------------------------------------------------------------------------

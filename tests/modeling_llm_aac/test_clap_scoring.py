@@ -365,3 +365,33 @@ def test_eat_backend_rejects_mismatched_feature_extractor(eat_scorer):
         EATClapScorer(eat_scorer.model, LLMAACFeatureExtractor(feature_type="cwt", num_scales=64), eat_scorer.tokenizer)
     with pytest.raises(ValueError, match="needs the text tower's tokenizer"):
         EATClapScorer(eat_scorer.model, eat_scorer.feature_extractor, None)
+
+
+def test_from_pretrained_without_a_saved_feature_extractor(hf_scorer, eat_scorer, tmp_path):
+    from modeling_llm_aac import EATClapScorer
+
+    # A ClapModel folder without preprocessor_config.json gets the LAION HTS-AT recipe's extractor.
+    clap_folder = tmp_path / "clap"
+    hf_scorer.model.save_pretrained(clap_folder)
+    hf_scorer.tokenizer.save_pretrained(clap_folder)
+    loaded = TransformersClapScorer.from_pretrained(clap_folder, text_batch_size=3)
+    assert loaded.feature_extractor.to_dict() == default_clap_feature_extractor(hf_scorer.model.config).to_dict()
+    assert loaded.text_batch_size == 3 and loaded.settings()["name_or_path"] == str(clap_folder)
+    clip, texts = tone(440, 1.5, 22_050), ["a dog barks", "rain falls on roof", "bird chirps", "a high beep"]
+    torch.testing.assert_close(loaded.score(clip, texts, 22_050), hf_scorer.score(clip, texts, 22_050))
+
+    # EAT-CLAP features cannot be guessed: a clear error naming the missing file.
+    eat_folder = tmp_path / "eat_clap"
+    eat_scorer.model.save_pretrained(eat_folder)
+    eat_scorer.tokenizer.save_pretrained(eat_folder)
+    with pytest.raises(ValueError, match="has no preprocessor_config.json; pass the feature_extractor"):
+        EATClapScorer.from_pretrained(eat_folder)
+    passed = EATClapScorer.from_pretrained(eat_folder, feature_extractor=eat_scorer.feature_extractor)
+    torch.testing.assert_close(passed.score(clip, texts, 22_050), eat_scorer.score(clip, texts, 22_050))
+
+
+def test_scorer_needs_tokenizer_and_feature_extractor(hf_scorer):
+    with pytest.raises(ValueError, match="needs the text tower's tokenizer.*tokenizer='roberta-base'"):
+        TransformersClapScorer(hf_scorer.model, hf_scorer.feature_extractor, None)
+    with pytest.raises(ValueError, match="needs the feature extractor of the audio tower"):
+        TransformersClapScorer(hf_scorer.model, None, hf_scorer.tokenizer)
