@@ -220,25 +220,36 @@ def format_table(results: list[BenchResult], device_name: str) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_captioner_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--device` and `--tiny`, the options of every benchmark that builds this captioner."""
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu (with --tiny, a smoke run)")
     parser.add_argument("--tiny", action="store_true", help="tiny EAT + tiny Llama instead of EAT-base + 7B")
+
+
+def captioner_device(args: argparse.Namespace) -> torch.device:
+    """The device of `--device`, after checking that the chosen captioner can run there (exits if not)."""
+    if REPO not in sys.path:
+        sys.path.insert(0, REPO)  # modeling_llm_aac/ sits at the repository root
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("no CUDA device: run on a GPU, or pass --tiny --device cpu for a smoke run")
+    if device.type != "cuda" and not args.tiny:
+        raise SystemExit("the 7B configuration needs a GPU; pass --tiny for a CPU smoke run")
+    return device
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_captioner_arguments(parser)
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per configuration")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per configuration")
     parser.add_argument("--batch_sizes", default=None, help="comma-separated batch sizes of the bf16 + checkpointing rows")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
 
-    if REPO not in sys.path:
-        sys.path.insert(0, REPO)  # modeling_llm_aac/ sits at the repository root
+    device = captioner_device(args)
     import modeling_llm_aac  # noqa: F401  (registers the Auto classes)
 
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("no CUDA device: run on a GPU, or pass --tiny --device cpu for a smoke run")
-    if device.type != "cuda" and not args.tiny:
-        raise SystemExit("the 7B configuration needs a GPU; pass --tiny for a CPU smoke run")
     configs = default_configs()
     if args.batch_sizes:
         sizes = [int(s) for s in args.batch_sizes.split(",") if s.strip()]
