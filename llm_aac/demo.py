@@ -86,6 +86,76 @@ class DemoSizes:
     clap_learning_rate: float
     clap_batch_size: int
     clap_minutes: float
+    # Below: model sizes and settings that default to the demo's (tiny presets, CPU batch sizes); the GPU recipe
+    # (`train/recipes/synthetic_gpu.py`) sets its own.
+    compositional_clips: int = 1  # the demo does not evaluate this split; `split_sizes` keeps every split non-empty
+    eat_preset: str = "tiny"
+    # EAT-tiny's position table is widened to 192 time patches (30.7 s): the captioner encodes whole clips.
+    eat_config_overrides: str = "max_length=192"
+    lm_preset: str = "tiny"
+    captioner_preset: str = "tiny"
+    captioner_eval_clips: int = 0  # validation clips scored during captioner training (0: every validation clip)
+    captioner_eval_beams: int = 2
+    projector_hidden_size: int = 256
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_target_modules: str = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+    clap_preset: str = "tiny"
+    log_points: int = 4  # training-loss log entries per stage
+    feature_batch_size: int = 8
+    eval_batch_size: int = 8
+
+
+# Where the candidates ablation's names meet `CandidateOptions.strategy`.
+CANDIDATE_STRATEGIES = {"slam": "slam", "single_pass": "single"}
+TRAINING_MODES = ("lora", "projector_only")
+
+
+@dataclass(frozen=True)
+class RecipeChoices:
+    """What the recipe trains and how it decodes (the GPU recipe's ablation knobs), and where it runs.
+
+    The defaults are the demo's. `training`: `lora` = a projector warm-up over the frozen LM, then projector + LoRA
+    (SLAM-AAC); `projector_only` = the projector alone over the frozen LM for the same steps (the original LLM-AAC).
+    `candidates`: what CLAP rescoring picks from, `slam` (SLAM-AAC's 7 beam searches, beam 2..8) or `single_pass`
+    (one beam search of 7 beams returning all 7). `lm_caption_files`: caption files (e.g. AudioCaps' CSV) added to
+    the synthetic training captions of the tokenizer and text LM.
+    """
+
+    feature_type: str = "cwt"
+    projector_type: str = "linear"
+    training: str = "lora"
+    candidates: str = "slam"
+    device: str = "cpu"
+    dataloader_workers: int = 0
+    progress_bars: bool = True
+    lm_caption_files: tuple[str, ...] = ()
+
+    def check(self) -> None:
+        """Raises a ValueError naming every bad choice (not at construction: the feature types live in a module
+        that imports torch, which `llm-aac --help` should not pay for)."""
+        from modeling_llm_aac.feature_extraction_llm_aac import FEATURE_TYPES
+
+        problems = []
+        if self.feature_type not in FEATURE_TYPES:
+            problems.append(f"feature_type must be one of {FEATURE_TYPES}, got {self.feature_type!r}")
+        if self.projector_type not in ("linear", "qformer"):
+            problems.append(f"projector_type must be 'linear' or 'qformer', got {self.projector_type!r}")
+        if self.training not in TRAINING_MODES:
+            problems.append(f"training must be one of {TRAINING_MODES}, got {self.training!r}")
+        if self.candidates not in CANDIDATE_STRATEGIES:
+            problems.append(f"candidates must be one of {tuple(CANDIDATE_STRATEGIES)}, got {self.candidates!r}")
+        if self.dataloader_workers < 0:
+            problems.append(f"dataloader_workers must be >= 0, got {self.dataloader_workers}")
+        if problems:
+            raise ValueError("invalid recipe choices: " + "; ".join(problems))
+
+    @property
+    def on_gpu(self) -> bool:
+        return str(self.device).startswith("cuda")
+
+
+DEMO_CHOICES = RecipeChoices()
 
 
 SIZES: dict[str, DemoSizes] = {
@@ -158,12 +228,11 @@ class StageRunner:
 
 
 def _split_fractions(sizes: DemoSizes) -> tuple[int, dict[str, float]]:
-    """Total clips and `synthesize_corpus` split fractions giving exactly the wanted clips per split (one
-    compositional clip: `split_sizes` keeps every split non-empty; the demo does not evaluate it)."""
+    """Total clips and `synthesize_corpus` split fractions giving exactly the wanted clips per split."""
     from llm_aac.processing.synthetic import split_sizes
 
     wanted = {"train": sizes.train_clips, "validation": sizes.validation_clips, "test": sizes.test_clips,
-              "compositional": 1}
+              "compositional": sizes.compositional_clips}
     total = sum(wanted.values())
     fractions = {split: count / total for split, count in wanted.items() if split != "train"}
     if split_sizes(total, fractions) != wanted:  # rounding: cannot happen for these integer ratios
@@ -182,7 +251,8 @@ def synthesize(work: str, sizes: DemoSizes, seed: int, workers: int) -> str:
     return corpus_dir
 
 
-def precompute(work: str, corpus_dir: str, workers: int) -> str:
+def precompute(work: str, corpus_dir: str, workers: int, *, batch_size: int = 8,
+               choices: RecipeChoices = DEMO_CHOICES) -> str:
     from llm_aac.processing.loaders import load_aac_dataset
     from llm_aac.processing.precompute import precompute_features
     from modeling_llm_aac import LLMAACFeatureExtractor
@@ -190,39 +260,54 @@ def precompute(work: str, corpus_dir: str, workers: int) -> str:
     features_dir = os.path.join(work, "features")
     for split in ("train", "validation"):
         dataset = load_aac_dataset(corpus_dir, split)
+        # On a GPU each worker process opens its own CUDA context (decoding stays parallel on the CPUs).
         result = precompute_features(
-            dataset, LLMAACFeatureExtractor(feature_type="cwt"), os.path.join(features_dir, split),
-            dataset_id=f"demo:{split}", batch_size=8, num_proc=workers if len(dataset) >= 2 * workers else None,
-            device="cpu", keep_audio=False, overwrite=True,
+            dataset, LLMAACFeatureExtractor(feature_type=choices.feature_type), os.path.join(features_dir, split),
+            dataset_id=f"demo:{split}", batch_size=batch_size,
+            num_proc=workers if len(dataset) >= 2 * workers else None, device=choices.device, keep_audio=False,
+            overwrite=True, progress=choices.progress_bars,
         )
         if not result.complete:
             raise RuntimeError(f"precomputing the {split} split left chunks missing in {result.output_dir}")
     return features_dir
 
 
-def _common_training_arguments(seed: int) -> list[str]:
-    # No external loggers, no DataLoader worker processes (two cores), no intermediate checkpoints (each script
-    # saves its final model).
-    return ["--seed", str(seed), "--report_to", "none", "--dataloader_num_workers", "0", "--dataloader_pin_memory",
-            "false", "--save_strategy", "no"]
+def _common_training_arguments(seed: int, choices: RecipeChoices = DEMO_CHOICES) -> list[str]:
+    # No external loggers, no intermediate checkpoints (each script saves its final model); on a CPU no DataLoader
+    # worker processes (two cores), on a GPU bf16 autocast and pinned batches.
+    arguments = ["--seed", str(seed), "--report_to", "none", "--dataloader_num_workers", str(choices.dataloader_workers),
+                 "--dataloader_pin_memory", "true" if choices.on_gpu else "false", "--save_strategy", "no"]
+    if choices.on_gpu:
+        arguments += ["--bf16", "true"]
+    if not choices.progress_bars:
+        arguments += ["--disable_tqdm", "true"]
+    return arguments
 
 
-def pretrain_encoder(work: str, features_dir: str, sizes: DemoSizes, seed: int) -> str:
+def _logging_steps(steps: int, sizes: DemoSizes) -> str:
+    return str(max(1, steps // sizes.log_points))
+
+
+def pretrain_encoder(work: str, features_dir: str, sizes: DemoSizes, seed: int,
+                     choices: RecipeChoices = DEMO_CHOICES) -> str:
     from llm_aac.train import pretrain_eat
 
     output = os.path.join(work, "eat")
-    # EAT-tiny's position table is widened to 192 time patches (30.7 s): the captioner encodes whole clips.
     pretrain_eat.main([
-        "--preset", "tiny", "--feature_type", "cwt", "--dataset_path", os.path.join(features_dir, "train"),
-        "--config_overrides", "max_length=192", "--max_frames", str(sizes.eat_max_frames),
+        "--preset", sizes.eat_preset, "--feature_type", choices.feature_type,
+        "--dataset_path", os.path.join(features_dir, "train"), "--config_overrides", sizes.eat_config_overrides,
+        "--max_frames", str(sizes.eat_max_frames),
         "--per_device_train_batch_size", str(sizes.eat_batch_size), "--max_steps", str(sizes.eat_steps),
-        "--warmup_steps", str(max(1, sizes.eat_steps // 10)), "--logging_steps", str(max(1, sizes.eat_steps // 4)),
-        "--max_train_minutes", str(sizes.eat_minutes), "--output_dir", output, *_common_training_arguments(seed),
+        "--warmup_steps", str(max(1, sizes.eat_steps // 10)), "--logging_steps", _logging_steps(sizes.eat_steps, sizes),
+        "--max_train_minutes", str(sizes.eat_minutes), "--output_dir", output, *_common_training_arguments(seed, choices),
     ])
     return os.path.join(output, "encoder")
 
 
-def pretrain_language_model(work: str, sizes: DemoSizes, seed: int) -> str:
+def pretrain_language_model(work: str, sizes: DemoSizes, seed: int, choices: RecipeChoices = DEMO_CHOICES, *,
+                            corpus_seed: int | None = None) -> str:
+    """Tokenizer + text LM on the captions of the corpus's training clips (`corpus_seed`, default `seed`) and
+    `choices.lm_caption_files`; the LM is trained with `seed`."""
     from llm_aac.train import pretrain_text_lm, train_tokenizer
     from llm_aac.train.caption_text import synthetic_captions
 
@@ -230,28 +315,33 @@ def pretrain_language_model(work: str, sizes: DemoSizes, seed: int) -> str:
     os.makedirs(text_dir, exist_ok=True)
     # Captions of training-split clips only (the first ones are the corpus's own): validation and test
     # captions stay unseen. The grammar runs without rendering audio, so thousands of clips take seconds.
-    captions = [c for five in synthetic_captions(sizes.text_clips, seed=seed, split="train") for c in five]
+    corpus_seed = seed if corpus_seed is None else corpus_seed
+    captions = [c for five in synthetic_captions(sizes.text_clips, seed=corpus_seed, split="train") for c in five]
     captions_file = os.path.join(text_dir, "train_captions.txt")
     with open(captions_file, "w", encoding="utf-8") as f:
         f.write("\n".join(captions) + "\n")
+    caption_files = [captions_file, *choices.lm_caption_files]
     tokenizer_dir = os.path.join(work, "tokenizer")
-    train_tokenizer.main(["--caption_files", captions_file, "--vocab_size", str(sizes.vocab_size),
+    train_tokenizer.main(["--caption_files", *caption_files, "--vocab_size", str(sizes.vocab_size),
                           "--output_dir", tokenizer_dir])
     lm_dir = os.path.join(work, "lm")
     pretrain_text_lm.main([
-        "--preset", "tiny", "--caption_files", captions_file, "--tokenizer_path", tokenizer_dir,
+        "--preset", sizes.lm_preset, "--caption_files", *caption_files, "--tokenizer_path", tokenizer_dir,
         "--per_device_train_batch_size", str(sizes.lm_batch_size), "--max_steps", str(sizes.lm_steps),
-        "--warmup_steps", str(max(1, sizes.lm_steps // 10)), "--logging_steps", str(max(1, sizes.lm_steps // 4)),
+        "--warmup_steps", str(max(1, sizes.lm_steps // 10)), "--logging_steps", _logging_steps(sizes.lm_steps, sizes),
         "--eval_strategy", "no", "--max_train_minutes", str(sizes.lm_minutes), "--output_dir", lm_dir,
-        *_common_training_arguments(seed),
+        *_common_training_arguments(seed, choices),
     ])
-    print(f"  {len(captions)} captions; tokenizer -> {tokenizer_dir}, language model -> {lm_dir}", flush=True)
+    extra = f" + {', '.join(choices.lm_caption_files)}" if choices.lm_caption_files else ""
+    print(f"  {len(captions)} synthetic captions{extra}; tokenizer -> {tokenizer_dir}, language model -> {lm_dir}",
+          flush=True)
     return lm_dir
 
 
 def train_captioner(work: str, features_dir: str, encoder_dir: str, language_model_dir: str, sizes: DemoSizes,
-                    seed: int) -> tuple[str, dict]:
-    """`train/finetune_aac.py --stage both`: the projector over the frozen LM, then projector + LoRA on the LM.
+                    seed: int, choices: RecipeChoices = DEMO_CHOICES) -> tuple[str, dict]:
+    """`train/finetune_aac.py --stage both`: the projector over the frozen LM, then projector + LoRA on the LM
+    (with `choices.training == "projector_only"`: `--stage projector` for the steps and time of both).
 
     Returns the captioner folder and the validation scores before training (the LM alone, captioning from
     untrained audio tokens) and after each stage.
@@ -259,53 +349,66 @@ def train_captioner(work: str, features_dir: str, encoder_dir: str, language_mod
     from llm_aac.train import finetune_aac
 
     output = os.path.join(work, "captioner")
+    eval_clips = sizes.captioner_eval_clips or sizes.validation_clips
+    if choices.training == "lora":
+        stages = ["--stage", "both", "--projector_max_steps", str(sizes.projector_steps),
+                  "--projector_learning_rate", str(sizes.projector_learning_rate),
+                  "--projector_max_minutes", str(sizes.projector_minutes),
+                  "--lora_max_steps", str(sizes.lora_steps), "--lora_learning_rate", str(sizes.lora_learning_rate),
+                  "--lora_max_minutes", str(sizes.lora_minutes)]
+    else:
+        stages = ["--stage", "projector", "--projector_max_steps", str(sizes.projector_steps + sizes.lora_steps),
+                  "--projector_learning_rate", str(sizes.projector_learning_rate),
+                  "--projector_max_minutes", str(sizes.projector_minutes + sizes.lora_minutes)]
     finetune_aac.main([
-        "--preset", "tiny", "--stage", "both", "--encoder_path", encoder_dir, "--language_model", language_model_dir,
-        "--dataset_path", features_dir, "--eval_split", "validation", "--max_eval_clips", str(sizes.validation_clips),
-        "--eval_metrics", "cider_d,bleu_4,rouge_l", "--generation_num_beams", "2", "--generation_max_new_tokens", "40",
+        "--preset", sizes.captioner_preset, *stages, "--encoder_path", encoder_dir,
+        "--language_model", language_model_dir, "--projector_type", choices.projector_type,
+        "--dataset_path", features_dir, "--eval_split", "validation", "--max_eval_clips", str(eval_clips),
+        "--eval_metrics", "cider_d,bleu_4,rouge_l", "--generation_num_beams", str(sizes.captioner_eval_beams),
+        "--generation_max_new_tokens", "40",
         "--per_device_train_batch_size", str(sizes.captioner_batch_size),
         "--per_device_eval_batch_size", str(sizes.captioner_batch_size),
-        "--projector_max_steps", str(sizes.projector_steps),
-        "--projector_learning_rate", str(sizes.projector_learning_rate),
-        "--projector_max_minutes", str(sizes.projector_minutes),
-        "--lora_max_steps", str(sizes.lora_steps), "--lora_learning_rate", str(sizes.lora_learning_rate),
-        "--lora_max_minutes", str(sizes.lora_minutes),
         "--warmup_steps", str(max(1, sizes.projector_steps // 10)),
-        "--logging_steps", str(max(1, sizes.projector_steps // 4)), "--eval_steps", str(sizes.captioner_eval_steps),
+        "--logging_steps", _logging_steps(sizes.projector_steps, sizes), "--eval_steps", str(sizes.captioner_eval_steps),
         # Toy-size departures from SLAM-AAC (frozen encoder, LoRA r 8 on q/v), measured on this corpus: a minute
         # of CPU pretraining leaves EAT-tiny's features no better than random ones, so the encoder is trained with
         # the captioner (as in the GPU learning recipe); a wider projector and LoRA on every linear layer of the
         # tiny LM let the captions depend on the audio within a few hundred steps.
-        "--freeze_encoder", "false", "--projector_hidden_size", "256", "--lora_r", "16", "--lora_alpha", "32",
-        "--lora_target_modules", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
-        "--output_dir", output, *_common_training_arguments(seed),
+        "--freeze_encoder", "false", "--projector_hidden_size", str(sizes.projector_hidden_size),
+        "--lora_r", str(sizes.lora_r), "--lora_alpha", str(sizes.lora_alpha),
+        "--lora_target_modules", sizes.lora_target_modules,
+        "--output_dir", output, *_common_training_arguments(seed, choices),
     ])
     with open(os.path.join(output, "summary.json"), encoding="utf-8") as f:
         summary = json.load(f)
     validation = {}
     for stage, label in (("projector", "projector"), ("lora", "projector + LoRA")):
         evaluations = [e for e in summary["evaluations"] if e["stage"] == stage]
+        if not evaluations:  # projector_only has no lora stage
+            continue
         first, last = evaluations[0], evaluations[-1]
         validation.setdefault("before", first)
         validation[stage] = last
         print(f"  {label}: {summary['stages'][stage]['seconds']:.1f} s; validation loss {first['eval_loss']:.3f} -> "
               f"{last['eval_loss']:.3f}, CIDEr-D {first.get('eval_cider_d', float('nan')):.3f} -> "
-              f"{last.get('eval_cider_d', float('nan')):.3f} (beam 2, {sizes.validation_clips} clips)", flush=True)
+              f"{last.get('eval_cider_d', float('nan')):.3f} (beam {sizes.captioner_eval_beams}, {eval_clips} clips)",
+              flush=True)
     return output, validation
 
 
-def train_clap_scorer(work: str, features_dir: str, encoder_dir: str, sizes: DemoSizes, seed: int) -> str:
+def train_clap_scorer(work: str, features_dir: str, encoder_dir: str, sizes: DemoSizes, seed: int,
+                      choices: RecipeChoices = DEMO_CHOICES) -> str:
     from llm_aac.train import train_clap
 
     output = os.path.join(work, "clap")
     train_clap.main([
-        "--preset", "tiny", "--audio_model_path", encoder_dir, "--dataset_path", features_dir,
+        "--preset", sizes.clap_preset, "--audio_model_path", encoder_dir, "--dataset_path", features_dir,
         "--eval_split", "validation", "--max_eval_clips", str(sizes.validation_clips),
         "--per_device_train_batch_size", str(sizes.clap_batch_size),
         "--per_device_eval_batch_size", str(sizes.clap_batch_size), "--max_steps", str(sizes.clap_steps),
-        "--learning_rate", str(sizes.clap_learning_rate),
-        "--warmup_steps", str(max(1, sizes.clap_steps // 10)), "--logging_steps", str(max(1, sizes.clap_steps // 4)),
-        "--eval_steps", str(max(1, sizes.clap_steps)), "--output_dir", output, *_common_training_arguments(seed),
+        "--learning_rate", str(sizes.clap_learning_rate), "--max_train_minutes", str(sizes.clap_minutes),
+        "--warmup_steps", str(max(1, sizes.clap_steps // 10)), "--logging_steps", _logging_steps(sizes.clap_steps, sizes),
+        "--eval_steps", str(max(1, sizes.clap_steps)), "--output_dir", output, *_common_training_arguments(seed, choices),
     ])
     with open(os.path.join(output, "summary.json"), encoding="utf-8") as f:
         evaluations = json.load(f)["evaluations"]
@@ -316,7 +419,7 @@ def train_clap_scorer(work: str, features_dir: str, encoder_dir: str, sizes: Dem
     return output
 
 
-def save_model_folder(output: str, captioner_dir: str, clap_dir: str) -> str:
+def save_model_folder(output: str, captioner_dir: str, clap_dir: str, choices: RecipeChoices = DEMO_CHOICES) -> str:
     from transformers import AutoModel, AutoProcessor
 
     import modeling_llm_aac  # noqa: F401  (registers the Auto classes)
@@ -325,21 +428,29 @@ def save_model_folder(output: str, captioner_dir: str, clap_dir: str) -> str:
     model = AutoModel.from_pretrained(captioner_dir)
     processor = AutoProcessor.from_pretrained(captioner_dir)
     generation = model.generation_config
-    # SLAM-AAC's plain decoding (beam 4); the saved pipeline rescores SLAM's seven beam searches by default.
+    # SLAM-AAC's plain decoding (beam 4); the saved pipeline rescores the chosen candidates (the demo: SLAM's seven
+    # beam searches) by default.
     generation.num_beams, generation.max_new_tokens, generation.do_sample = 4, 40, False
     if os.path.isdir(output):
         shutil.rmtree(output)
-    save_captioner(output, model, processor, clap=clap_dir, generation_config=generation, candidates="slam")
+    save_captioner(output, model, processor, clap=clap_dir, generation_config=generation,
+                   candidates=CANDIDATE_STRATEGIES[choices.candidates])
     return output
 
 
-def evaluate(output: str, work: str, corpus_dir: str, sizes: DemoSizes) -> dict:
+def evaluate(output: str, work: str, corpus_dir: str, sizes: DemoSizes, choices: RecipeChoices = DEMO_CHOICES,
+             splits: tuple[str, ...] = ("test",)) -> dict:
+    """Plain beam search vs CLAP rescoring of `choices.candidates` on `splits` of the corpus (`METRICS` and
+    semantic accuracy); outputs in `work/evaluation`."""
     from llm_aac.eval.evaluate_captioner import BEAM_SEARCH, CLAP_RESCORING, evaluate_captioner
+    from modeling_llm_aac.caption_candidates import CandidateOptions
 
     return evaluate_captioner(
-        output, "synthetic", ["test"], output_dir=os.path.join(work, "evaluation"), data_dir=corpus_dir,
-        metrics=list(METRICS), systems=(BEAM_SEARCH, CLAP_RESCORING), batch_size=8, num_workers=0, device="cpu",
-        max_clips=sizes.test_clips,
+        output, "synthetic", list(splits), output_dir=os.path.join(work, "evaluation"), data_dir=corpus_dir,
+        metrics=list(METRICS), systems=(BEAM_SEARCH, CLAP_RESCORING),
+        candidate_options=CandidateOptions(strategy=CANDIDATE_STRATEGIES[choices.candidates]),
+        batch_size=sizes.eval_batch_size, num_workers=choices.dataloader_workers, device=choices.device,
+        max_clips=max(sizes.test_clips, sizes.compositional_clips), progress=choices.progress_bars,
     )
 
 
@@ -364,7 +475,7 @@ def print_report(timings: list[StageTiming], total_seconds: float, evaluation_di
                  output: str, validation: dict, validation_clips: int) -> None:
     from llm_aac.eval.evaluate_captioner import REPORT_FILE as METRICS_REPORT
 
-    before, after = validation["before"], validation["lora"]
+    before, after = validation["before"], validation.get("lora", validation.get("projector"))
     print("\n" + "=" * 100)
     print(f"Captioner training, validation ({validation_clips} clips, beam 2): loss {before['eval_loss']:.3f} -> "
           f"{after['eval_loss']:.3f}, CIDEr-D {before.get('eval_cider_d', float('nan')):.3f} (the text LM alone, "
@@ -427,7 +538,7 @@ def run_demo(output: str, sizes: DemoSizes, work: str, *, seed: int = 0, threads
                         "sound scenes with 5 captions each",
                         lambda: synthesize(work, sizes, seed, workers))
     features = runner.run("CWT features", "64-scale Morlet CWT of the train and validation clips, per-bin statistics",
-                          lambda: precompute(work, corpus, workers))
+                          lambda: precompute(work, corpus, workers, batch_size=sizes.feature_batch_size))
     encoder = runner.run("EAT pretraining",
                          f"tiny EAT, utterance-frame objective on CWT features, {sizes.eat_steps} steps",
                          lambda: pretrain_encoder(work, features, sizes, seed))

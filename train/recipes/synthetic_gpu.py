@@ -1,0 +1,833 @@
+"""The LLM-AAC recipe on the synthetic corpus at GPU size (issue 7 §2): one configuration per run, a results JSON.
+
+    # one H100: ~13 minutes of training, ~17 in all (see "Commands of at most 10 minutes" below)
+    python train/recipes/synthetic_gpu.py --output runs/recipe
+    accelerate launch train/recipes/synthetic_gpu.py --output runs/recipe        # the same, one process
+    # one ablation knob changed, another training seed
+    python train/recipes/synthetic_gpu.py --features fbank --seed 1 --output runs/fbank-seed1
+    # CPU check of the whole chain at toy size (~1-2 minutes on 2 cores)
+    python train/recipes/synthetic_gpu.py --smoke --output /tmp/recipe-smoke
+
+The stages are `llm-aac demo`'s (`llm_aac/demo.py`, called here with GPU sizes and this run's choices):
+synthesize the corpus (train / validation / test / compositional) -> precompute features of the train and
+validation clips (on the GPU) -> pretrain EAT-small on them -> tokenizer + small Llama on caption text (synthetic
+training captions, plus e.g. AudioCaps' caption CSV with `--lm-caption-file`) -> EAT-CLAP (the pretrained EAT +
+a small BERT) -> the captioner (a short projector-only warm-up over the frozen LM, then projector + encoder + LoRA
+on every linear layer of the LM) -> the pipeline folder (`OUTPUT/model`) -> caption the test and compositional
+splits with plain beam search (beam 4) and with CLAP rescoring of the candidates, scored by CIDEr-D, METEOR (when
+Java is installed), BLEU, ROUGE-L and semantic accuracy (events, counts, order).
+
+Knobs (the ablations of issue 7 §3; the defaults are the baseline): `--features cwt|fbank|cwt_seed`,
+`--projector linear|qformer`, `--training lora|projector_only` (projector_only: the LM stays frozen, without
+adapter, for the same steps; the encoder still trains with the projector so that only the adapter differs),
+`--candidates slam|single_pass` (SLAM-AAC's 7 beam searches, beam 2..8, or one beam search of 7 beams returning
+all 7: decoding only). `--budget-scale S` multiplies every step count, time limit and the number of training clips
+(validation and test splits keep their size). `--set FIELD=VALUE` overrides any size (`DemoSizes` field).
+
+Outputs in OUTPUT: `results.json` (configuration, device, stage timings, training steps done and whether a
+time limit stopped them, the captioner's validation curve with `eval_audio_gain` = mismatched-audio minus
+true-audio validation loss, test and compositional metrics for beam search and CLAP rescoring, the relative
+CIDEr-D gain of rescoring, pass/fail against the targets), `report.md` (the same as tables, also printed),
+`curves.png`, `model/` (load with `pipeline("audio-captioning", model=OUTPUT/model, trust_remote_code=True)`),
+`evaluation/` (per-clip predictions with candidates).
+Targets on the test split (issue 7 §2), judged on the CLAP-rescored captions: CIDEr-D >= 1.5, event F1 >= 0.9,
+rescoring gain >= +5 % relative CIDEr-D over plain beam search.
+
+Stage cache: the corpus, features, EAT, text LM, CLAP and captioner live in `--cache-dir` (default OUTPUT/cache)
+under a key of everything that determines them, built under a file lock. A rerun of the same command resumes
+after the last finished stage; runs that share a stage (the same seed with other knobs: `run_ablations.py`)
+build it once, and `--candidates single_pass` reuses the baseline's captioner and CLAP (only decoding differs).
+
+Commands of at most 10 minutes: `--deadline-minutes M` stops before a stage whose worst case (its time limit
+plus the measured-or-estimated overhead) would end after M minutes, with exit status 3; the same command again
+resumes there. Or detach the run (`setsid nohup ... &`) and wait for it in a second command.
+
+Without `pip install -e .` (an offline GPU image) the package names are laid out by links under OUTPUT, as
+`gpu_finetune_tiny.py` does. Needs torch, transformers, accelerate, peft, datasets, soundfile, soxr,
+PyWavelets, aac-metrics 0.5.4; matplotlib for the PNG (optional); Java for METEOR (optional).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import gc
+import hashlib
+import importlib.util
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+RECIPES_DIR = os.path.dirname(os.path.abspath(__file__))
+RESULTS_FILE = "results.json"
+REPORT_FILE = "report.md"
+CURVES_FILE = "curves.png"
+MODEL_DIR = "model"
+RUN_MARKER = "recipe_run.json"  # written first: marks a folder this recipe may reuse or replace
+DONE_FILE = "_DONE.json"
+EXIT_DEADLINE = 3
+FORMAT_VERSION = 1
+
+KNOBS: dict[str, tuple[str, ...]] = {
+    "features": ("cwt", "fbank", "cwt_seed"),
+    "projector": ("linear", "qformer"),
+    "training": ("lora", "projector_only"),
+    "candidates": ("slam", "single_pass"),
+}
+BASELINE = {name: values[0] for name, values in KNOBS.items()}
+# (metric, threshold, what is judged): issue 7 §2, on the test split.
+TARGETS = (
+    ("cider_d", 1.5, "CIDEr-D of the CLAP-rescored captions"),
+    ("event_f1", 0.9, "event F1 of the CLAP-rescored captions"),
+    ("rescoring_gain", 0.05, "relative CIDEr-D gain of CLAP rescoring over plain beam search"),
+)
+EVALUATION_SPLITS = ("test", "compositional")
+
+# ------------------------------------------------------------------------------------------------ sizes
+#
+# How the GPU sizes were chosen (one H100; anchors measured on H100 / H200 in docs/benchmarks.md and
+# docs/results.md, the rest reasoned from FLOPs):
+#
+# * Corpus: 20,000 training clips (mean 14.3 s, 5-30 s) = ~80 h of audio, 100,000 caption pairs: about one epoch
+#   of captioner training at the throughput below, so pairs are hardly repeated. Synthesis ~8 ms per clip and core
+#   including FLAC (benchmarks/bench_synthetic.py) -> ~15 s on 16 cores. Validation 500 (200 of them scored during
+#   training, beam 4), test 1,000, compositional 500.
+# * Features: CWT on the GPU ~25,000 clips/s (H200, docs/benchmarks.md "Features"), so decoding FLAC, the Arrow
+#   writes (float32, ~0.37 MB per CWT clip: ~7.5 GB for 20,500 clips, twice that for fbank) and the statistics
+#   pass dominate: ~1 minute on 16 cores.
+# * EAT-small (12 x 384, 16 masked views per clip) pretraining: EAT-base costs 1.08 TFLOP per clip at 512 patches
+#   (docs/benchmarks.md "EAT pretraining step"); ViT-S width is 1/4 of the matmul FLOPs and a 1,024-frame CWT crop
+#   has 256 patches, so ~0.14 TFLOP per clip (fbank: 0.27). At the ~17 % MFU of the eager base run that is ~0.05 s
+#   per 48-clip step plus ~0.05 s of launch and EMA overhead: ~8 steps/s -> 1,200 steps in ~2.5 of the 3 minutes
+#   for CWT; fbank reaches ~800 steps by the time limit. EMA decay 0.999 -> 0.9999 over the run (EAT's 100 k-step
+#   schedule would leave the teacher at its initialisation).
+# * Text LM (8 x 512 Llama, 64 blocks of 512 tokens per step): the first H100 captioner run trained it at ~10
+#   steps/s (700 steps in 81 s with start-up, docs/results.md) -> 800 steps within 1.5 minutes.
+# * EAT-CLAP: the pretrained EAT-small on whole clips + a 4-layer BERT, 64 clips per step, ~0.15 s per step ->
+#   600 steps within 2 minutes (retrieval over the 500 validation clips at both ends).
+# * Captioner (`small` preset: batch 32, lr 1e-3, linear projector 1,024 wide, LoRA r 16 on every linear layer of
+#   the LM, encoder trained): the first H100 run made 1,714 steps in 323 s with evaluations (~5.3 steps/s, a
+#   6-layer encoder on 128-bin fbank; the 12-layer encoder here on 64-bin CWT sees half the patches). A 100-step
+#   projector-only warm-up (issue 4: a small frozen LM cannot be steered by input embeddings, so the adapter gets
+#   the time), then 1,600 LoRA steps with ~7 evaluations of 200 clips (~12 s each) in the 6-minute limit.
+# Training stages: 3 + 1.5 + 2 + 6.5 = 13 minutes (<= 15, issue 7 §2); with synthesis, features, saving and
+# evaluating 1,500 clips (SLAM 7-pass + CLAP) ~17 minutes, ~20 in the worst case (`worst_case_minutes`).
+# Every stage keeps its time limit, so a slower card trains fewer steps instead of running late; the results
+# record the steps done.
+
+EAT_GPU_OVERRIDES = "ema_decay=0.999,ema_end_decay=0.9999,ema_anneal_end_step={eat_steps}"
+
+SIZES: dict[str, dict[str, Any]] = {
+    "gpu": dict(
+        train_clips=20_000, validation_clips=500, test_clips=1_000, compositional_clips=500,
+        eat_preset="small", eat_config_overrides=EAT_GPU_OVERRIDES, eat_steps=1_200, eat_batch_size=48,
+        eat_max_frames=1024, eat_minutes=3.0,
+        text_clips=20_000, vocab_size=2_000, lm_preset="small", lm_steps=800, lm_batch_size=64, lm_minutes=1.5,
+        captioner_preset="small", projector_steps=100, projector_learning_rate=1e-3, projector_minutes=0.5,
+        lora_steps=1_600, lora_learning_rate=1e-3, lora_minutes=6.0, captioner_batch_size=32,
+        captioner_eval_steps=500, captioner_eval_clips=200, captioner_eval_beams=4, projector_hidden_size=1024,
+        lora_r=16, lora_alpha=32, lora_target_modules="all-linear",
+        clap_preset="small", clap_steps=600, clap_learning_rate=3e-4, clap_batch_size=64, clap_minutes=2.0,
+        log_points=50, feature_batch_size=64, eval_batch_size=32,
+    ),
+    # CPU check of the chain (the demo's --quick sizes, plus the compositional split): ~1-2 minutes on 2 cores.
+    "smoke": dict(
+        train_clips=24, validation_clips=4, test_clips=5, compositional_clips=4,
+        eat_steps=4, eat_batch_size=4, eat_max_frames=256, eat_minutes=0.5,
+        text_clips=200, vocab_size=400, lm_steps=10, lm_batch_size=8, lm_minutes=0.5,
+        projector_steps=6, projector_learning_rate=2e-3, projector_minutes=0.5,
+        lora_steps=4, lora_learning_rate=1e-3, lora_minutes=0.5,
+        captioner_batch_size=4, captioner_eval_steps=100,
+        clap_steps=4, clap_learning_rate=1e-3, clap_batch_size=4, clap_minutes=0.5,
+    ),
+}
+
+# Scaled by --budget-scale: step counts, time limits, and training clips (held-out splits keep their size).
+SCALED_FIELDS = ("train_clips", "text_clips", "eat_steps", "eat_minutes", "lm_steps", "lm_minutes", "projector_steps",
+                 "projector_minutes", "lora_steps", "lora_minutes", "captioner_eval_steps", "clap_steps", "clap_minutes")
+MIN_TRAIN_CLIPS = 16
+
+# Minutes of the work that no time limit bounds, for the deadline check and `run_ablations.py`'s plan. GPU:
+# reasoned above (start-up = imports + CUDA context; `stage` = model building, the final evaluation after a
+# time limit and saving); smoke: measured on the shared 2-core machine, doubled.
+UNTIMED_MINUTES: dict[str, dict[str, float]] = {
+    "gpu": dict(startup=0.5, synthesize_per_1k=0.05, features_per_1k=0.06, features_fixed=0.3, stage=0.5,
+                captioner_stage=1.0, save=0.25, evaluate_per_1k=0.6, evaluate_fixed=0.4),
+    "smoke": dict(startup=0.2, synthesize_per_1k=0.5, features_per_1k=8.0, features_fixed=0.1, stage=0.3,
+                  captioner_stage=0.4, save=0.1, evaluate_per_1k=15.0, evaluate_fixed=0.2),
+}
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """`["lora_steps=2000", "lm_preset=small"]` -> typed values (ints, floats, strings), checked against
+    the size fields."""
+    known = _size_field_names()
+    values: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--set takes FIELD=VALUE, got {item!r}")
+        name, text = (part.strip() for part in item.split("=", 1))
+        if name not in known:
+            raise ValueError(f"--set: unknown size field {name!r}; fields: {', '.join(sorted(known))}")
+        try:
+            values[name] = int(text)
+        except ValueError:
+            try:
+                values[name] = float(text)
+            except ValueError:
+                values[name] = text
+    return values
+
+
+def _size_field_names() -> set[str]:
+    """`DemoSizes` field names when the package imports, else the fields the recipe's sizes set."""
+    try:
+        from llm_aac.demo import DemoSizes
+    except ImportError:
+        return set(SIZES["gpu"]) | set(SIZES["smoke"])
+    return {f.name for f in dataclasses.fields(DemoSizes)}
+
+
+def size_values(size: str, budget_scale: float = 1.0, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The recipe's sizes (`DemoSizes` fields) for `size` (gpu | smoke), scaled and overridden."""
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}; choose one of {sorted(SIZES)}")
+    if not (isinstance(budget_scale, (int, float)) and math.isfinite(budget_scale) and budget_scale > 0):
+        raise ValueError(f"budget scale must be a positive number, got {budget_scale!r}")
+    values = dict(SIZES[size])
+    for name in SCALED_FIELDS:
+        if name not in values:
+            continue
+        if name.endswith("_minutes"):
+            values[name] = round(values[name] * budget_scale, 3)
+        else:
+            floor = MIN_TRAIN_CLIPS if name.endswith("_clips") else 1
+            values[name] = max(floor, int(round(values[name] * budget_scale)))
+    values.update(overrides or {})
+    if "{" in values.get("eat_config_overrides", ""):
+        values["eat_config_overrides"] = values["eat_config_overrides"].format(**values)
+    return values
+
+
+def stage_minutes(values: Mapping[str, Any], size: str) -> dict[str, float]:
+    """Worst-case minutes of each stage: its time limit plus the untimed work (`UNTIMED_MINUTES`)."""
+    untimed = UNTIMED_MINUTES[size]
+    corpus_clips = sum(values[k] for k in ("train_clips", "validation_clips", "test_clips", "compositional_clips")
+                       if k in values) / 1000
+    featurized = (values["train_clips"] + values["validation_clips"]) / 1000
+    evaluated = (values["test_clips"] + values.get("compositional_clips", 0)) / 1000
+    return {
+        "synthesize": untimed["stage"] + untimed["synthesize_per_1k"] * corpus_clips,
+        "features": untimed["features_fixed"] + untimed["features_per_1k"] * featurized,
+        "eat": values["eat_minutes"] + untimed["stage"],
+        "lm": values["lm_minutes"] + untimed["stage"],
+        "clap": values["clap_minutes"] + untimed["stage"],
+        "captioner": values["projector_minutes"] + values["lora_minutes"] + untimed["captioner_stage"],
+        "save": untimed["save"],
+        "evaluate": untimed["evaluate_fixed"] + untimed["evaluate_per_1k"] * evaluated,
+    }
+
+
+def worst_case_minutes(values: Mapping[str, Any], size: str) -> float:
+    """Worst-case minutes of a whole run that builds every stage itself."""
+    return UNTIMED_MINUTES[size]["startup"] + sum(stage_minutes(values, size).values())
+
+
+def run_label(knobs: Mapping[str, str]) -> str:
+    """`baseline`, or the knob values that differ from it (e.g. `fbank`, `qformer+single_pass`)."""
+    changed = [knobs[name] for name in KNOBS if knobs.get(name, BASELINE[name]) != BASELINE[name]]
+    return "+".join(changed) if changed else "baseline"
+
+
+# ------------------------------------------------------------------------------------------- stage cache
+
+
+class DeadlineReached(Exception):
+    """A stage would end after the run's deadline; nothing of it was started."""
+
+
+class Deadline:
+    def __init__(self, minutes: float | None, started: float | None = None):
+        self.minutes = minutes
+        self.started = time.monotonic() if started is None else started
+
+    def elapsed_minutes(self) -> float:
+        return (time.monotonic() - self.started) / 60
+
+    def check(self, stage: str, needed_minutes: float) -> None:
+        if self.minutes is None:
+            return
+        elapsed = self.elapsed_minutes()
+        if elapsed + needed_minutes > self.minutes:
+            raise DeadlineReached(
+                f"stopped before '{stage}': {elapsed:.1f} min elapsed + up to {needed_minutes:.1f} min for it > the "
+                f"{self.minutes:.1f}-minute deadline; run the same command again to continue from here"
+            )
+
+
+@dataclasses.dataclass
+class CachedStage:
+    folder: str
+    result: str
+    extra: Any
+    seconds: float
+    reused: bool
+
+
+class StageCache:
+    """Stage outputs under `root/<name>-<hash of settings>/`, built once under an exclusive file lock.
+
+    A finished entry holds `_DONE.json` (settings, result path relative to the entry, build seconds); an entry
+    without it (a build that failed or was killed) is removed and rebuilt. Processes that need an entry another
+    one is building wait on its lock, then reuse it.
+    """
+
+    def __init__(self, root: str):
+        self.root = os.path.abspath(root)
+        os.makedirs(self.root, exist_ok=True)
+
+    @staticmethod
+    def key(name: str, settings: Mapping[str, Any]) -> str:
+        digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return f"{name}-{digest}"
+
+    def get_or_build(self, name: str, settings: Mapping[str, Any], build: Callable[[str], Any], *,
+                     before_build: Callable[[], None] | None = None) -> CachedStage:
+        """`build(folder)` returns a path inside `folder`, or `(path, extra JSON-able data)`."""
+        import fcntl
+
+        folder = os.path.join(self.root, self.key(name, settings))
+        with open(folder + ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                done = os.path.join(folder, DONE_FILE)
+                if os.path.isfile(done):
+                    with open(done, encoding="utf-8") as f:
+                        record = json.load(f)
+                    return CachedStage(folder, os.path.join(folder, record["result"]), record.get("extra"),
+                                       record["seconds"], reused=True)
+                if before_build is not None:
+                    before_build()
+                shutil.rmtree(folder, ignore_errors=True)
+                os.makedirs(folder)
+                start = time.monotonic()
+                built = build(folder)
+                seconds = time.monotonic() - start
+                path, extra = built if isinstance(built, tuple) else (built, None)
+                record = {"name": name, "settings": settings, "result": os.path.relpath(path, folder),
+                          "extra": extra, "seconds": round(seconds, 1),
+                          "finished": datetime.datetime.now().isoformat(timespec="seconds")}
+                with open(done + ".tmp", "w", encoding="utf-8") as f:
+                    json.dump(record, f, indent=1, default=str)
+                os.replace(done + ".tmp", done)
+                return CachedStage(folder, path, extra, seconds, reused=False)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# ------------------------------------------------------------------------------------------------ results
+
+
+def _flatten_system(scored: Mapping[str, Any]) -> dict[str, Any]:
+    caption = scored["caption_metrics"]
+    flat: dict[str, Any] = dict(caption["scores"])
+    flat["num_blank_predictions"] = caption.get("num_blank_predictions")
+    if caption.get("skipped"):
+        flat["skipped_metrics"] = dict(caption["skipped"])
+    for key, value in (scored.get("semantic_accuracy") or {}).items():
+        flat[key] = value
+    return flat
+
+
+def relative_gain(rescored: float | None, plain: float | None) -> float | None:
+    if rescored is None or plain is None or plain <= 0:
+        return None
+    return (rescored - plain) / plain
+
+
+def summarize_evaluation(evaluation: Mapping[str, Any]) -> dict[str, Any]:
+    """Per split: the two systems' flat metrics and the relative CIDEr-D gain of rescoring."""
+    splits = {}
+    for split, info in evaluation["splits"].items():
+        systems = {system: _flatten_system(scored) for system, scored in info["systems"].items()}
+        entry: dict[str, Any] = {"num_clips": info["num_clips"], **systems}
+        if "beam_search" in systems and "clap_rescoring" in systems:
+            entry["rescoring_gain_cider_d"] = relative_gain(systems["clap_rescoring"].get("cider_d"),
+                                                            systems["beam_search"].get("cider_d"))
+        splits[split] = entry
+    return splits
+
+
+def judge_targets(splits: Mapping[str, Any]) -> list[dict[str, Any]]:
+    test = splits.get("test", {})
+    rescored = test.get("clap_rescoring", {})
+    values = {"cider_d": rescored.get("cider_d"), "event_f1": rescored.get("event_f1"),
+              "rescoring_gain": test.get("rescoring_gain_cider_d")}
+    return [{"name": name, "description": description, "value": values[name], "target": threshold,
+             "passed": values[name] is not None and values[name] >= threshold}
+            for name, threshold, description in TARGETS]
+
+
+def _history(path: str) -> list[dict]:
+    if not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _steps_done(history: Sequence[dict]) -> int:
+    return max((int(e["step"]) for e in history if "step" in e), default=0)
+
+
+def training_summary(paths: Mapping[str, str], values: Mapping[str, Any], training: str) -> tuple[dict, dict]:
+    """(per training stage: steps planned / done and whether a time limit stopped it; the log histories)."""
+    histories = {
+        "EAT pretraining": _history(os.path.join(paths["eat"], "log_history.json")),
+        "text LM": _history(os.path.join(paths["lm"], "log_history.json")),
+        "EAT-CLAP": _history(os.path.join(paths["clap"], "log_history.json")),
+        "captioner": _history(os.path.join(paths["captioner"], "log_history.json")),
+    }
+    with open(os.path.join(paths["captioner"], "summary.json"), encoding="utf-8") as f:
+        captioner = json.load(f)
+    planned = {"EAT pretraining": values["eat_steps"], "text LM": values["lm_steps"], "EAT-CLAP": values["clap_steps"]}
+    summary: dict[str, Any] = {}
+    for name, steps in planned.items():
+        done = _steps_done(histories[name])
+        summary[name] = {"steps_planned": steps, "steps_done": done, "stopped_by_time_limit": done < steps}
+    stage_steps = {"projector": values["projector_steps"], "lora": values["lora_steps"]}
+    if training == "projector_only":
+        stage_steps = {"projector": values["projector_steps"] + values["lora_steps"]}
+    for stage, steps in stage_steps.items():
+        info = captioner["stages"].get(stage, {})
+        done = max((e.get("stage_step", 0) for e in captioner["evaluations"] if e["stage"] == stage), default=0)
+        summary[f"captioner {stage}"] = {"steps_planned": steps, "steps_done": done,
+                                         "stopped_by_time_limit": done < steps, "seconds": info.get("seconds")}
+    return summary, histories
+
+
+def audio_gain_curve(captioner_dir: str) -> list[dict]:
+    with open(os.path.join(captioner_dir, "summary.json"), encoding="utf-8") as f:
+        evaluations = json.load(f)["evaluations"]
+    keys = ("stage", "step", "stage_step", "eval_loss", "eval_mismatched_audio_loss", "eval_audio_gain",
+            "eval_cider_d", "eval_bleu_4", "eval_rouge_l")
+    return [{k: e[k] for k in keys if k in e} for e in evaluations]
+
+
+# Panels of curves.png: (title, stage, logged keys).
+CURVE_PANELS = (
+    ("EAT pretraining loss", "EAT pretraining", ("loss", "frame_loss", "utterance_loss")),
+    ("text LM loss", "text LM", ("loss", "eval_loss")),
+    ("EAT-CLAP", "EAT-CLAP", ("loss", "eval_loss", "eval_a2t_r1", "eval_t2a_r1")),
+    ("captioner loss", "captioner", ("loss", "eval_loss", "eval_mismatched_audio_loss")),
+    ("captioner audio gain (nats/token)", "captioner", ("eval_audio_gain",)),
+    ("captioner validation CIDEr-D", "captioner", ("eval_cider_d",)),
+)
+
+
+def plot_recipe_curves(histories: Mapping[str, Sequence[dict]], path: str, title: str) -> str | None:
+    """One panel per `CURVE_PANELS` entry that has data; None when matplotlib is missing or nothing was logged."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logging.getLogger("synthetic_gpu").warning("matplotlib is missing: no %s", path)
+        return None
+    from llm_aac.train.plot_curves import curve
+
+    panels = [(t, stage, [k for k in keys if curve(histories.get(stage, []), k)[0]]) for t, stage, keys in CURVE_PANELS]
+    panels = [p for p in panels if p[2]]
+    if not panels:
+        return None
+    columns = min(3, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.6 * rows), squeeze=False)
+    for axis in axes.flat[len(panels):]:
+        axis.set_visible(False)
+    for axis, (panel_title, stage, keys) in zip(axes.flat, panels):
+        for key in keys:
+            steps, values = curve(histories[stage], key)
+            axis.plot(steps, values, label=key, linewidth=1.2, marker="o" if len(steps) < 12 else None, markersize=3)
+        if stage == "captioner":
+            boundaries = [e["step"] for e in histories[stage] if e.get("stage") == "lora" and e.get("stage_step") == 0]
+            for step in boundaries[:1]:
+                axis.axvline(step, color="grey", linestyle=":", linewidth=1)
+        axis.set_title(panel_title)
+        axis.set_xlabel("optimizer step")
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=7)
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def _cell(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+REPORT_COLUMNS = (("CIDEr-D", "cider_d"), ("METEOR", "meteor"), ("BLEU-4", "bleu_4"), ("ROUGE-L", "rouge_l"),
+                  ("event F1", "event_f1"), ("count acc.", "count_accuracy"), ("order acc.", "order_accuracy"),
+                  ("blank", "num_blank_predictions"))
+
+
+def markdown_report(results: Mapping[str, Any]) -> str:
+    config = results["config"]
+    lines = [f"# Synthetic recipe run `{results['label']}` (seed {config['seed']})", "",
+             f"{results['device']}, {results['date']}, `{results['command']}`", "",
+             "Knobs: " + ", ".join(f"{k} {config[k]}" for k in KNOBS) +
+             f"; size {config['size']}, budget scale {config['budget_scale']}", ""]
+    for split, info in results["splits"].items():
+        lines += [f"## {split} ({info['num_clips']} clips)", "",
+                  "| system | " + " | ".join(title for title, _ in REPORT_COLUMNS) + " |",
+                  "|---" * (len(REPORT_COLUMNS) + 1) + "|"]
+        for system, name in (("beam_search", "beam search (beam 4)"), ("clap_rescoring", f"CLAP rescoring ({config['candidates']})")):
+            if system in info:
+                lines.append(f"| {name} | " + " | ".join(_cell(info[system].get(key)) for _, key in REPORT_COLUMNS) + " |")
+        gain = info.get("rescoring_gain_cider_d")
+        lines += ["", f"Rescoring gain (relative CIDEr-D): {'-' if gain is None else f'{100 * gain:+.1f} %'}", ""]
+        skipped = info.get("beam_search", {}).get("skipped_metrics")
+        if skipped:
+            lines += [f"Skipped metrics: {skipped}", ""]
+    lines += ["## Targets (test split)", ""]
+    for target in results["targets"]:
+        lines.append(f"- {'PASS' if target['passed'] else 'FAIL'}: {target['description']} = {_cell(target['value'])} "
+                     f"(target >= {target['target']})")
+    lines += ["", "## Captioner validation (audio gain = mismatched-audio minus true-audio loss)", "",
+              "| stage | step | val loss | mismatched-audio loss | audio gain | CIDEr-D |", "|---|---|---|---|---|---|"]
+    for e in results["audio_gain_curve"]:
+        lines.append(f"| {e['stage']} | {e['step']} | {_cell(e.get('eval_loss'))} | "
+                     f"{_cell(e.get('eval_mismatched_audio_loss'))} | {_cell(e.get('eval_audio_gain'))} | "
+                     f"{_cell(e.get('eval_cider_d'))} |")
+    lines += ["", "## Training steps", "", "| stage | planned | done | stopped by time limit |", "|---|---|---|---|"]
+    for name, info in results["training"].items():
+        lines.append(f"| {name} | {info['steps_planned']} | {info['steps_done']} | {info['stopped_by_time_limit']} |")
+    lines += ["", "## Wall time per stage", "", "| stage | seconds | reused from cache (built in s) |", "|---|---|---|"]
+    for stage in results["stages"]:
+        reused = f"yes ({stage['built_seconds']:.1f})" if stage["reused"] else ""
+        lines.append(f"| {stage['name']} | {stage['seconds']:.1f} | {reused} |")
+    lines.append(f"| **total** | **{results['total_seconds']:.1f}** | |")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------ the run
+
+
+def _free_accelerator_memory() -> None:
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
+def _caption_file_identity(path: str) -> dict:
+    stat = os.stat(path)
+    return {"path": os.path.abspath(path), "bytes": stat.st_size, "mtime": int(stat.st_mtime)}
+
+
+def run_recipe(args: argparse.Namespace, output: str) -> dict:
+    """Every stage of one configuration; returns the results also written to OUTPUT/results.json.
+    Raises `DemoStageError` (its `__cause__` a `DeadlineReached` when the deadline stopped it)."""
+    from llm_aac import demo
+
+    sizes = demo.DemoSizes(**size_values(args.size, args.budget_scale, args.overrides))
+    values = dataclasses.asdict(sizes)  # every field, defaults included: cache keys and the results
+    knobs = {"features": args.features, "projector": args.projector, "training": args.training,
+             "candidates": args.candidates}
+    label = args.label or run_label(knobs)
+    choices = demo.RecipeChoices(
+        feature_type=args.features, projector_type=args.projector, training=args.training, candidates=args.candidates,
+        device=args.device, dataloader_workers=args.dataloader_workers, progress_bars=not args.no_progress,
+        lm_caption_files=tuple(os.path.abspath(p) for p in args.lm_caption_file),
+    )
+    choices.check()
+    feature_choices = dataclasses.replace(choices, device=args.feature_device)
+    deadline = Deadline(args.deadline_minutes)
+    cache = StageCache(args.cache_dir or os.path.join(output, "cache"))
+    worst = stage_minutes(values, args.size)
+    runner = demo.StageRunner(total=8)
+    records: list[dict] = []
+
+    def stage(name: str, description: str, worst_key: str, cache_name: str | None, settings: Mapping | None,
+              build: Callable[[str], Any]) -> CachedStage:
+        def step():
+            if cache_name is None:
+                deadline.check(name, worst[worst_key])
+                start = time.monotonic()
+                return CachedStage(output, build(output), None, time.monotonic() - start, reused=False)
+            return cache.get_or_build(cache_name, settings, build,
+                                      before_build=lambda: deadline.check(name, worst[worst_key]))
+
+        done = runner.run(name, description, step)
+        _free_accelerator_memory()
+        if done.reused:
+            print(f"  reused {os.path.basename(done.folder)} (built in {done.seconds:.1f} s)", flush=True)
+        records.append({"name": name, "seconds": round(runner.done[-1].seconds, 1), "reused": done.reused,
+                        "built_seconds": round(done.seconds, 1),
+                        "cache_entry": os.path.basename(done.folder) if cache_name else None})
+        return done
+
+    print(f"synthetic recipe '{label}': {knobs}, seed {args.seed}, size {args.size} x {args.budget_scale}, device "
+          f"{args.device} (features on {args.feature_device}), worst case {worst_case_minutes(values, args.size):.1f} "
+          f"min{'' if args.deadline_minutes is None else f', deadline {args.deadline_minutes:.1f} min'}", flush=True)
+    started = time.monotonic()
+    corpus_settings = {"corpus_seed": args.corpus_seed, **{k: values[k] for k in
+                       ("train_clips", "validation_clips", "test_clips", "compositional_clips")}}
+    corpus = stage("synthesize corpus",
+                   f"{sizes.train_clips} train, {sizes.validation_clips} validation, {sizes.test_clips} test, "
+                   f"{sizes.compositional_clips} compositional clips", "synthesize", "corpus", corpus_settings,
+                   lambda folder: demo.synthesize(folder, sizes, args.corpus_seed, args.workers))
+    feature_settings = {**corpus_settings, "feature_type": args.features}
+    features = stage("features", f"{args.features} features of the train and validation clips on {args.feature_device}",
+                     "features", f"features-{args.features}", feature_settings,
+                     lambda folder: demo.precompute(folder, corpus.result, args.workers,
+                                                    batch_size=sizes.feature_batch_size, choices=feature_choices))
+    eat_settings = {**feature_settings, "seed": args.seed, **{k: v for k, v in values.items() if k.startswith("eat_")},
+                    "log_points": sizes.log_points}
+    encoder = stage("EAT pretraining", f"EAT-{sizes.eat_preset}, {sizes.eat_steps} steps or {sizes.eat_minutes} min",
+                    "eat", f"eat-{args.features}", eat_settings,
+                    lambda folder: demo.pretrain_encoder(folder, features.result, sizes, args.seed, choices))
+    lm_settings = {"corpus_seed": args.corpus_seed, "seed": args.seed, "text_clips": sizes.text_clips,
+                   "vocab_size": sizes.vocab_size, "log_points": sizes.log_points,
+                   **{k: v for k, v in values.items() if k.startswith("lm_")},
+                   "caption_files": [_caption_file_identity(p) for p in choices.lm_caption_files]}
+    language_model = stage(
+        "tokenizer + text LM", f"{sizes.lm_preset} Llama, {sizes.lm_steps} steps or {sizes.lm_minutes} min", "lm",
+        "lm", lm_settings,
+        lambda folder: demo.pretrain_language_model(folder, sizes, args.seed, choices, corpus_seed=args.corpus_seed))
+    clap_settings = {**eat_settings, **{k: v for k, v in values.items() if k.startswith("clap_")},
+                     "validation_clips": sizes.validation_clips}
+    clap = stage("CLAP", f"EAT-CLAP ({sizes.clap_preset}), {sizes.clap_steps} steps or {sizes.clap_minutes} min", "clap",
+                 f"clap-{args.features}", clap_settings,
+                 lambda folder: demo.train_clap_scorer(folder, features.result, encoder.result, sizes, args.seed, choices))
+    captioner_fields = ("projector_steps", "projector_learning_rate", "projector_minutes", "lora_steps",
+                        "lora_learning_rate", "lora_minutes", "captioner_batch_size", "captioner_eval_steps",
+                        "captioner_eval_clips", "captioner_eval_beams", "captioner_preset", "projector_hidden_size",
+                        "lora_r", "lora_alpha", "lora_target_modules", "validation_clips")
+    captioner_settings = {"eat": eat_settings, "lm": lm_settings, "projector": args.projector,
+                          "training": args.training, **{k: values[k] for k in captioner_fields}}
+    steps = (f"{sizes.projector_steps} projector-only steps, then {sizes.lora_steps} with LoRA"
+             if args.training == "lora" else f"{sizes.projector_steps + sizes.lora_steps} projector-only steps")
+    captioner = stage("captioner", f"{args.projector} projector, {steps}; the encoder trains with them", "captioner",
+                      f"captioner-{args.features}-{args.projector}-{args.training}", captioner_settings,
+                      lambda folder: demo.train_captioner(folder, features.result, encoder.result,
+                                                          language_model.result, sizes, args.seed, choices))
+    model_dir = os.path.join(output, MODEL_DIR)
+    stage("save model folder", f"captioner + CLAP scorer -> {model_dir}", "save", None, None,
+          lambda _: demo.save_model_folder(model_dir, captioner.result, clap.result, choices))
+    evaluation = stage(
+        "caption + evaluate", f"{' + '.join(EVALUATION_SPLITS)} splits: beam search vs CLAP rescoring ({args.candidates})",
+        "evaluate", None, None,
+        lambda _: demo.evaluate(model_dir, output, corpus.result, sizes, choices, splits=EVALUATION_SPLITS))
+    total_seconds = time.monotonic() - started
+
+    # The evaluation summary is the stage's return value (not a path): `stage` stored it as the result.
+    splits = summarize_evaluation(evaluation.result)
+    targets = judge_targets(splits)
+    paths = {"eat": os.path.dirname(encoder.result), "lm": language_model.result, "clap": clap.result,
+             "captioner": captioner.result}
+    training, histories = training_summary(paths, values, args.training)
+    results = {
+        "format": FORMAT_VERSION,
+        "label": label,
+        "config": {**knobs, "seed": args.seed, "corpus_seed": args.corpus_seed, "size": args.size,
+                   "budget_scale": args.budget_scale, "overrides": dict(args.overrides),
+                   "lm_caption_files": list(choices.lm_caption_files)},
+        "device": _device_name(args.device),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "command": " ".join([os.path.relpath(sys.argv[0]) if sys.argv and sys.argv[0] else "synthetic_gpu.py",
+                             *sys.argv[1:]]),
+        "sizes": values,
+        "stages": records,
+        "total_seconds": round(total_seconds, 1),
+        "training_minutes_built": round(sum(r["built_seconds"] for r in records if r["name"] in
+                                            ("EAT pretraining", "tokenizer + text LM", "CLAP", "captioner")) / 60, 2),
+        "training": training,
+        "captioner_validation": captioner.extra,
+        "audio_gain_curve": audio_gain_curve(captioner.result),
+        "splits": splits,
+        "targets": targets,
+        "passed": all(t["passed"] for t in targets),
+        "examples": demo._examples(os.path.join(output, "evaluation"), demo.NUM_EXAMPLES),
+        "paths": {"model": model_dir, "corpus": corpus.result, "evaluation": os.path.join(output, "evaluation"),
+                  "cache": cache.root},
+    }
+    curves = plot_recipe_curves(histories, os.path.join(output, CURVES_FILE),
+                                title=f"synthetic recipe '{label}', seed {args.seed} ({results['device']})")
+    results["curves"] = curves
+    with open(os.path.join(output, RESULTS_FILE), "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=1, ensure_ascii=False, default=str)
+    with open(os.path.join(output, REPORT_FILE), "w", encoding="utf-8") as f:
+        f.write(markdown_report(results))
+    return results
+
+
+def _device_name(device: str) -> str:
+    if str(device).startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_name(0)
+    import platform
+
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+# ------------------------------------------------------------------------------------------------ command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", required=True,
+                        help="folder for results.json, report.md, curves.png, model/ (a folder of an earlier run is "
+                             "reused; any other non-empty folder is refused)")
+    for name, values in KNOBS.items():
+        parser.add_argument(f"--{name}", choices=values, default=BASELINE[name], help=f"default {BASELINE[name]}")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every training stage (default 0)")
+    parser.add_argument("--corpus-seed", type=int, default=0, help="seed of the synthetic corpus (default 0)")
+    parser.add_argument("--smoke", action="store_true", help="toy sizes on the CPU: the whole chain in ~1-2 minutes")
+    parser.add_argument("--budget-scale", type=float, default=1.0,
+                        help="multiply step counts, time limits and training clips (e.g. 0.4 for ablations)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a size (a DemoSizes field, e.g. lora_steps=2000); repeatable")
+    parser.add_argument("--lm-caption-file", action="append", default=[], metavar="PATH",
+                        help="caption file added to the text LM's training text (e.g. AudioCaps' train_v2.csv from "
+                             "the aac-datasets source package); repeatable")
+    parser.add_argument("--cache-dir", default=None, help="stage cache (default OUTPUT/cache); share it between runs")
+    parser.add_argument("--deadline-minutes", type=float, default=None,
+                        help="stop (exit status 3) before a stage that could end after this many minutes")
+    parser.add_argument("--device", default=None, help="cuda (default) or cpu (default with --smoke)")
+    parser.add_argument("--feature-device", default=None, help="where features are computed (default: --device)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes for synthesis and feature extraction (default: up to 8 CPU cores)")
+    parser.add_argument("--dataloader-workers", type=int, default=None,
+                        help="DataLoader worker processes per training stage (default: 4 on a GPU, 0 on a CPU)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 1 on a CPU, 4 on a GPU)")
+    parser.add_argument("--label", default=None, help="name of this configuration in tables (default from the knobs)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs written to files)")
+    return parser
+
+
+def resolve_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parsed and checked arguments with defaults filled in; a clear `SystemExit(2)` for bad ones."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.size = "smoke" if args.smoke else "gpu"
+    problems = []
+    try:
+        args.overrides = parse_overrides(args.overrides)
+        size_values(args.size, args.budget_scale, args.overrides)
+    except ValueError as error:
+        problems.append(str(error))
+    if args.seed < 0 or args.corpus_seed < 0:
+        problems.append(f"seeds must be >= 0, got --seed {args.seed} --corpus-seed {args.corpus_seed}")
+    if args.deadline_minutes is not None and not args.deadline_minutes > 0:
+        problems.append(f"--deadline-minutes must be > 0, got {args.deadline_minutes}")
+    for path in args.lm_caption_file:
+        if not os.path.isfile(path):
+            problems.append(f"--lm-caption-file {path!r} does not exist")
+    args.device = args.device or ("cpu" if args.smoke else "cuda")
+    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
+        problems.append(f"--device must be cpu or cuda[:N], got {args.device!r}")
+    args.feature_device = args.feature_device or args.device
+    on_gpu = args.device.startswith("cuda")
+    cpus = os.cpu_count() or 1
+    args.workers = args.workers if args.workers is not None else max(1, min(8, cpus))
+    args.dataloader_workers = args.dataloader_workers if args.dataloader_workers is not None else (4 if on_gpu else 0)
+    args.threads = args.threads if args.threads is not None else (4 if on_gpu else 1)
+    for name in ("workers", "threads"):
+        if getattr(args, name) < 1:
+            problems.append(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.dataloader_workers < 0:
+        problems.append(f"--dataloader-workers must be >= 0, got {args.dataloader_workers}")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        problems.append(f"this recipe runs in one process (WORLD_SIZE={os.environ['WORLD_SIZE']}); launch it with "
+                        "`accelerate launch --num_processes 1` or plain python, and use run_ablations.py --parallel "
+                        "to fill a GPU with several runs")
+    if problems:
+        for problem in problems:
+            print(f"synthetic_gpu: error: {problem}", file=sys.stderr)
+        raise SystemExit(2)
+    return args
+
+
+def check_output_folder(output: str) -> None:
+    if os.path.isfile(output):
+        raise ValueError(f"--output {output!r} is a file; give a folder")
+    if os.path.isdir(output) and os.listdir(output) and not os.path.isfile(os.path.join(output, RUN_MARKER)):
+        raise ValueError(f"--output {output!r} exists and was not written by this recipe (no {RUN_MARKER}); choose a "
+                         "new or empty folder")
+
+
+def _load_sibling(name: str):
+    """A module of this folder by path (the recipes are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"recipes_{name}", os.path.join(RECIPES_DIR, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = resolve_arguments(argv)
+    output = os.path.abspath(args.output)
+    try:
+        check_output_folder(output)
+    except ValueError as error:
+        print(f"synthetic_gpu: error: {error}", file=sys.stderr)
+        return 2
+    os.makedirs(output, exist_ok=True)
+    with open(os.path.join(output, RUN_MARKER), "w", encoding="utf-8") as f:
+        json.dump({"argv": list(sys.argv[1:] if argv is None else argv), "started": time.time()}, f)
+    for stale in (RESULTS_FILE, REPORT_FILE, CURVES_FILE):  # a rerun must not leave an older run's results behind
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(output, stale))
+
+    for variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        os.environ.setdefault(variable, "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # Feature workers fork and open their own CUDA contexts: asking whether CUDA exists must not initialise it here.
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    tiny_recipe = _load_sibling("gpu_finetune_tiny")
+    tiny_recipe.make_package_importable(output)
+    tiny_recipe.check_environment()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import torch
+
+    from llm_aac.demo import DemoStageError
+
+    torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("synthetic_gpu: error: no GPU here; this recipe is sized for one H100 (--smoke, or --device cpu, runs "
+              "on a CPU)", file=sys.stderr)
+        return 2
+    try:
+        results = run_recipe(args, output)
+    except DemoStageError as error:
+        if isinstance(error.__cause__, DeadlineReached):
+            print(f"\nsynthetic_gpu: {error.__cause__}", flush=True)
+            return EXIT_DEADLINE
+        print(f"\nsynthetic_gpu: {error}", file=sys.stderr)
+        raise
+    print("\n" + "=" * 100 + "\n" + markdown_report(results), flush=True)
+    print(f"results: {os.path.join(output, RESULTS_FILE)}; curves: {results['curves']}; model: {results['paths']['model']}")
+    print(f"targets: {'all PASS' if results['passed'] else 'not all met'}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
