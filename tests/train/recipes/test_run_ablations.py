@@ -1,0 +1,218 @@
+"""train/recipes/run_ablations.py: the plan, the parallel runner (with stand-in commands), the aggregation math on
+fabricated result files, and the command line with a stand-in recipe script."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import textwrap
+
+import pytest
+from recipe_modules import load_recipe_module
+
+ablations = load_recipe_module("run_ablations")
+
+
+def test_plan_order_dependencies_and_errors():
+    plan = ablations.plan_runs(list(ablations.CONFIGS), [0, 1])
+    names = [name for name, _, _ in plan]
+    assert names[:6] == ["baseline-seed0", "fbank-seed0", "cwt_seed-seed0", "baseline-seed1", "fbank-seed1",
+                         "cwt_seed-seed1"]
+    assert names[-2:] == ["single_pass-seed0", "single_pass-seed1"] and len(names) == 12
+    with pytest.raises(ValueError, match="unknown configuration"):
+        ablations.plan_runs(["baseline", "mfcc"], [0])
+    with pytest.raises(ValueError, match="seeds repeat"):
+        ablations.plan_runs(["baseline"], [1, 1])
+
+    command = ablations.recipe_command("recipe.py", "runs/x", "cache", "projector_only", 3, budget_scale=0.4,
+                                       smoke=False, workers=3, threads=3)
+    assert command[:2] == [sys.executable, "recipe.py"]
+    joined = " ".join(command)
+    assert "--training projector_only" in joined and "--seed 3" in joined and "--budget-scale 0.4" in joined
+    assert "--cache-dir cache" in joined and "--label projector_only" in joined and "--smoke" not in joined
+    assert "--smoke" in ablations.recipe_command("r.py", "o", "c", "baseline", 0, budget_scale=1.0, smoke=True,
+                                                 workers=1, threads=1)
+
+
+def test_worst_case_makespan():
+    Job = ablations.Job
+    jobs = [Job("a", [], "l", "r", worst_minutes=4), Job("b", [], "l", "r", worst_minutes=3),
+            Job("c", [], "l", "r", worst_minutes=2), Job("d", [], "l", "r", after="a", worst_minutes=1)]
+    # two slots: a 0-4, b 0-3, c 3-5, d after a: 4-5
+    assert ablations.worst_case_makespan(jobs, 2) == pytest.approx(5)
+    assert ablations.worst_case_makespan(jobs, 1) == pytest.approx(10)
+
+
+def _fake_job(tmp_path, name, seconds=0.0, exit_code=0, write_result=True, after=None):
+    """A stand-in run: records its start / end times, sleeps, writes its result file, exits with `exit_code`."""
+    result = tmp_path / "runs" / name / "results.json"
+    script = textwrap.dedent(f"""
+        import json, os, sys, time
+        times = {{"start": time.time(), "argv": sys.argv[1:]}}
+        time.sleep({seconds})
+        times["end"] = time.time()
+        os.makedirs({str(result.parent)!r}, exist_ok=True)
+        if {write_result}:
+            json.dump(times, open({str(result)!r}, "w"))
+        print("fake run", {name!r})
+        sys.exit({exit_code})
+    """)
+    return ablations.Job(name=name, command=[sys.executable, "-c", script], log=str(tmp_path / "logs" / f"{name}.log"),
+                         result=str(result), after=after)
+
+
+def _times(job):
+    with open(job.result) as f:
+        return json.load(f)
+
+
+def test_runner_parallelism_dependencies_and_statuses(tmp_path):
+    jobs = [_fake_job(tmp_path, f"run{i}", seconds=0.6) for i in range(3)]
+    jobs.append(_fake_job(tmp_path, "after0", after="run0"))
+    jobs.append(_fake_job(tmp_path, "crashes", exit_code=1))
+    jobs.append(_fake_job(tmp_path, "after-crash", after="crashes"))
+    jobs.append(_fake_job(tmp_path, "no-result", write_result=False))
+    jobs.append(_fake_job(tmp_path, "deadline", exit_code=ablations.EXIT_DEADLINE, write_result=False))
+    lines = []
+    ablations.run_jobs(jobs, 2, poll_seconds=0.05, print_fn=lambda *a, **k: lines.append(" ".join(map(str, a))))
+    status = {job.name: job.status for job in jobs}
+    assert status == {"run0": "done", "run1": "done", "run2": "done", "after0": "done", "crashes": "failed",
+                      "after-crash": "blocked", "no-result": "failed", "deadline": "deadline"}
+    spans = sorted((_times(job)["start"], _times(job)["end"]) for job in jobs[:4])
+    # never more than 2 at once
+    for start, _ in spans:
+        assert sum(1 for s, e in spans if s <= start < e) <= 2
+    assert _times(jobs[3])["start"] >= _times(jobs[0])["end"]  # the dependent ran after its dependency
+    assert "fake run 'run1'" in open(jobs[1].log).read() or "fake run run1" in open(jobs[1].log).read()
+    assert any("after-crash: not started (crashes failed)" in line for line in lines)
+
+
+def test_runner_deadline_is_passed_on_and_stops_new_starts(tmp_path):
+    first = _fake_job(tmp_path, "first", seconds=1.0)
+    late = _fake_job(tmp_path, "late")
+    # a 1 s deadline, no start with less than 0.2 s left: `first` starts, `late` (after it, serial) does not
+    ablations.run_jobs([first, late], 1, deadline_minutes=1 / 60, min_start_minutes=0.2 / 60,
+                       poll_seconds=0.05, print_fn=lambda *a, **k: None)
+    argv = _times(first)["argv"]
+    assert argv[0] == "--deadline-minutes" and 0.2 / 60 <= float(argv[1]) <= 1 / 60
+    assert (first.status, late.status) == ("done", "deadline") and not os.path.exists(late.result)
+    with pytest.raises(ValueError, match="waits for 'ghost'"):
+        ablations.run_jobs([_fake_job(tmp_path, "x", after="ghost")], 1)
+
+
+def _results(label, seed, cider_beam, cider_clap, f1, *, scale=0.4, date="2026-11-27T10:00:00", gain=0.1):
+    def system(cider, event_f1):
+        return {"cider_d": cider, "bleu_4": 0.2, "rouge_l": 0.4, "meteor": None, "event_f1": event_f1,
+                "count_accuracy": 0.5, "order_accuracy": 0.6}
+
+    return {
+        "format": 1, "label": label, "date": date, "device": "NVIDIA H100 80GB HBM3", "passed": False,
+        "config": {"seed": seed, "size": "gpu", "budget_scale": scale},
+        "splits": {"test": {"num_clips": 1000, "beam_search": system(cider_beam, f1 - 0.05),
+                            "clap_rescoring": system(cider_clap, f1),
+                            "rescoring_gain_cider_d": (cider_clap - cider_beam) / cider_beam},
+                   "compositional": {"num_clips": 500, "clap_rescoring": system(cider_clap / 2, f1 / 2)}},
+        "audio_gain_curve": [{"eval_audio_gain": 0.01}, {"eval_audio_gain": gain}],
+        "training_minutes_built": 5.0,
+    }
+
+
+def _write(folder, name, results):
+    path = folder / name / "results.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results))
+    return path
+
+
+def test_aggregation_math_over_folders(tmp_path):
+    command_a, command_b = tmp_path / "a", tmp_path / "b"
+    _write(command_a / "runs", "baseline-seed0", _results("baseline", 0, 1.0, 1.1, 0.8, gain=0.2))
+    _write(command_b / "runs", "baseline-seed1", _results("baseline", 1, 1.2, 1.4, 0.9, gain=0.3))
+    _write(command_a / "runs", "fbank-seed0", _results("fbank", 0, 0.8, 0.82, 0.7))
+    _write(command_a / "runs", "fbank-seed0-old", _results("fbank", 0, 0.1, 0.1, 0.1, date="2026-11-26T10:00:00"))
+    _write(command_a / "runs", "qformer-seed0", _results("qformer", 0, 0.5, 0.5, 0.5, scale=1.0))
+    _write(command_a / "cache" / "x", "ignored", {"not": "a result"})  # the stage cache is not searched
+
+    files = ablations.find_results([str(command_a), str(command_b)])
+    assert len(files) == 5
+    notes = []
+    rows = ablations.aggregate(ablations.load_results(files, print_fn=notes.append))
+    assert any("appears twice" in note for note in notes)
+    assert [(r["config"], r["budget_scale"], r["n"]) for r in rows] == [
+        ("baseline", 0.4, 2), ("fbank", 0.4, 1), ("qformer", 1.0, 1)]
+    baseline = rows[0]["columns"]
+    assert baseline["test CIDEr-D CLAP"]["mean"] == pytest.approx(1.25)
+    assert baseline["test CIDEr-D CLAP"]["spread"] == pytest.approx(statistics.stdev([1.1, 1.4]))
+    gains = [100 * 0.1 / 1.0, 100 * 0.2 / 1.2]
+    assert baseline["rescoring gain %"]["mean"] == pytest.approx(statistics.fmean(gains))
+    assert baseline["audio gain"]["mean"] == pytest.approx(0.25)
+    assert baseline["METEOR CLAP"]["mean"] is None  # no Java on either run
+    fbank = rows[1]["columns"]
+    assert fbank["test CIDEr-D CLAP"]["mean"] == pytest.approx(0.82) and fbank["test CIDEr-D CLAP"]["spread"] is None
+
+    table = ablations.markdown_table(rows)
+    assert "| baseline | 0.4 | 2 (0, 1) | 1.100 ± 0.141 | 1.250 ± 0.212 | 13.3 ± 4.7 |" in table
+    assert "| fbank | 0.4 | 1 (0) | 0.800 | 0.820 |" in table
+    assert "NVIDIA H100 80GB HBM3" in table
+
+    table_path = tmp_path / "docs" / "ablations.md"
+    assert ablations.main(["--aggregate", str(command_a), str(command_b), "--table", str(table_path)]) == 0
+    assert table_path.read_text() == table
+    assert ablations.main(["--aggregate", str(tmp_path / "empty-or-missing")]) == 2
+
+
+def test_mean_and_spread_ignores_missing_values():
+    assert ablations.mean_and_spread([1.0, None, 3.0, float("nan")]) == (2.0, pytest.approx(2 ** 0.5))
+    assert ablations.mean_and_spread([None]) == (None, None)
+    assert ablations.mean_and_spread([2.0]) == (2.0, None)
+
+
+FAKE_RECIPE = '''
+import argparse, json, os, sys
+parser = argparse.ArgumentParser()
+for name in ("--output", "--cache-dir", "--seed", "--budget-scale", "--label", "--workers", "--threads",
+             "--dataloader-workers", "--features", "--projector", "--training", "--candidates", "--deadline-minutes"):
+    parser.add_argument(name)
+parser.add_argument("--no-progress", action="store_true")
+parser.add_argument("--smoke", action="store_true")
+args = parser.parse_args()
+os.makedirs(args.output, exist_ok=True)
+seed = int(args.seed)
+if args.label == "single_pass":
+    baseline = os.path.join(os.path.dirname(args.output), f"baseline-seed{seed}", "results.json")
+    assert os.path.isfile(baseline), "single_pass started before its baseline finished"
+cider = {"baseline": 1.0, "single_pass": 0.9}[args.label] + 0.1 * seed
+results = {"label": args.label, "date": "2026-11-27", "device": "fake",
+           "config": {"seed": seed, "size": "smoke" if args.smoke else "gpu", "budget_scale": float(args.budget_scale)},
+           "splits": {"test": {"num_clips": 5, "beam_search": {"cider_d": 1.0}, "clap_rescoring": {"cider_d": cider},
+                               "rescoring_gain_cider_d": cider - 1.0}}}
+json.dump(results, open(os.path.join(args.output, "results.json"), "w"))
+'''
+
+
+def test_command_line_with_a_stand_in_recipe(tmp_path, capsys):
+    fake = tmp_path / "fake_recipe.py"
+    fake.write_text(FAKE_RECIPE)
+    output = tmp_path / "ablations"
+    argv = ["--output", str(output), "--configs", "baseline,single_pass", "--seeds", "0", "1", "--smoke",
+            "--parallel", "2", "--recipe", str(fake), "--budget-scale", "0.5"]
+    assert ablations.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "4 runs (0 already done), 2 at a time" in out and "worst-case makespan" in out
+    assert "| baseline | 0.5 (smoke) | 2 (0, 1) | 1.000 ± 0.000 | 1.050 ± 0.071 | 5.0 ± 7.1 |" in out
+    assert "| single_pass | 0.5 (smoke) | 2 (0, 1) |" in out
+    assert (output / ablations.TABLE_FILE).is_file() and (output / ablations.SUMMARY_FILE).is_file()
+    log = (output / "logs" / "single_pass-seed1.log").read_text()
+    assert log.startswith("$ ") and "--candidates single_pass" in log
+
+    # The same command again: everything is done, nothing runs.
+    assert ablations.main(argv) == 0
+    assert "4 runs (4 already done)" in capsys.readouterr().out
+
+    assert ablations.main(["--output", str(output), "--configs", "single_pass", "--smoke"]) == 2
+    assert "reuse the runs of ['baseline']" in capsys.readouterr().err
+    assert ablations.main(["--output", str(output), "--configs", "baseline", "--parallel", "0"]) == 2
+    assert ablations.main(["--configs", "baseline"]) == 2
+    assert "--output is required" in capsys.readouterr().err

@@ -1,0 +1,221 @@
+"""train/recipes/synthetic_gpu.py: sizes and their scaling, arguments, the stage cache, the deadline, the results
+summary and report; and the whole recipe once at smoke size on the CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from recipe_modules import RECIPES_DIR, load_recipe_module
+
+recipe = load_recipe_module("synthetic_gpu")
+
+
+def test_gpu_training_stages_fit_the_issue_budget_and_scale():
+    values = recipe.size_values("gpu")
+    training = values["eat_minutes"] + values["lm_minutes"] + values["clap_minutes"] + values["projector_minutes"] + \
+        values["lora_minutes"]
+    assert training <= 15.0  # issue 7 §2: <= 15 minutes of training on one H100
+    assert values["eat_config_overrides"].endswith(f"ema_anneal_end_step={values['eat_steps']}")
+    assert recipe.worst_case_minutes(values, "gpu") > training  # untimed work is counted too
+
+    scaled = recipe.size_values("gpu", 0.3)
+    assert scaled["lora_steps"] == round(values["lora_steps"] * 0.3)
+    assert scaled["lora_minutes"] == pytest.approx(values["lora_minutes"] * 0.3)
+    assert scaled["train_clips"] == 6000 and scaled["test_clips"] == values["test_clips"]  # held-out splits kept
+    assert scaled["eat_config_overrides"].endswith(f"ema_anneal_end_step={scaled['eat_steps']}")
+    assert recipe.size_values("smoke", 0.01)["train_clips"] == recipe.MIN_TRAIN_CLIPS
+
+    overridden = recipe.size_values("gpu", 1.0, {"lora_steps": 2000, "lora_target_modules": "q_proj,v_proj"})
+    assert overridden["lora_steps"] == 2000 and overridden["lora_target_modules"] == "q_proj,v_proj"
+    for bad in (0, -1, float("nan")):
+        with pytest.raises(ValueError, match="budget scale must be a positive number"):
+            recipe.size_values("gpu", bad)
+    with pytest.raises(ValueError, match="unknown size"):
+        recipe.size_values("huge")
+
+
+def test_overrides_are_typed_and_checked():
+    assert recipe.parse_overrides(["lora_steps=2000", "lora_minutes=4.5", "lm_preset=small",
+                                   "eat_config_overrides=ema_decay=0.99"]) == {
+        "lora_steps": 2000, "lora_minutes": 4.5, "lm_preset": "small", "eat_config_overrides": "ema_decay=0.99"}
+    with pytest.raises(ValueError, match="unknown size field 'lora_stepz'"):
+        recipe.parse_overrides(["lora_stepz=3"])
+    with pytest.raises(ValueError, match="FIELD=VALUE"):
+        recipe.parse_overrides(["lora_steps"])
+
+
+def test_arguments_defaults_and_errors(monkeypatch, capsys):
+    args = recipe.resolve_arguments(["--output", "x", "--smoke"])
+    assert (args.size, args.device, args.feature_device, args.dataloader_workers, args.threads) == (
+        "smoke", "cpu", "cpu", 0, 1)
+    assert (args.features, args.projector, args.training, args.candidates) == ("cwt", "linear", "lora", "slam")
+    args = recipe.resolve_arguments(["--output", "x", "--features", "fbank", "--feature-device", "cpu"])
+    assert (args.size, args.device, args.feature_device, args.dataloader_workers) == ("gpu", "cuda", "cpu", 4)
+
+    for argv, message in (
+        (["--deadline-minutes", "0"], "--deadline-minutes must be > 0"),
+        (["--budget-scale", "-2"], "budget scale must be a positive number"),
+        (["--set", "nope=1"], "unknown size field 'nope'"),
+        (["--lm-caption-file", "/no/such/captions.csv"], "does not exist"),
+        (["--device", "tpu"], "--device must be cpu or cuda"),
+    ):
+        with pytest.raises(SystemExit) as raised:
+            recipe.resolve_arguments(["--output", "x", *argv])
+        assert raised.value.code == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        recipe.resolve_arguments(["--output", "x", "--features", "mfcc"])  # argparse choices
+    capsys.readouterr()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SystemExit):
+        recipe.resolve_arguments(["--output", "x"])
+    assert "runs in one process (WORLD_SIZE=2)" in capsys.readouterr().err
+
+
+def test_run_labels():
+    assert recipe.run_label(recipe.BASELINE) == "baseline"
+    assert recipe.run_label({**recipe.BASELINE, "features": "fbank"}) == "fbank"
+    assert recipe.run_label({**recipe.BASELINE, "projector": "qformer", "candidates": "single_pass"}) == \
+        "qformer+single_pass"
+
+
+def test_output_folder_of_someone_else_is_refused(tmp_path):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep")
+    with pytest.raises(ValueError, match="not written by this recipe"):
+        recipe.check_output_folder(str(foreign))
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    (ours / recipe.RUN_MARKER).write_text("{}")
+    recipe.check_output_folder(str(ours))
+    recipe.check_output_folder(str(tmp_path / "new"))
+    assert recipe.main(["--output", str(foreign), "--smoke"]) == 2
+
+
+def test_stage_cache_builds_once_and_rebuilds_after_a_failure(tmp_path):
+    cache = recipe.StageCache(str(tmp_path / "cache"))
+    calls = []
+
+    def build(folder):
+        calls.append(folder)
+        os.makedirs(os.path.join(folder, "model"))
+        return os.path.join(folder, "model"), {"loss": 1.5}
+
+    first = cache.get_or_build("lm", {"seed": 0}, build)
+    again = cache.get_or_build("lm", {"seed": 0}, build)
+    other = cache.get_or_build("lm", {"seed": 1}, build)
+    assert len(calls) == 2 and not first.reused and again.reused and not other.reused
+    assert again.result == first.result and again.extra == {"loss": 1.5} and other.folder != first.folder
+
+    def failing(folder):
+        with open(os.path.join(folder, "partial"), "w") as f:
+            f.write("half")
+        raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        cache.get_or_build("eat", {"seed": 0}, failing)
+    rebuilt = cache.get_or_build("eat", {"seed": 0}, lambda folder: folder)
+    assert not rebuilt.reused and not os.path.exists(os.path.join(rebuilt.folder, "partial"))
+
+    # A deadline check runs before a build, never before a reuse.
+    def refuse():
+        raise recipe.DeadlineReached("too late")
+
+    assert cache.get_or_build("lm", {"seed": 0}, build, before_build=refuse).reused
+    with pytest.raises(recipe.DeadlineReached):
+        cache.get_or_build("clap", {"seed": 0}, build, before_build=refuse)
+
+
+def test_stage_cache_makes_a_second_user_wait_for_the_build(tmp_path):
+    cache = recipe.StageCache(str(tmp_path))
+    events = []
+
+    def slow_build(folder):
+        events.append("build start")
+        time.sleep(0.5)
+        events.append("build end")
+        return folder
+
+    builder = threading.Thread(target=lambda: cache.get_or_build("corpus", {"clips": 8}, slow_build))
+    builder.start()
+    while "build start" not in events:
+        time.sleep(0.01)
+    waited = cache.get_or_build("corpus", {"clips": 8}, slow_build)  # blocks on the lock, then reuses
+    builder.join()
+    assert waited.reused and events == ["build start", "build end"]
+
+
+def test_deadline():
+    deadline = recipe.Deadline(10.0, started=time.monotonic() - 8 * 60)
+    deadline.check("CLAP", 1.5)
+    with pytest.raises(recipe.DeadlineReached, match="stopped before 'captioner'.*10.0-minute deadline"):
+        deadline.check("captioner", 2.5)
+    recipe.Deadline(None).check("anything", 1e6)
+
+
+def _evaluation(beam_cider, clap_cider, clap_f1):
+    def system(cider, f1):
+        return {"caption_metrics": {"scores": {"cider_d": cider, "bleu_4": 0.3, "rouge_l": 0.5},
+                                    "skipped": {"meteor": "java not found"}, "num_blank_predictions": 0},
+                "semantic_accuracy": {"event_f1": f1, "count_accuracy": 0.8, "order_accuracy": 0.7}}
+
+    return {"splits": {split: {"num_clips": 10, "systems": {"beam_search": system(beam_cider, 0.8),
+                                                            "clap_rescoring": system(clap_cider, clap_f1)}}
+                       for split in ("test", "compositional")}}
+
+
+def test_summary_and_targets():
+    splits = recipe.summarize_evaluation(_evaluation(1.5, 1.65, 0.95))
+    test = splits["test"]
+    assert test["rescoring_gain_cider_d"] == pytest.approx(0.1)
+    assert test["clap_rescoring"]["event_f1"] == 0.95 and test["beam_search"]["skipped_metrics"] == {
+        "meteor": "java not found"}
+    targets = recipe.judge_targets(splits)
+    assert [t["name"] for t in targets] == ["cider_d", "event_f1", "rescoring_gain"]
+    assert all(t["passed"] for t in targets)
+
+    failing = recipe.judge_targets(recipe.summarize_evaluation(_evaluation(1.6, 1.62, 0.85)))
+    assert [t["passed"] for t in failing] == [True, False, False]
+    no_gain = recipe.summarize_evaluation(_evaluation(0.0, 0.2, 0.1))["test"]["rescoring_gain_cider_d"]
+    assert no_gain is None  # relative to a zero baseline: undefined, and the target fails
+    assert not recipe.judge_targets(recipe.summarize_evaluation(_evaluation(0.0, 0.2, 0.1)))[2]["passed"]
+
+
+@pytest.mark.slow
+def test_smoke_recipe_end_to_end(tmp_path):
+    """The whole chain at toy size (~40 s on a 2-core machine): every stage, the results files, the model folder."""
+    output = tmp_path / "run"
+    environment = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    completed = subprocess.run(
+        [sys.executable, os.path.join(RECIPES_DIR, "synthetic_gpu.py"), "--smoke", "--output", str(output),
+         "--no-progress", "--workers", "1"],
+        capture_output=True, text=True, env=environment, timeout=600,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    for number, name in enumerate(("synthesize corpus", "features", "EAT pretraining", "tokenizer + text LM", "CLAP",
+                                   "captioner", "save model folder", "caption + evaluate"), start=1):
+        assert f"[{number}/8] {name} done in" in completed.stdout
+    assert "## Targets (test split)" in completed.stdout and "targets: not all met" in completed.stdout
+
+    results = json.loads((output / recipe.RESULTS_FILE).read_text())
+    assert results["label"] == "baseline" and results["config"]["size"] == "smoke"
+    assert set(results["splits"]) == {"test", "compositional"}
+    assert results["splits"]["test"]["num_clips"] == 5 and results["splits"]["compositional"]["num_clips"] == 4
+    for system in ("beam_search", "clap_rescoring"):
+        assert {"cider_d", "bleu_4", "rouge_l", "event_f1", "count_accuracy"} <= set(results["splits"]["test"][system])
+    assert [t["name"] for t in results["targets"]] == ["cider_d", "event_f1", "rescoring_gain"]
+    curve = results["audio_gain_curve"]
+    assert [e["stage"] for e in curve][:1] == ["projector"] and curve[-1]["stage"] == "lora"
+    assert all("eval_audio_gain" in e for e in curve)
+    assert results["training"]["captioner lora"]["steps_done"] == results["sizes"]["lora_steps"]
+    assert len(results["stages"]) == 8 and not any(stage["reused"] for stage in results["stages"])
+    assert (output / recipe.REPORT_FILE).read_text().startswith("# Synthetic recipe run `baseline`")
+    assert (output / recipe.CURVES_FILE).stat().st_size > 10_000
+    assert (output / recipe.MODEL_DIR / "config.json").is_file()

@@ -1,0 +1,531 @@
+"""Ablations of the synthetic GPU recipe (issue 7 §3): each configuration x several seeds, several runs at once
+on one GPU, and a table of mean ± spread.
+
+    # all six configurations x seeds 0 and 1 at 30 % of the budget, five runs at a time, stopping before 9.5 min
+    python train/recipes/run_ablations.py --output runs/ablations --budget-scale 0.3 --parallel 5 \\
+        --deadline-minutes 9.5
+    # the same command again (on the same machine) resumes: finished runs are skipped, the others continue
+    # from their last finished stage (shared stage cache in OUTPUT/cache)
+    # a subset: one seed, some configurations
+    python train/recipes/run_ablations.py --output runs/abl-seed1 --configs baseline,fbank --seeds 1 ...
+    # only aggregate results made by separate commands (folders searched for results.json)
+    python train/recipes/run_ablations.py --aggregate runs/abl-seed0 runs/abl-seed1 --table docs/ablations.md
+    # CPU check of the machinery at smoke size
+    python train/recipes/run_ablations.py --output /tmp/abl --smoke --configs baseline,single_pass --seeds 0
+
+Configurations (`CONFIGS`): the baseline (cwt features, linear projector, projector warm-up then LoRA, SLAM
+candidates) and one change each: `fbank`, `cwt_seed` (features), `qformer` (projector), `projector_only`
+(no LoRA), `single_pass` (one beam search's 7 hypotheses as the CLAP candidates instead of SLAM's 7 searches).
+`single_pass` runs after the baseline of its seed and reuses its captioner and CLAP from the shared stage cache:
+only decoding differs. Runs of one seed share the corpus, the features of each type, the text LM, and the EAT and
+CLAP of each feature type, each built once by whichever run gets there first (a file lock makes the others wait).
+
+Several runs at once (`--parallel N`): the models are small and overhead-bound, so one run leaves most of an H100
+idle; N subprocesses share it (and the CPU cores: each gets cores / N worker processes and threads). Each run
+writes only into its own folder OUTPUT/runs/<config>-seed<k>/ (log in OUTPUT/logs/), plus the shared cache.
+Every training stage of the recipe stops at its time limit, which is wall-clock time: runs sharing the GPU train
+fewer steps in that time than a run alone (the results record steps done; compare configurations run under the
+same contention, e.g. in the same command).
+
+`--deadline-minutes M`: no run starts later than M minutes minus the shortest stage, and each run gets the time
+left as its own deadline, so it stops cleanly before a stage that would end late (exit status 3); running the
+same command again continues. The plan printed first gives each run's worst case and a worst-case makespan that
+ignores the sharing.
+
+Table (printed, OUTPUT/ablations.md, OUTPUT/ablations.json): per configuration and budget scale, n seeds,
+mean ± sample standard deviation over seeds (n - 1 denominator; "±" is left out for one seed) of test CIDEr-D
+(beam search and CLAP rescoring), the relative rescoring gain, event F1, METEOR / BLEU-4 / ROUGE-L, count and
+order accuracy of the rescored captions, compositional CIDEr-D and event F1, the captioner's last audio gain
+(mismatched- minus true-audio validation loss) and the training minutes of the stages it built.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import importlib.util
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+RECIPES_DIR = os.path.dirname(os.path.abspath(__file__))
+RECIPE = os.path.join(RECIPES_DIR, "synthetic_gpu.py")
+TABLE_FILE = "ablations.md"
+SUMMARY_FILE = "ablations.json"
+EXIT_DEADLINE = 3  # the recipe's status for "stopped before a stage, resume with the same command"
+
+CONFIGS: dict[str, dict[str, str]] = {
+    "baseline": {},
+    "fbank": {"features": "fbank"},
+    "cwt_seed": {"features": "cwt_seed"},
+    "qformer": {"projector": "qformer"},
+    "projector_only": {"training": "projector_only"},
+    "single_pass": {"candidates": "single_pass"},
+}
+# single_pass decodes the baseline's captioner: it waits for that run and reuses its cached stages.
+DEPENDS_ON = {"single_pass": "baseline"}
+
+
+def _load_recipe():
+    """synthetic_gpu.py beside this file (sizes, worst-case minutes); the recipes are scripts, not a package."""
+    spec = importlib.util.spec_from_file_location("recipes_synthetic_gpu", RECIPE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+# ------------------------------------------------------------------------------------------------ plan
+
+
+@dataclasses.dataclass
+class Job:
+    """One subprocess: `command` run with its output in `log`; done when `result` exists after it exits."""
+
+    name: str
+    command: list[str]
+    log: str
+    result: str
+    after: str | None = None
+    worst_minutes: float = 0.0
+    status: str = "pending"  # pending, running, done, failed, deadline, skipped, blocked
+    returncode: int | None = None
+    seconds: float = 0.0
+
+
+def plan_runs(configs: Sequence[str], seeds: Sequence[int]) -> list[tuple[str, str, int]]:
+    """(run name, configuration, seed) in launch order: for each seed the runs that build different features
+    first (they share least), then the other training runs, then the decoding-only ones."""
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown:
+        raise ValueError(f"unknown configuration(s) {unknown}; choose from {list(CONFIGS)}")
+    if not configs or not seeds:
+        raise ValueError("give at least one configuration and one seed")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds repeat: {list(seeds)}")
+
+    def tier(config: str) -> int:
+        if config in DEPENDS_ON:
+            return 2
+        return 0 if config in ("baseline", "fbank", "cwt_seed") else 1
+
+    ordered = sorted(((c, s) for c in configs for s in seeds),
+                     key=lambda cs: (tier(cs[0]), list(seeds).index(cs[1]), list(CONFIGS).index(cs[0])))
+    return [(f"{config}-seed{seed}", config, seed) for config, seed in ordered]
+
+
+def recipe_command(recipe: str, run_dir: str, cache_dir: str, config: str, seed: int, *, budget_scale: float,
+                   smoke: bool, workers: int, threads: int, extra: Sequence[str] = ()) -> list[str]:
+    command = [sys.executable, recipe, "--output", run_dir, "--cache-dir", cache_dir, "--seed", str(seed),
+               "--budget-scale", repr(budget_scale), "--label", config, "--no-progress",
+               "--workers", str(workers), "--threads", str(threads)]
+    for knob, value in CONFIGS[config].items():
+        command += [f"--{knob}", value]
+    if smoke:
+        command.append("--smoke")
+    else:
+        command += ["--dataloader-workers", str(max(1, workers - 1))]
+    return command + list(extra)
+
+
+def worst_case_makespan(jobs: Sequence[Job], parallel: int) -> float:
+    """Minutes to run `jobs` in order on `parallel` slots if every run built all its stages (no sharing)."""
+    slots = [0.0] * parallel
+    finished: dict[str, float] = {}
+    for job in jobs:
+        index = min(range(parallel), key=slots.__getitem__)
+        start = max(slots[index], finished.get(job.after, 0.0) if job.after else 0.0)
+        slots[index] = finished[job.name] = start + job.worst_minutes
+    return max(slots) if jobs else 0.0
+
+
+# ------------------------------------------------------------------------------------------------ runner
+
+
+def run_jobs(jobs: Sequence[Job], parallel: int, *, deadline_minutes: float | None = None,
+             min_start_minutes: float = 0.0, deadline_argument: str | None = "--deadline-minutes",
+             poll_seconds: float = 1.0, environment: Mapping[str, str] | None = None,
+             print_fn=print) -> list[Job]:
+    """Runs `jobs` as subprocesses, at most `parallel` at once, each after the job named in its `after` is done.
+
+    With `deadline_minutes`, a job starts only while at least `min_start_minutes` are left, and gets the time left
+    as `deadline_argument VALUE` (its own deadline). A job is `done` when it exits 0 and its `result` file exists;
+    exit status `EXIT_DEADLINE` marks it `deadline` (resumable); a job whose dependency did not finish is `blocked`.
+    """
+    if parallel < 1:
+        raise ValueError(f"parallel must be >= 1, got {parallel}")
+    names = [job.name for job in jobs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"job names repeat: {names}")
+    known = set(names)
+    for job in jobs:
+        if job.after is not None and job.after not in known:
+            raise ValueError(f"job {job.name!r} waits for {job.after!r}, which is not planned")
+    started = time.monotonic()
+    running: dict[str, tuple[subprocess.Popen, Any, float]] = {}
+    by_name = {job.name: job for job in jobs}
+    env = dict(os.environ if environment is None else environment, PYTHONUNBUFFERED="1")
+
+    def minutes_left() -> float | None:
+        return None if deadline_minutes is None else deadline_minutes - (time.monotonic() - started) / 60
+
+    def finish(job: Job, process: subprocess.Popen, handle, start: float) -> None:
+        handle.close()
+        job.returncode = process.returncode
+        job.seconds = round(time.monotonic() - start, 1)
+        if process.returncode == 0 and os.path.isfile(job.result):
+            job.status = "done"
+        elif process.returncode == EXIT_DEADLINE:
+            job.status = "deadline"
+        else:
+            job.status = "failed"
+        print_fn(f"[{_clock(started)}] {job.name}: {job.status} (exit {process.returncode}) after {job.seconds:.0f} s; "
+                 f"log {job.log}", flush=True)
+
+    try:
+        while True:
+            for name, (process, handle, start) in list(running.items()):
+                if process.poll() is not None:
+                    del running[name]
+                    finish(by_name[name], process, handle, start)
+            for job in jobs:
+                if job.status != "pending" or job.after is None:
+                    continue
+                dependency = by_name[job.after]
+                if dependency.status in ("failed", "deadline", "blocked"):
+                    job.status = "blocked"
+                    print_fn(f"[{_clock(started)}] {job.name}: not started ({job.after} {dependency.status})", flush=True)
+            pending = [job for job in jobs if job.status == "pending"]
+            left = minutes_left()
+            if left is not None and left < min_start_minutes:
+                for job in pending:
+                    job.status = "deadline"
+                pending = []
+            ready = [job for job in pending if job.after is None or by_name[job.after].status == "done"]
+            for job in ready[: max(0, parallel - len(running))]:
+                command = list(job.command)
+                left = minutes_left()
+                if left is not None and deadline_argument:
+                    # rounded down: a child must not believe it has more time than the command
+                    command += [deadline_argument, f"{math.floor(left * 1000) / 1000:.3f}"]
+                os.makedirs(os.path.dirname(os.path.abspath(job.log)), exist_ok=True)
+                handle = open(job.log, "w", encoding="utf-8")
+                handle.write("$ " + " ".join(command) + "\n")
+                handle.flush()
+                process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env,
+                                           stdin=subprocess.DEVNULL)
+                running[job.name] = (process, handle, time.monotonic())
+                job.status = "running"
+                print_fn(f"[{_clock(started)}] {job.name}: started ({len(running)} running)", flush=True)
+            if not running and not [job for job in jobs if job.status == "pending"]:
+                return list(jobs)
+            time.sleep(poll_seconds)
+    except BaseException:
+        for process, handle, _ in running.values():  # our own children only
+            process.terminate()
+        for process, handle, _ in running.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            handle.close()
+        raise
+
+
+def _clock(started: float) -> str:
+    seconds = int(time.monotonic() - started)
+    return f"{seconds // 60:02d}:{seconds % 60:02d}"
+
+
+# ------------------------------------------------------------------------------------------------ aggregation
+
+def _metric(split: str, system: str, key: str):
+    def read(results: Mapping[str, Any]) -> float | None:
+        return results.get("splits", {}).get(split, {}).get(system, {}).get(key)
+
+    return read
+
+
+def _last_audio_gain(results: Mapping[str, Any]) -> float | None:
+    gains = [e["eval_audio_gain"] for e in results.get("audio_gain_curve", []) if "eval_audio_gain" in e]
+    return gains[-1] if gains else None
+
+
+def _rescoring_gain_percent(results: Mapping[str, Any]) -> float | None:
+    gain = results.get("splits", {}).get("test", {}).get("rescoring_gain_cider_d")
+    return None if gain is None else 100 * gain
+
+
+# (column title, function of a results dict -> number or None, decimals shown).
+COLUMNS: tuple[tuple[str, Any, int], ...] = (
+    ("test CIDEr-D beam", _metric("test", "beam_search", "cider_d"), 3),
+    ("test CIDEr-D CLAP", _metric("test", "clap_rescoring", "cider_d"), 3),
+    ("rescoring gain %", _rescoring_gain_percent, 1),
+    ("event F1 beam", _metric("test", "beam_search", "event_f1"), 3),
+    ("event F1 CLAP", _metric("test", "clap_rescoring", "event_f1"), 3),
+    ("METEOR CLAP", _metric("test", "clap_rescoring", "meteor"), 3),
+    ("BLEU-4 CLAP", _metric("test", "clap_rescoring", "bleu_4"), 3),
+    ("ROUGE-L CLAP", _metric("test", "clap_rescoring", "rouge_l"), 3),
+    ("count acc. CLAP", _metric("test", "clap_rescoring", "count_accuracy"), 3),
+    ("order acc. CLAP", _metric("test", "clap_rescoring", "order_accuracy"), 3),
+    ("compos. CIDEr-D CLAP", _metric("compositional", "clap_rescoring", "cider_d"), 3),
+    ("compos. event F1 CLAP", _metric("compositional", "clap_rescoring", "event_f1"), 3),
+    ("audio gain", _last_audio_gain, 3),
+    ("training min", lambda results: results.get("training_minutes_built"), 1),
+)
+
+
+def find_results(paths: Iterable[str]) -> list[str]:
+    """`results.json` files of recipe runs: the paths themselves, or found in the folders given."""
+    found = []
+    for path in paths:
+        if os.path.isfile(path):
+            found.append(os.path.abspath(path))
+            continue
+        if not os.path.isdir(path):
+            raise ValueError(f"{path!r} is neither a results.json nor a folder")
+        for folder, subfolders, files in os.walk(path):
+            subfolders[:] = sorted(d for d in subfolders if d not in ("cache", "model", "evaluation"))
+            if "results.json" in files:
+                found.append(os.path.abspath(os.path.join(folder, "results.json")))
+    return sorted(set(found))
+
+
+def load_results(files: Sequence[str], print_fn=print) -> list[dict]:
+    """Results of recipe runs; for the same configuration, seed, size and budget scale the newest wins."""
+    chosen: dict[tuple, dict] = {}
+    for path in files:
+        with open(path, encoding="utf-8") as f:
+            try:
+                results = json.load(f)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path!r} is not JSON: {error}") from None
+        missing = [k for k in ("label", "config", "splits") if k not in results]
+        if missing:
+            raise ValueError(f"{path!r} is not a synthetic_gpu.py results file (no {missing})")
+        config = results["config"]
+        key = (results["label"], config.get("seed"), config.get("size"), config.get("budget_scale"))
+        results["_path"] = path
+        if key in chosen:
+            older, newer = sorted([chosen[key], results], key=lambda r: r.get("date", ""))
+            print_fn(f"note: {key} appears twice; keeping {newer['_path']} over {older['_path']}")
+            results = newer
+        chosen[key] = results
+    return list(chosen.values())
+
+
+def mean_and_spread(values: Sequence[float]) -> tuple[float | None, float | None]:
+    """(mean, sample standard deviation with n - 1; None for one value) of the values that are not None / NaN."""
+    clean = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not clean:
+        return None, None
+    return statistics.fmean(clean), statistics.stdev(clean) if len(clean) > 1 else None
+
+
+def aggregate(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (configuration, size, budget scale): seeds, n and per column (mean, spread, values)."""
+    groups: dict[tuple, list[Mapping[str, Any]]] = {}
+    for results in runs:
+        config = results["config"]
+        groups.setdefault((results["label"], config.get("size"), config.get("budget_scale")), []).append(results)
+
+    def order(key):
+        label = key[0]
+        return (list(CONFIGS).index(label) if label in CONFIGS else len(CONFIGS), label, str(key[1]), key[2] or 0)
+
+    rows = []
+    for key in sorted(groups, key=order):
+        members = sorted(groups[key], key=lambda r: r["config"].get("seed", 0))
+        row: dict[str, Any] = {"config": key[0], "size": key[1], "budget_scale": key[2],
+                               "seeds": [r["config"].get("seed") for r in members], "n": len(members),
+                               "passed": [bool(r.get("passed")) for r in members],
+                               "devices": sorted({r.get("device", "?") for r in members}), "columns": {}}
+        for title, read, _ in COLUMNS:
+            values = [read(r) for r in members]
+            mean, spread = mean_and_spread(values)
+            row["columns"][title] = {"mean": mean, "spread": spread, "values": values}
+        rows.append(row)
+    return rows
+
+
+def _format(mean: float | None, spread: float | None, digits: int) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.{digits}f}" if spread is None else f"{mean:.{digits}f} ± {spread:.{digits}f}"
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    titles = [title for title, _, _ in COLUMNS]
+    lines = ["| configuration | scale | n (seeds) | " + " | ".join(titles) + " |",
+             "|---" * (len(titles) + 3) + "|"]
+    for row in rows:
+        cells = [_format(row["columns"][title]["mean"], row["columns"][title]["spread"], digits)
+                 for title, _, digits in COLUMNS]
+        scale = row["budget_scale"] if row["size"] == "gpu" else f"{row['budget_scale']} ({row['size']})"
+        lines.append(f"| {row['config']} | {scale} | {row['n']} ({', '.join(map(str, row['seeds']))}) | "
+                     + " | ".join(cells) + " |")
+    devices = sorted({d for row in rows for d in row["devices"]})
+    lines += ["", "Mean ± sample standard deviation over seeds (n - 1 denominator; one seed: the value alone). "
+              "Test split unless marked compositional; CLAP = CLAP-rescored candidates; rescoring gain = relative "
+              "CIDEr-D gain over beam search; audio gain = the captioner's last mismatched- minus true-audio "
+              "validation loss (nats/token); training min = minutes of the training stages each run built (shared "
+              f"stages counted where built). Devices: {', '.join(devices)}."]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(rows: Sequence[Mapping[str, Any]], output_dir: str | None, table_path: str | None) -> str:
+    table = markdown_table(rows)
+    targets = [p for p in (table_path, os.path.join(output_dir, TABLE_FILE) if output_dir else None) if p]
+    for path in targets:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(table)
+    if output_dir:
+        with open(os.path.join(output_dir, SUMMARY_FILE), "w", encoding="utf-8") as f:
+            json.dump({"rows": rows, "written": datetime.datetime.now().isoformat(timespec="seconds")}, f, indent=1,
+                      default=str)
+    return table
+
+
+# ------------------------------------------------------------------------------------------------ command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", default=None, help="folder for runs/, logs/, cache/ and the table")
+    parser.add_argument("--configs", default=",".join(CONFIGS),
+                        help=f"comma-separated configurations (default all: {','.join(CONFIGS)})")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="training seeds (default 0 1)")
+    parser.add_argument("--budget-scale", type=float, default=1.0,
+                        help="the recipe's budget scale for every run (steps, time limits, training clips)")
+    parser.add_argument("--parallel", type=int, default=1, help="runs at once on the one GPU (default 1)")
+    parser.add_argument("--deadline-minutes", type=float, default=None,
+                        help="no run starts after this (minus --min-start-minutes); runs stop before a stage that "
+                             "would end later; the same command again resumes")
+    parser.add_argument("--min-start-minutes", type=float, default=1.0,
+                        help="start no run with less time than this left before the deadline (default 1)")
+    parser.add_argument("--smoke", action="store_true", help="the recipe's CPU smoke size")
+    parser.add_argument("--rerun", action="store_true", help="run again configurations that already have results")
+    parser.add_argument("--recipe", default=RECIPE,
+                        help="the script each run executes (default synthetic_gpu.py beside this one, whose sizes plan "
+                             "the runs whatever the script)")
+    parser.add_argument("--recipe-arg", action="append", default=[], metavar="ARG",
+                        help="extra argument for every run, e.g. --recipe-arg=--set --recipe-arg=lora_steps=600")
+    parser.add_argument("--aggregate", nargs="+", default=None, metavar="PATH",
+                        help="only aggregate: results.json files or folders holding them (several commands' outputs)")
+    parser.add_argument("--table", default=None, help="also write the markdown table here")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and the commands, run nothing")
+    return parser
+
+
+def _aggregate_and_print(paths: Sequence[str], output_dir: str | None, table_path: str | None) -> int:
+    files = find_results(paths)
+    if not files:
+        print(f"run_ablations: no results.json under {list(paths)}", file=sys.stderr)
+        return 1
+    rows = aggregate(load_results(files))
+    table = write_table(rows, output_dir, table_path)
+    print(f"\n{len(files)} result files\n\n{table}")
+    for path in [table_path, os.path.join(output_dir, TABLE_FILE) if output_dir else None]:
+        if path:
+            print(f"table written to {path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.aggregate:
+        try:
+            return _aggregate_and_print(args.aggregate, args.output, args.table)
+        except ValueError as error:
+            print(f"run_ablations: error: {error}", file=sys.stderr)
+            return 2
+    problems = []
+    if not args.output:
+        problems.append("--output is required (or --aggregate PATH ... to only build the table)")
+    if args.parallel < 1:
+        problems.append(f"--parallel must be >= 1, got {args.parallel}")
+    if args.deadline_minutes is not None and not args.deadline_minutes > 0:
+        problems.append(f"--deadline-minutes must be > 0, got {args.deadline_minutes}")
+    if not os.path.isfile(args.recipe):
+        problems.append(f"--recipe {args.recipe!r} does not exist")
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    try:
+        planned = plan_runs(configs, args.seeds)
+    except ValueError as error:
+        problems.append(str(error))
+        planned = []
+    missing = sorted({DEPENDS_ON[c] for c in configs if c in DEPENDS_ON and DEPENDS_ON[c] not in configs})
+    if missing:
+        problems.append(f"{[c for c in configs if c in DEPENDS_ON]} reuse the runs of {missing}: add them to --configs")
+    recipe = None
+    if not problems:
+        try:
+            recipe = _load_recipe()
+            size = "smoke" if args.smoke else "gpu"
+            values = recipe.size_values(size, args.budget_scale)
+        except (ValueError, AttributeError) as error:
+            problems.append(f"the recipe refuses budget scale {args.budget_scale}: {error}")
+    if problems:
+        for problem in problems:
+            print(f"run_ablations: error: {problem}", file=sys.stderr)
+        return 2
+
+    output = os.path.abspath(args.output)
+    cache_dir = os.path.join(output, "cache")
+    cpus = os.cpu_count() or 1
+    workers = max(1, cpus // args.parallel)
+    threads = max(1, min(4, workers))
+    full_run = recipe.worst_case_minutes(values, size)
+    decoding_only = sum(v for k, v in recipe.stage_minutes(values, size).items() if k in ("save", "evaluate"))
+    jobs = []
+    for name, config, seed in planned:
+        run_dir = os.path.join(output, "runs", name)
+        after = f"{DEPENDS_ON[config]}-seed{seed}" if config in DEPENDS_ON else None
+        jobs.append(Job(
+            name=name, log=os.path.join(output, "logs", f"{name}.log"), result=os.path.join(run_dir, "results.json"),
+            after=after, worst_minutes=decoding_only if config in DEPENDS_ON else full_run,
+            command=recipe_command(args.recipe, run_dir, cache_dir, config, seed, budget_scale=args.budget_scale,
+                                   smoke=args.smoke, workers=workers, threads=threads, extra=args.recipe_arg),
+        ))
+    for job in jobs:
+        if not args.rerun and os.path.isfile(job.result):
+            job.status = "done"  # an earlier command finished it
+    todo = [job for job in jobs if job.status == "pending"]
+    print(f"{len(jobs)} runs ({len(jobs) - len(todo)} already done), {args.parallel} at a time, {workers} worker "
+          f"processes and {threads} threads each; budget scale {args.budget_scale} ({size} sizes)")
+    print(f"worst case per run: {full_run:.1f} min building every stage, {decoding_only:.1f} min decoding only; "
+          f"worst-case makespan without any sharing: {worst_case_makespan(todo, args.parallel):.1f} min"
+          + ("" if args.deadline_minutes is None else f"; deadline {args.deadline_minutes:.1f} min"))
+    for job in jobs:
+        print(f"  {job.name:<24} {job.status:<8} {'after ' + job.after if job.after else ''}")
+    if args.dry_run:
+        for job in todo:
+            print("$ " + " ".join(job.command))
+        return 0
+
+    os.makedirs(output, exist_ok=True)
+    start = time.monotonic()
+    run_jobs(jobs, args.parallel, deadline_minutes=args.deadline_minutes, min_start_minutes=args.min_start_minutes)
+    print(f"\nall runs ended after {(time.monotonic() - start) / 60:.1f} min:")
+    for job in jobs:
+        print(f"  {job.name:<24} {job.status:<8} {'' if job.returncode is None else f'exit {job.returncode}'}")
+    unfinished = [job for job in jobs if job.status != "done"]
+    if unfinished:
+        print(f"{len(unfinished)} run(s) unfinished: run the same command again to continue "
+              f"({', '.join(j.name for j in unfinished)}); logs in {os.path.join(output, 'logs')}")
+    if any(job.status == "done" for job in jobs):
+        _aggregate_and_print([os.path.join(output, "runs")], output, args.table)
+    return 0 if not unfinished else (EXIT_DEADLINE if all(j.status in ("done", "deadline") for j in jobs) else 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
