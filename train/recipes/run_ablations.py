@@ -16,9 +16,10 @@ on one GPU, and a table of mean ± spread.
 Configurations (`CONFIGS`): the baseline (cwt features, linear projector, projector warm-up then LoRA, SLAM
 candidates) and one change each: `fbank`, `cwt_seed` (features), `qformer` (projector), `projector_only`
 (no LoRA), `single_pass` (one beam search's 7 hypotheses as the CLAP candidates instead of SLAM's 7 searches).
-`single_pass` runs after the baseline of its seed and reuses its captioner and CLAP from the shared stage cache:
-only decoding differs. Runs of one seed share the corpus, the features of each type, the text LM, and the EAT and
-CLAP of each feature type, each built once by whichever run gets there first (a file lock makes the others wait).
+`single_pass` reuses the baseline's captioner and CLAP of its seed from the shared stage cache (only decoding
+differs): it waits on the cache lock while the baseline run trains them, then decodes. Runs of one seed share the
+corpus, the features of each type, the text LM, and the EAT and CLAP of each feature type, each built once by
+whichever run gets there first (a file lock makes the others wait, then reuse it).
 
 Several runs at once (`--parallel N`): the models are small and overhead-bound, so one run leaves most of an H100
 idle; N subprocesses share it (and the CPU cores: each gets cores / N worker processes and threads). Each run
@@ -29,14 +30,16 @@ same contention, e.g. in the same command).
 
 `--deadline-minutes M`: no run starts later than M minutes minus the shortest stage, and each run gets the time
 left as its own deadline, so it stops cleanly before a stage that would end late (exit status 3); running the
-same command again continues. The plan printed first gives each run's worst case and a worst-case makespan that
-ignores the sharing.
+same command again continues. The plan printed first gives each run's worst case (time limits + untimed work) and
+two makespan bounds: every run building all its stages on `--parallel` slots, and, when all runs fit in the
+slots at once, the chain of one run that builds everything (the others wait for shared stages, not longer).
 
 Table (printed, OUTPUT/ablations.md, OUTPUT/ablations.json): per configuration and budget scale, n seeds,
 mean ± sample standard deviation over seeds (n - 1 denominator; "±" is left out for one seed) of test CIDEr-D
 (beam search and CLAP rescoring), the relative rescoring gain, event F1, METEOR / BLEU-4 / ROUGE-L, count and
 order accuracy of the rescored captions, compositional CIDEr-D and event F1, the captioner's last audio gain
-(mismatched- minus true-audio validation loss) and the training minutes of the stages it built.
+(mismatched- minus true-audio validation loss) and the build minutes of the training stages behind its model (a
+shared stage counts in every run that uses it).
 """
 
 from __future__ import annotations
@@ -69,8 +72,8 @@ CONFIGS: dict[str, dict[str, str]] = {
     "projector_only": {"training": "projector_only"},
     "single_pass": {"candidates": "single_pass"},
 }
-# single_pass decodes the baseline's captioner: it waits for that run and reuses its cached stages.
-DEPENDS_ON = {"single_pass": "baseline"}
+# Configurations that only decode: their trained stages are the baseline's (the same cache entries).
+DECODING_ONLY = ("single_pass",)
 
 
 def _load_recipe():
@@ -87,15 +90,14 @@ def _load_recipe():
 
 @dataclasses.dataclass
 class Job:
-    """One subprocess: `command` run with its output in `log`; done when `result` exists after it exits."""
+    """One subprocess: `command` run with its output in `log`; done when `result` exists after it exits 0."""
 
     name: str
     command: list[str]
     log: str
     result: str
-    after: str | None = None
     worst_minutes: float = 0.0
-    status: str = "pending"  # pending, running, done, failed, deadline, skipped, blocked
+    status: str = "pending"  # pending, running, done, failed, deadline
     returncode: int | None = None
     seconds: float = 0.0
 
@@ -112,7 +114,7 @@ def plan_runs(configs: Sequence[str], seeds: Sequence[int]) -> list[tuple[str, s
         raise ValueError(f"seeds repeat: {list(seeds)}")
 
     def tier(config: str) -> int:
-        if config in DEPENDS_ON:
+        if config in DECODING_ONLY:
             return 2
         return 0 if config in ("baseline", "fbank", "cwt_seed") else 1
 
@@ -136,13 +138,11 @@ def recipe_command(recipe: str, run_dir: str, cache_dir: str, config: str, seed:
 
 
 def worst_case_makespan(jobs: Sequence[Job], parallel: int) -> float:
-    """Minutes to run `jobs` in order on `parallel` slots if every run built all its stages (no sharing)."""
+    """Minutes to run `jobs` in order on `parallel` slots, each taking its `worst_minutes`."""
     slots = [0.0] * parallel
-    finished: dict[str, float] = {}
     for job in jobs:
         index = min(range(parallel), key=slots.__getitem__)
-        start = max(slots[index], finished.get(job.after, 0.0) if job.after else 0.0)
-        slots[index] = finished[job.name] = start + job.worst_minutes
+        slots[index] += job.worst_minutes
     return max(slots) if jobs else 0.0
 
 
@@ -153,21 +153,17 @@ def run_jobs(jobs: Sequence[Job], parallel: int, *, deadline_minutes: float | No
              min_start_minutes: float = 0.0, deadline_argument: str | None = "--deadline-minutes",
              poll_seconds: float = 1.0, environment: Mapping[str, str] | None = None,
              print_fn=print) -> list[Job]:
-    """Runs `jobs` as subprocesses, at most `parallel` at once, each after the job named in its `after` is done.
+    """Runs `jobs` as subprocesses in order, at most `parallel` at once.
 
     With `deadline_minutes`, a job starts only while at least `min_start_minutes` are left, and gets the time left
     as `deadline_argument VALUE` (its own deadline). A job is `done` when it exits 0 and its `result` file exists;
-    exit status `EXIT_DEADLINE` marks it `deadline` (resumable); a job whose dependency did not finish is `blocked`.
+    exit status `EXIT_DEADLINE` marks it `deadline` (resumable), any other ending `failed`.
     """
     if parallel < 1:
         raise ValueError(f"parallel must be >= 1, got {parallel}")
     names = [job.name for job in jobs]
     if len(set(names)) != len(names):
         raise ValueError(f"job names repeat: {names}")
-    known = set(names)
-    for job in jobs:
-        if job.after is not None and job.after not in known:
-            raise ValueError(f"job {job.name!r} waits for {job.after!r}, which is not planned")
     started = time.monotonic()
     running: dict[str, tuple[subprocess.Popen, Any, float]] = {}
     by_name = {job.name: job for job in jobs}
@@ -195,21 +191,13 @@ def run_jobs(jobs: Sequence[Job], parallel: int, *, deadline_minutes: float | No
                 if process.poll() is not None:
                     del running[name]
                     finish(by_name[name], process, handle, start)
-            for job in jobs:
-                if job.status != "pending" or job.after is None:
-                    continue
-                dependency = by_name[job.after]
-                if dependency.status in ("failed", "deadline", "blocked"):
-                    job.status = "blocked"
-                    print_fn(f"[{_clock(started)}] {job.name}: not started ({job.after} {dependency.status})", flush=True)
             pending = [job for job in jobs if job.status == "pending"]
             left = minutes_left()
             if left is not None and left < min_start_minutes:
                 for job in pending:
                     job.status = "deadline"
                 pending = []
-            ready = [job for job in pending if job.after is None or by_name[job.after].status == "done"]
-            for job in ready[: max(0, parallel - len(running))]:
+            for job in pending[: max(0, parallel - len(running))]:
                 command = list(job.command)
                 left = minutes_left()
                 if left is not None and deadline_argument:
@@ -375,8 +363,8 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     lines += ["", "Mean ± sample standard deviation over seeds (n - 1 denominator; one seed: the value alone). "
               "Test split unless marked compositional; CLAP = CLAP-rescored candidates; rescoring gain = relative "
               "CIDEr-D gain over beam search; audio gain = the captioner's last mismatched- minus true-audio "
-              "validation loss (nats/token); training min = minutes of the training stages each run built (shared "
-              f"stages counted where built). Devices: {', '.join(devices)}."]
+              "validation loss (nats/token); training min = build minutes of the training stages behind the model "
+              f"(a shared stage counts in every run using it). Devices: {', '.join(devices)}."]
     return "\n".join(lines) + "\n"
 
 
@@ -463,9 +451,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         problems.append(str(error))
         planned = []
-    missing = sorted({DEPENDS_ON[c] for c in configs if c in DEPENDS_ON and DEPENDS_ON[c] not in configs})
-    if missing:
-        problems.append(f"{[c for c in configs if c in DEPENDS_ON]} reuse the runs of {missing}: add them to --configs")
     recipe = None
     if not problems:
         try:
@@ -489,10 +474,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     jobs = []
     for name, config, seed in planned:
         run_dir = os.path.join(output, "runs", name)
-        after = f"{DEPENDS_ON[config]}-seed{seed}" if config in DEPENDS_ON else None
         jobs.append(Job(
             name=name, log=os.path.join(output, "logs", f"{name}.log"), result=os.path.join(run_dir, "results.json"),
-            after=after, worst_minutes=decoding_only if config in DEPENDS_ON else full_run,
+            worst_minutes=decoding_only if config in DECODING_ONLY else full_run,
             command=recipe_command(args.recipe, run_dir, cache_dir, config, seed, budget_scale=args.budget_scale,
                                    smoke=args.smoke, workers=workers, threads=threads, extra=args.recipe_arg),
         ))
@@ -502,11 +486,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     todo = [job for job in jobs if job.status == "pending"]
     print(f"{len(jobs)} runs ({len(jobs) - len(todo)} already done), {args.parallel} at a time, {workers} worker "
           f"processes and {threads} threads each; budget scale {args.budget_scale} ({size} sizes)")
+    bounds = f"{worst_case_makespan(todo, args.parallel):.1f} min if no stage were shared"
+    if todo and len(todo) <= args.parallel:
+        bounds += f", ~{full_run:.1f} min with the sharing (one run's chain)"
     print(f"worst case per run: {full_run:.1f} min building every stage, {decoding_only:.1f} min decoding only; "
-          f"worst-case makespan without any sharing: {worst_case_makespan(todo, args.parallel):.1f} min"
-          + ("" if args.deadline_minutes is None else f"; deadline {args.deadline_minutes:.1f} min"))
+          f"makespan: {bounds}" + ("" if args.deadline_minutes is None else f"; deadline {args.deadline_minutes:.1f} min"))
     for job in jobs:
-        print(f"  {job.name:<24} {job.status:<8} {'after ' + job.after if job.after else ''}")
+        print(f"  {job.name:<24} {job.status}")
     if args.dry_run:
         for job in todo:
             print("$ " + " ".join(job.command))

@@ -67,6 +67,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 RECIPES_DIR = os.path.dirname(os.path.abspath(__file__))
+PROCESS_START = time.monotonic()  # the deadline counts imports and start-up too
 RESULTS_FILE = "results.json"
 REPORT_FILE = "report.md"
 CURVES_FILE = "curves.png"
@@ -117,9 +118,13 @@ EVALUATION_SPLITS = ("test", "compositional")
 #   the LM, encoder trained): the first H100 run made 1,714 steps in 323 s with evaluations (~5.3 steps/s, a
 #   6-layer encoder on 128-bin fbank; the 12-layer encoder here on 64-bin CWT sees half the patches). A 100-step
 #   projector-only warm-up (issue 4: a small frozen LM cannot be steered by input embeddings, so the adapter gets
-#   the time), then 1,600 LoRA steps with ~7 evaluations of 200 clips (~12 s each) in the 6-minute limit.
-# Training stages: 3 + 1.5 + 2 + 6.5 = 13 minutes (<= 15, issue 7 §2); with synthesis, features, saving and
-# evaluating 1,500 clips (SLAM 7-pass + CLAP) ~17 minutes, ~20 in the worst case (`worst_case_minutes`).
+#   the time; ~20 s), then 1,600 LoRA steps at ~4.5 steps/s (~5.9 minutes). The time limits count the validation
+#   passes too (loss, mismatched-audio loss and beam-4 captions of 200 clips: ~10 s each, 2 in the warm-up and 5
+#   in the LoRA stage at 400-step spacing), so each stage's limit is its training minutes plus
+#   `captioner_eval_minutes` per validation pass; that allowance does not shrink with --budget-scale.
+# Training stages: 3 + 1.5 + 2 + (0.4 + 2 x 0.2) + (5.9 + 5 x 0.2) = 14.2 minutes (<= 15, issue 7 §2); with
+# synthesis, features, saving and evaluating 1,500 clips (SLAM 7-pass + CLAP) ~18 minutes, ~21 in the worst
+# case (`worst_case_minutes`).
 # Every stage keeps its time limit, so a slower card trains fewer steps instead of running late; the results
 # record the steps done.
 
@@ -131,9 +136,9 @@ SIZES: dict[str, dict[str, Any]] = {
         eat_preset="small", eat_config_overrides=EAT_GPU_OVERRIDES, eat_steps=1_200, eat_batch_size=48,
         eat_max_frames=1024, eat_minutes=3.0,
         text_clips=20_000, vocab_size=2_000, lm_preset="small", lm_steps=800, lm_batch_size=64, lm_minutes=1.5,
-        captioner_preset="small", projector_steps=100, projector_learning_rate=1e-3, projector_minutes=0.5,
-        lora_steps=1_600, lora_learning_rate=1e-3, lora_minutes=6.0, captioner_batch_size=32,
-        captioner_eval_steps=500, captioner_eval_clips=200, captioner_eval_beams=4, projector_hidden_size=1024,
+        captioner_preset="small", projector_steps=100, projector_learning_rate=1e-3, projector_minutes=0.4,
+        lora_steps=1_600, lora_learning_rate=1e-3, lora_minutes=5.9, captioner_eval_minutes=0.2, captioner_batch_size=32,
+        captioner_eval_steps=400, captioner_eval_clips=200, captioner_eval_beams=4, projector_hidden_size=1024,
         lora_r=16, lora_alpha=32, lora_target_modules="all-linear",
         clap_preset="small", clap_steps=600, clap_learning_rate=3e-4, clap_batch_size=64, clap_minutes=2.0,
         log_points=50, feature_batch_size=64, eval_batch_size=32,
@@ -143,8 +148,8 @@ SIZES: dict[str, dict[str, Any]] = {
         train_clips=24, validation_clips=4, test_clips=5, compositional_clips=4,
         eat_steps=4, eat_batch_size=4, eat_max_frames=256, eat_minutes=0.5,
         text_clips=200, vocab_size=400, lm_steps=10, lm_batch_size=8, lm_minutes=0.5,
-        projector_steps=6, projector_learning_rate=2e-3, projector_minutes=0.5,
-        lora_steps=4, lora_learning_rate=1e-3, lora_minutes=0.5,
+        projector_steps=6, projector_learning_rate=2e-3, projector_minutes=0.4,
+        lora_steps=4, lora_learning_rate=1e-3, lora_minutes=0.4, captioner_eval_minutes=0.05,
         captioner_batch_size=4, captioner_eval_steps=100,
         clap_steps=4, clap_learning_rate=1e-3, clap_batch_size=4, clap_minutes=0.5,
     ),
@@ -169,7 +174,7 @@ UNTIMED_MINUTES: dict[str, dict[str, float]] = {
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     """`["lora_steps=2000", "lm_preset=small"]` -> typed values (ints, floats, strings), checked against
     the size fields."""
-    known = _size_field_names()
+    known = _size_field_names() | {"captioner_eval_minutes"}
     values: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
@@ -197,7 +202,10 @@ def _size_field_names() -> set[str]:
 
 
 def size_values(size: str, budget_scale: float = 1.0, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The recipe's sizes (`DemoSizes` fields) for `size` (gpu | smoke), scaled and overridden."""
+    """The recipe's sizes (`DemoSizes` fields) for `size` (gpu | smoke), scaled and overridden.
+
+    `projector_minutes` / `lora_minutes` (also when overridden) are training minutes: the returned time limits add
+    `captioner_eval_minutes` for each validation pass of the stage."""
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; choose one of {sorted(SIZES)}")
     if not (isinstance(budget_scale, (int, float)) and math.isfinite(budget_scale) and budget_scale > 0):
@@ -214,6 +222,12 @@ def size_values(size: str, budget_scale: float = 1.0, overrides: Mapping[str, An
     values.update(overrides or {})
     if "{" in values.get("eat_config_overrides", ""):
         values["eat_config_overrides"] = values["eat_config_overrides"].format(**values)
+    # The captioner stages' limits: training minutes + an unscaled allowance per validation pass (eval on start,
+    # every `captioner_eval_steps`, and at the last step).
+    allowance = values.pop("captioner_eval_minutes", 0.0)
+    for stage in ("projector", "lora"):
+        passes = 2 + (values[f"{stage}_steps"] - 1) // max(1, values["captioner_eval_steps"])
+        values[f"{stage}_minutes"] = round(values[f"{stage}_minutes"] + passes * allowance, 3)
     return values
 
 
@@ -555,7 +569,7 @@ def run_recipe(args: argparse.Namespace, output: str) -> dict:
     )
     choices.check()
     feature_choices = dataclasses.replace(choices, device=args.feature_device)
-    deadline = Deadline(args.deadline_minutes)
+    deadline = Deadline(args.deadline_minutes, started=PROCESS_START)
     cache = StageCache(args.cache_dir or os.path.join(output, "cache"))
     worst = stage_minutes(values, args.size)
     runner = demo.StageRunner(total=8)

@@ -39,13 +39,14 @@ def test_plan_order_dependencies_and_errors():
 def test_worst_case_makespan():
     Job = ablations.Job
     jobs = [Job("a", [], "l", "r", worst_minutes=4), Job("b", [], "l", "r", worst_minutes=3),
-            Job("c", [], "l", "r", worst_minutes=2), Job("d", [], "l", "r", after="a", worst_minutes=1)]
-    # two slots: a 0-4, b 0-3, c 3-5, d after a: 4-5
+            Job("c", [], "l", "r", worst_minutes=2), Job("d", [], "l", "r", worst_minutes=1)]
+    # two slots in order: a 0-4, b 0-3, c 3-5, d 4-5
     assert ablations.worst_case_makespan(jobs, 2) == pytest.approx(5)
     assert ablations.worst_case_makespan(jobs, 1) == pytest.approx(10)
+    assert ablations.worst_case_makespan([], 3) == 0
 
 
-def _fake_job(tmp_path, name, seconds=0.0, exit_code=0, write_result=True, after=None):
+def _fake_job(tmp_path, name, seconds=0.0, exit_code=0, write_result=True):
     """A stand-in run: records its start / end times, sleeps, writes its result file, exits with `exit_code`."""
     result = tmp_path / "runs" / name / "results.json"
     script = textwrap.dedent(f"""
@@ -60,7 +61,7 @@ def _fake_job(tmp_path, name, seconds=0.0, exit_code=0, write_result=True, after
         sys.exit({exit_code})
     """)
     return ablations.Job(name=name, command=[sys.executable, "-c", script], log=str(tmp_path / "logs" / f"{name}.log"),
-                         result=str(result), after=after)
+                         result=str(result))
 
 
 def _times(job):
@@ -68,25 +69,22 @@ def _times(job):
         return json.load(f)
 
 
-def test_runner_parallelism_dependencies_and_statuses(tmp_path):
-    jobs = [_fake_job(tmp_path, f"run{i}", seconds=0.6) for i in range(3)]
-    jobs.append(_fake_job(tmp_path, "after0", after="run0"))
+def test_runner_parallelism_order_and_statuses(tmp_path):
+    jobs = [_fake_job(tmp_path, f"run{i}", seconds=0.6) for i in range(4)]
     jobs.append(_fake_job(tmp_path, "crashes", exit_code=1))
-    jobs.append(_fake_job(tmp_path, "after-crash", after="crashes"))
     jobs.append(_fake_job(tmp_path, "no-result", write_result=False))
     jobs.append(_fake_job(tmp_path, "deadline", exit_code=ablations.EXIT_DEADLINE, write_result=False))
     lines = []
     ablations.run_jobs(jobs, 2, poll_seconds=0.05, print_fn=lambda *a, **k: lines.append(" ".join(map(str, a))))
     status = {job.name: job.status for job in jobs}
-    assert status == {"run0": "done", "run1": "done", "run2": "done", "after0": "done", "crashes": "failed",
-                      "after-crash": "blocked", "no-result": "failed", "deadline": "deadline"}
-    spans = sorted((_times(job)["start"], _times(job)["end"]) for job in jobs[:4])
-    # never more than 2 at once
-    for start, _ in spans:
+    assert status == {"run0": "done", "run1": "done", "run2": "done", "run3": "done", "crashes": "failed",
+                      "no-result": "failed", "deadline": "deadline"}
+    spans = [(_times(job)["start"], _times(job)["end"]) for job in jobs[:4]]
+    for start, _ in spans:  # never more than 2 at once
         assert sum(1 for s, e in spans if s <= start < e) <= 2
-    assert _times(jobs[3])["start"] >= _times(jobs[0])["end"]  # the dependent ran after its dependency
-    assert "fake run 'run1'" in open(jobs[1].log).read() or "fake run run1" in open(jobs[1].log).read()
-    assert any("after-crash: not started (crashes failed)" in line for line in lines)
+    assert spans[2][0] >= min(spans[0][1], spans[1][1])  # the third started when a slot freed, in plan order
+    assert "fake run run1" in open(jobs[1].log).read() and open(jobs[1].log).read().startswith("$ ")
+    assert any("crashes: failed (exit 1)" in line for line in lines)
 
 
 def test_runner_deadline_is_passed_on_and_stops_new_starts(tmp_path):
@@ -98,8 +96,8 @@ def test_runner_deadline_is_passed_on_and_stops_new_starts(tmp_path):
     argv = _times(first)["argv"]
     assert argv[0] == "--deadline-minutes" and 0.2 / 60 <= float(argv[1]) <= 1 / 60
     assert (first.status, late.status) == ("done", "deadline") and not os.path.exists(late.result)
-    with pytest.raises(ValueError, match="waits for 'ghost'"):
-        ablations.run_jobs([_fake_job(tmp_path, "x", after="ghost")], 1)
+    with pytest.raises(ValueError, match="job names repeat"):
+        ablations.run_jobs([_fake_job(tmp_path, "x"), _fake_job(tmp_path, "x")], 1)
 
 
 def _results(label, seed, cider_beam, cider_clap, f1, *, scale=0.4, date="2026-11-27T10:00:00", gain=0.1):
@@ -180,9 +178,6 @@ parser.add_argument("--smoke", action="store_true")
 args = parser.parse_args()
 os.makedirs(args.output, exist_ok=True)
 seed = int(args.seed)
-if args.label == "single_pass":
-    baseline = os.path.join(os.path.dirname(args.output), f"baseline-seed{seed}", "results.json")
-    assert os.path.isfile(baseline), "single_pass started before its baseline finished"
 cider = {"baseline": 1.0, "single_pass": 0.9}[args.label] + 0.1 * seed
 results = {"label": args.label, "date": "2026-11-27", "device": "fake",
            "config": {"seed": seed, "size": "smoke" if args.smoke else "gpu", "budget_scale": float(args.budget_scale)},
@@ -200,7 +195,7 @@ def test_command_line_with_a_stand_in_recipe(tmp_path, capsys):
             "--parallel", "2", "--recipe", str(fake), "--budget-scale", "0.5"]
     assert ablations.main(argv) == 0
     out = capsys.readouterr().out
-    assert "4 runs (0 already done), 2 at a time" in out and "worst-case makespan" in out
+    assert "4 runs (0 already done), 2 at a time" in out and "makespan: " in out
     assert "| baseline | 0.5 (smoke) | 2 (0, 1) | 1.000 ± 0.000 | 1.050 ± 0.071 | 5.0 ± 7.1 |" in out
     assert "| single_pass | 0.5 (smoke) | 2 (0, 1) |" in out
     assert (output / ablations.TABLE_FILE).is_file() and (output / ablations.SUMMARY_FILE).is_file()
@@ -211,8 +206,8 @@ def test_command_line_with_a_stand_in_recipe(tmp_path, capsys):
     assert ablations.main(argv) == 0
     assert "4 runs (4 already done)" in capsys.readouterr().out
 
-    assert ablations.main(["--output", str(output), "--configs", "single_pass", "--smoke"]) == 2
-    assert "reuse the runs of ['baseline']" in capsys.readouterr().err
+    assert ablations.main(["--output", str(output), "--configs", "baseline,mfcc", "--smoke"]) == 2
+    assert "unknown configuration(s) ['mfcc']" in capsys.readouterr().err
     assert ablations.main(["--output", str(output), "--configs", "baseline", "--parallel", "0"]) == 2
     assert ablations.main(["--configs", "baseline"]) == 2
     assert "--output is required" in capsys.readouterr().err

@@ -26,7 +26,11 @@ def test_gpu_training_stages_fit_the_issue_budget_and_scale():
 
     scaled = recipe.size_values("gpu", 0.3)
     assert scaled["lora_steps"] == round(values["lora_steps"] * 0.3)
-    assert scaled["lora_minutes"] == pytest.approx(values["lora_minutes"] * 0.3)
+    # the time limit: scaled training minutes + an unscaled allowance for each validation pass (0, 400, ..., 1600)
+    allowance = recipe.SIZES["gpu"]["captioner_eval_minutes"]
+    assert values["lora_minutes"] == pytest.approx(recipe.SIZES["gpu"]["lora_minutes"] + 5 * allowance)
+    assert values["projector_minutes"] == pytest.approx(recipe.SIZES["gpu"]["projector_minutes"] + 2 * allowance)
+    assert scaled["lora_minutes"] == pytest.approx(recipe.SIZES["gpu"]["lora_minutes"] * 0.3 + 5 * allowance)
     assert scaled["train_clips"] == 6000 and scaled["test_clips"] == values["test_clips"]  # held-out splits kept
     assert scaled["eat_config_overrides"].endswith(f"ema_anneal_end_step={scaled['eat_steps']}")
     assert recipe.size_values("smoke", 0.01)["train_clips"] == recipe.MIN_TRAIN_CLIPS
