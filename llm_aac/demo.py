@@ -277,8 +277,8 @@ def _common_training_arguments(seed: int, choices: RecipeChoices = DEMO_CHOICES)
     # worker processes (two cores), on a GPU bf16 autocast and pinned batches.
     arguments = ["--seed", str(seed), "--report_to", "none", "--dataloader_num_workers", str(choices.dataloader_workers),
                  "--dataloader_pin_memory", "true" if choices.on_gpu else "false", "--save_strategy", "no"]
-    if choices.on_gpu:
-        arguments += ["--bf16", "true"]
+    # Stated either way: the GPU presets of the training scripts default to bf16, which a CPU refuses.
+    arguments += ["--bf16", "true" if choices.on_gpu else "false"]
     if not choices.progress_bars:
         arguments += ["--disable_tqdm", "true"]
     return arguments

@@ -63,6 +63,7 @@ import os
 import shutil
 import sys
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -72,6 +73,7 @@ RESULTS_FILE = "results.json"
 REPORT_FILE = "report.md"
 CURVES_FILE = "curves.png"
 MODEL_DIR = "model"
+ERROR_LOG = "recipe-error.log"
 RUN_MARKER = "recipe_run.json"  # written first: marks a folder this recipe may reuse or replace
 DONE_FILE = "_DONE.json"
 EXIT_DEADLINE = 3
@@ -806,7 +808,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.makedirs(output, exist_ok=True)
     with open(os.path.join(output, RUN_MARKER), "w", encoding="utf-8") as f:
         json.dump({"argv": list(sys.argv[1:] if argv is None else argv), "started": time.time()}, f)
-    for stale in (RESULTS_FILE, REPORT_FILE, CURVES_FILE):  # a rerun must not leave an older run's results behind
+    for stale in (RESULTS_FILE, REPORT_FILE, CURVES_FILE, ERROR_LOG):  # a rerun must not leave an older run's results behind
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(output, stale))
 
@@ -835,8 +837,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(error.__cause__, DeadlineReached):
             print(f"\nsynthetic_gpu: {error.__cause__}", flush=True)
             return EXIT_DEADLINE
-        print(f"\nsynthetic_gpu: {error}", file=sys.stderr)
-        raise
+        log = os.path.join(output, ERROR_LOG)
+        with open(log, "w", encoding="utf-8") as f:
+            f.write(f"{error}\n\n" + "".join(traceback.format_exception(error.__cause__)))
+        print(f"\nsynthetic_gpu: {error}\nfull traceback in {log}; finished stages are kept in the cache (the same "
+              "command again resumes after them)", file=sys.stderr)
+        return 1
     print("\n" + "=" * 100 + "\n" + markdown_report(results), flush=True)
     print(f"results: {os.path.join(output, RESULTS_FILE)}; curves: {results['curves']}; model: {results['paths']['model']}")
     print(f"targets: {'all PASS' if results['passed'] else 'not all met'}", flush=True)

@@ -223,3 +223,24 @@ def test_smoke_recipe_end_to_end(tmp_path):
     assert (output / recipe.REPORT_FILE).read_text().startswith("# Synthetic recipe run `baseline`")
     assert (output / recipe.CURVES_FILE).stat().st_size > 10_000
     assert (output / recipe.MODEL_DIR / "config.json").is_file()
+
+
+def test_stage_failure_and_deadline_exit_statuses(tmp_path, monkeypatch, capsys):
+    import llm_aac.demo as demo
+
+    # A deadline shorter than any stage: nothing starts, exit status 3 (the same command resumes).
+    code = recipe.main(["--smoke", "--output", str(tmp_path / "late"), "--deadline-minutes", "0.001"])
+    assert code == recipe.EXIT_DEADLINE
+    assert "stopped before 'synthesize corpus'" in capsys.readouterr().out
+
+    def failing_synthesis(*args, **kwargs):
+        raise ValueError("no space left on the device")
+
+    monkeypatch.setattr(demo, "synthesize", failing_synthesis)
+    output = tmp_path / "broken"
+    assert recipe.main(["--smoke", "--output", str(output)]) == 1
+    err = capsys.readouterr().err
+    assert "stage 1/8 'synthesize corpus' failed" in err and "no space left on the device" in err
+    log = (output / recipe.ERROR_LOG).read_text()
+    assert "Traceback" in log and "failing_synthesis" in log
+    assert not (output / recipe.RESULTS_FILE).exists()
