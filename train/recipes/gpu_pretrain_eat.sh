@@ -41,6 +41,9 @@ START=$(date +%s)
 mkdir -p "$OUT" "$WORK_DIR"
 cd "$REPO"
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
+# `python -m` / `-c` put the working directory first on sys.path, where the repo's own llm_aac/ folder (without the
+# processing / train / eval subpackages of the installed layout) would shadow the installed package.
+export PYTHONSAFEPATH=1
 # NVLink multicast stays off on shared hosts (see the machine notes); keep it off for child processes too.
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 

@@ -124,7 +124,8 @@ def plan_runs(configs: Sequence[str], seeds: Sequence[int]) -> list[tuple[str, s
 
 
 def recipe_command(recipe: str, run_dir: str, cache_dir: str, config: str, seed: int, *, budget_scale: float,
-                   smoke: bool, workers: int, threads: int, extra: Sequence[str] = ()) -> list[str]:
+                   smoke: bool, workers: int, dataloader_workers: int, threads: int,
+                   extra: Sequence[str] = ()) -> list[str]:
     command = [sys.executable, recipe, "--output", run_dir, "--cache-dir", cache_dir, "--seed", str(seed),
                "--budget-scale", repr(budget_scale), "--label", config, "--no-progress",
                "--workers", str(workers), "--threads", str(threads)]
@@ -133,7 +134,7 @@ def recipe_command(recipe: str, run_dir: str, cache_dir: str, config: str, seed:
     if smoke:
         command.append("--smoke")
     else:
-        command += ["--dataloader-workers", str(max(1, workers - 1))]
+        command += ["--dataloader-workers", str(dataloader_workers)]
     return command + list(extra)
 
 
@@ -467,8 +468,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = os.path.abspath(args.output)
     cache_dir = os.path.join(output, "cache")
     cpus = os.cpu_count() or 1
-    workers = max(1, cpus // args.parallel)
-    threads = max(1, min(4, workers))
+    # Synthesis and feature extraction run while the other runs wait for them (shared stages): all cores. Training
+    # stages run side by side: a share of the cores each.
+    workers = max(1, min(16, cpus))
+    share = max(1, cpus // args.parallel)
+    dataloader_workers = max(1, share - 1)
+    threads = max(1, min(4, share))
     full_run = recipe.worst_case_minutes(values, size)
     decoding_only = sum(v for k, v in recipe.stage_minutes(values, size).items() if k in ("save", "evaluate"))
     jobs = []
@@ -478,14 +483,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             name=name, log=os.path.join(output, "logs", f"{name}.log"), result=os.path.join(run_dir, "results.json"),
             worst_minutes=decoding_only if config in DECODING_ONLY else full_run,
             command=recipe_command(args.recipe, run_dir, cache_dir, config, seed, budget_scale=args.budget_scale,
-                                   smoke=args.smoke, workers=workers, threads=threads, extra=args.recipe_arg),
+                                   smoke=args.smoke, workers=workers, dataloader_workers=dataloader_workers,
+                                   threads=threads, extra=args.recipe_arg),
         ))
     for job in jobs:
         if not args.rerun and os.path.isfile(job.result):
             job.status = "done"  # an earlier command finished it
     todo = [job for job in jobs if job.status == "pending"]
-    print(f"{len(jobs)} runs ({len(jobs) - len(todo)} already done), {args.parallel} at a time, {workers} worker "
-          f"processes and {threads} threads each; budget scale {args.budget_scale} ({size} sizes)")
+    print(f"{len(jobs)} runs ({len(jobs) - len(todo)} already done), {args.parallel} at a time; each: {workers} "
+          f"processes for synthesis / features, {dataloader_workers if not args.smoke else 0} DataLoader workers, "
+          f"{threads} threads; budget scale {args.budget_scale} ({size} sizes)")
     bounds = f"{worst_case_makespan(todo, args.parallel):.1f} min if no stage were shared"
     if todo and len(todo) <= args.parallel:
         bounds += f", ~{full_run:.1f} min with the sharing (one run's chain)"

@@ -1,6 +1,6 @@
 """The LLM-AAC recipe on the synthetic corpus at GPU size (issue 7 §2): one configuration per run, a results JSON.
 
-    # one H100: ~13 minutes of training, ~17 in all (see "Commands of at most 10 minutes" below)
+    # one H100: ~14 minutes of training, ~18 in all (see "Commands of at most 10 minutes" below)
     python train/recipes/synthetic_gpu.py --output runs/recipe
     accelerate launch train/recipes/synthetic_gpu.py --output runs/recipe        # the same, one process
     # one ablation knob changed, another training seed

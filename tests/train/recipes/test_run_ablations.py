@@ -27,13 +27,15 @@ def test_plan_order_dependencies_and_errors():
         ablations.plan_runs(["baseline"], [1, 1])
 
     command = ablations.recipe_command("recipe.py", "runs/x", "cache", "projector_only", 3, budget_scale=0.4,
-                                       smoke=False, workers=3, threads=3)
+                                       smoke=False, workers=16, dataloader_workers=2, threads=3)
     assert command[:2] == [sys.executable, "recipe.py"]
     joined = " ".join(command)
     assert "--training projector_only" in joined and "--seed 3" in joined and "--budget-scale 0.4" in joined
     assert "--cache-dir cache" in joined and "--label projector_only" in joined and "--smoke" not in joined
-    assert "--smoke" in ablations.recipe_command("r.py", "o", "c", "baseline", 0, budget_scale=1.0, smoke=True,
-                                                 workers=1, threads=1)
+    assert "--workers 16" in joined and "--dataloader-workers 2" in joined and "--threads 3" in joined
+    smoke = ablations.recipe_command("r.py", "o", "c", "baseline", 0, budget_scale=1.0, smoke=True, workers=1,
+                                     dataloader_workers=1, threads=1)
+    assert "--smoke" in smoke and "--dataloader-workers" not in smoke
 
 
 def test_worst_case_makespan():
@@ -195,7 +197,7 @@ def test_command_line_with_a_stand_in_recipe(tmp_path, capsys):
             "--parallel", "2", "--recipe", str(fake), "--budget-scale", "0.5"]
     assert ablations.main(argv) == 0
     out = capsys.readouterr().out
-    assert "4 runs (0 already done), 2 at a time" in out and "makespan: " in out
+    assert "4 runs (0 already done), 2 at a time; each:" in out and "makespan: " in out
     assert "| baseline | 0.5 (smoke) | 2 (0, 1) | 1.000 ± 0.000 | 1.050 ± 0.071 | 5.0 ± 7.1 |" in out
     assert "| single_pass | 0.5 (smoke) | 2 (0, 1) |" in out
     assert (output / ablations.TABLE_FILE).is_file() and (output / ablations.SUMMARY_FILE).is_file()
