@@ -509,9 +509,12 @@ def markdown_report(results: Mapping[str, Any]) -> str:
         lines += [f"## {split} ({info['num_clips']} clips)", "",
                   "| system | " + " | ".join(title for title, _ in REPORT_COLUMNS) + " |",
                   "|---" * (len(REPORT_COLUMNS) + 1) + "|"]
-        for system, name in (("beam_search", "beam search (beam 4)"), ("clap_rescoring", f"CLAP rescoring ({config['candidates']})")):
+        systems = (("beam_search", "beam search (beam 4)"),
+                   ("clap_rescoring", f"CLAP rescoring ({config['candidates']})"))
+        for system, name in systems:
             if system in info:
-                lines.append(f"| {name} | " + " | ".join(_cell(info[system].get(key)) for _, key in REPORT_COLUMNS) + " |")
+                cells = " | ".join(_cell(info[system].get(key)) for _, key in REPORT_COLUMNS)
+                lines.append(f"| {name} | {cells} |")
         gain = info.get("rescoring_gain_cider_d")
         lines += ["", f"Rescoring gain (relative CIDEr-D): {'-' if gain is None else f'{100 * gain:+.1f} %'}", ""]
         skipped = info.get("beam_search", {}).get("skipped_metrics")
@@ -808,7 +811,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.makedirs(output, exist_ok=True)
     with open(os.path.join(output, RUN_MARKER), "w", encoding="utf-8") as f:
         json.dump({"argv": list(sys.argv[1:] if argv is None else argv), "started": time.time()}, f)
-    for stale in (RESULTS_FILE, REPORT_FILE, CURVES_FILE, ERROR_LOG):  # a rerun must not leave an older run's results behind
+    # a rerun must not leave an older run's results behind
+    for stale in (RESULTS_FILE, REPORT_FILE, CURVES_FILE, ERROR_LOG):
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(output, stale))
 
@@ -844,7 +848,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               "command again resumes after them)", file=sys.stderr)
         return 1
     print("\n" + "=" * 100 + "\n" + markdown_report(results), flush=True)
-    print(f"results: {os.path.join(output, RESULTS_FILE)}; curves: {results['curves']}; model: {results['paths']['model']}")
+    print(f"results: {os.path.join(output, RESULTS_FILE)}; curves: {results['curves']}; "
+          f"model: {results['paths']['model']}")
     print(f"targets: {'all PASS' if results['passed'] else 'not all met'}", flush=True)
     return 0
 
