@@ -731,7 +731,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default=None, help="cuda (default) or cpu (default with --smoke)")
     parser.add_argument("--feature-device", default=None, help="where features are computed (default: --device)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="processes for synthesis and feature extraction (default: up to 8 CPU cores)")
+                        help="processes for synthesis and feature extraction (default: up to 16 CPU cores)")
     parser.add_argument("--dataloader-workers", type=int, default=None,
                         help="DataLoader worker processes per training stage (default: 4 on a GPU, 0 on a CPU)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 1 on a CPU, 4 on a GPU)")
@@ -764,7 +764,7 @@ def resolve_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.feature_device = args.feature_device or args.device
     on_gpu = args.device.startswith("cuda")
     cpus = os.cpu_count() or 1
-    args.workers = args.workers if args.workers is not None else max(1, min(8, cpus))
+    args.workers = args.workers if args.workers is not None else max(1, min(16, cpus))
     args.dataloader_workers = args.dataloader_workers if args.dataloader_workers is not None else (4 if on_gpu else 0)
     args.threads = args.threads if args.threads is not None else (4 if on_gpu else 1)
     for name in ("workers", "threads"):
