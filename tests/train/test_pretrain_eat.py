@@ -1,5 +1,8 @@
 import json
 import os
+import socket
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -8,6 +11,7 @@ from safetensors.torch import load_file
 from llm_aac.train.pretrain_eat import build_config, main, parse_overrides
 from modeling_llm_aac.modeling_eat_pretraining import ema_decay_at
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EMA = dict(ema_decay=0.5, ema_end_decay=0.9, ema_anneal_end_step=40)  # a decay that visibly changes per step
 
 
@@ -165,3 +169,39 @@ def test_argument_errors(tmp_path):
     small = build_config("small", 64)
     assert (small.hidden_size, small.num_hidden_layers, small.num_mel_bins) == (384, 12, 64)
     assert build_config("large", 128).decoder_kernel_size == 5
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_process_data_parallel_run(pretraining_run, tmp_path):
+    """`torchrun` with 2 CPU processes (gloo), as `accelerate launch` runs it on 2 GPUs: each update takes a batch on
+    every process (twice the clips of the 1-process run per step), rank 0 alone writes the outputs, and the saved
+    teacher follows the EMA rule of the gradient-synchronised student."""
+    output_dir = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+        "--master_port", str(free_port()), os.path.join(REPO, "train", "pretrain_eat.py"),
+        *tiny_run_args(output_dir, max_steps=4, save_steps=3, extra=(
+            "--ddp_backend", "gloo", "--feature_cache_dir", str(pretraining_run / "feature_cache"),
+        )),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert result.stderr.count("encoder saved to") == 1, result.stderr[-4000:]
+
+    history = json.load(open(output_dir / "log_history.json"))
+    single = json.load(open(pretraining_run / "log_history.json"))
+    epoch_per_step = {entry["step"]: entry["epoch"] for entry in history if "loss" in entry}
+    assert sorted(epoch_per_step) == [1, 2, 3, 4]
+    single_epoch_1 = next(entry["epoch"] for entry in single if entry.get("step") == 1 and "loss" in entry)
+    assert epoch_per_step[1] == pytest.approx(2 * single_epoch_1)  # the 8 clips are split over the 2 processes
+    assert all(entry["loss"] == entry["loss"] for entry in history if "loss" in entry)  # finite, not NaN
+
+    previous, _ = split_state(output_dir / "checkpoint-3")
+    teacher, student = split_state(output_dir)
+    assert_ema_step(previous, teacher, student, 4)
