@@ -16,11 +16,13 @@ def parse_with_presets(
     argv: Sequence[str] | None = None,
     *,
     default_preset: str,
+    base_defaults: Mapping[str, object] | None = None,
 ):
     """`HfArgumentParser(dataclass_types).parse_args_into_dataclasses(argv)` with the chosen preset's defaults.
 
     The dataclasses must have a `preset` field; `presets[name]` maps argument names (any dataclass's field) to
-    their default under that preset.
+    their default under that preset. `base_defaults` holds defaults that apply under every preset (a preset's
+    own value for the same argument wins).
     """
     from transformers import HfArgumentParser
 
@@ -29,12 +31,13 @@ def parse_with_presets(
     chosen, _ = finder.parse_known_args(argv)
     if chosen.preset not in presets:
         raise ValueError(f"unknown --preset {chosen.preset!r}; choose one of {sorted(presets)}")
+    defaults = {**(base_defaults or {}), **presets[chosen.preset]}
     parser = HfArgumentParser(dataclass_types)
     known = {action.dest for action in parser._actions}
-    unknown = sorted(set(presets[chosen.preset]) - known)
+    unknown = sorted(set(defaults) - known)
     if unknown:
-        raise ValueError(f"preset {chosen.preset!r} sets unknown arguments {unknown}")
-    parser.set_defaults(**presets[chosen.preset])
+        raise ValueError(f"the defaults under preset {chosen.preset!r} name unknown arguments {unknown}")
+    parser.set_defaults(**defaults)
     return parser.parse_args_into_dataclasses(args=list(argv) if argv is not None else None)
 
 

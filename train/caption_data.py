@@ -1,4 +1,5 @@
-"""Captioning data for `train/finetune_aac.py`: clip tables, (clip, reference) pairs, the batch collator.
+"""Captioning data for `train/finetune_aac.py` (clip tables also for `train/train_clap.py`): the corpus
+arguments, clip tables, (clip, reference) pairs, the batch collator.
 
 A *clip table* is anything indexable whose rows hold a clip and all of its reference captions (`captions`):
 a `datasets.Dataset` from `processing.loaders.load_aac_dataset` (rows with `audio`, decoded and featurized
@@ -17,7 +18,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,6 +30,28 @@ logger = logging.getLogger(__name__)
 
 CAPTIONS_COLUMN = "captions"
 IGNORE_INDEX = -100
+
+
+# ---------------------------------------------------------------------------------- command line
+
+
+@dataclass
+class CorpusDataArguments:
+    """Where the training scripts' clip tables come from: corpus folders, or synthetic clips rendered in memory."""
+
+    dataset_path: list[str] = field(
+        default_factory=list, metadata={"help": "training corpus folders (synth / Clotho / AudioCaps / precompute outputs)"}
+    )
+    train_split: str = field(default="train", metadata={"help": "training split of each corpus"})
+    eval_dataset_path: str | None = field(default=None, metadata={"help": "validation corpus (default: the first --dataset_path)"})
+    eval_split: str = field(default="validation", metadata={"help": "validation split"})
+    synthetic_clips: int = field(default=0, metadata={"help": "> 0: render this many synthetic training clips in memory"})
+    synthetic_eval_clips: int = field(default=64, metadata={"help": "synthetic validation clips rendered in memory"})
+    synthetic_seed: int = field(default=0, metadata={"help": "seed of the synthetic corpus"})
+    synthesis_workers: int = field(default=0, metadata={"help": "processes rendering synthetic audio (0: all cores)"})
+    max_eval_clips: int = field(default=200, metadata={"help": "validation clips used (0: all)"})
+    max_frames: int | None = field(default=None, metadata={"help": "keep each clip's first frames only (None: whole clips)"})
+    max_caption_tokens: int = field(default=64, metadata={"help": "longer reference captions are cut"})
 
 
 # ---------------------------------------------------------------------------------------- clip tables
@@ -158,6 +183,39 @@ def measure_feature_statistics(feature_extractor, tables: Sequence[Sequence[dict
     statistics.apply_to(feature_extractor)
     feature_extractor.do_normalize = True
     return feature_extractor
+
+
+def load_corpus_tables(
+    data_args: CorpusDataArguments, feature_extractor, *, device: str | torch.device = "cpu",
+    measure_statistics: bool = False,
+) -> tuple[list, list[str], Any]:
+    """(training clip tables, their names, validation clip table) that `data_args` names.
+
+    With `synthetic_clips > 0` both splits are rendered and featurized in memory (every process renders the
+    same clips, so no file has to be shared between ranks), on `device` when it is a CUDA device (the
+    process's training device) and on the CPU otherwise; with `measure_statistics`, the per-bin statistics of
+    the training clips are written into `feature_extractor`. Otherwise each `dataset_path` gives its
+    `train_split` and `eval_dataset_path` (default: the first one) its `eval_split`.
+    """
+    if data_args.synthetic_clips > 0:
+        device = device if torch.device(device).type == "cuda" else "cpu"
+        options = dict(seed=data_args.synthetic_seed, device=device, num_workers=data_args.synthesis_workers or None,
+                       max_frames=data_args.max_frames)
+        start = time.monotonic()
+        train_table = synthetic_clip_table(feature_extractor, data_args.synthetic_clips, split="train", **options)
+        eval_table = synthetic_clip_table(
+            feature_extractor, data_args.synthetic_eval_clips, split=data_args.eval_split, **options
+        )
+        logger.info("rendered and featurized %d + %d synthetic clips in %.1f s", len(train_table), len(eval_table),
+                    time.monotonic() - start)
+        if measure_statistics:
+            measure_feature_statistics(feature_extractor, [train_table])
+            logger.info("feature statistics measured on the training clips (%s)", feature_extractor.feature_type)
+        return [train_table], ["synthetic train"], eval_table
+    tables = [load_clip_table(path, data_args.train_split) for path in data_args.dataset_path]
+    names = [f"{path} ({data_args.train_split})" for path in data_args.dataset_path]
+    eval_table = load_clip_table(data_args.eval_dataset_path or data_args.dataset_path[0], data_args.eval_split)
+    return tables, names, eval_table
 
 
 # --------------------------------------------------------------------------------------------- items
@@ -342,8 +400,10 @@ __all__ = [
     "CaptionBatchCollator",
     "CaptionPairs",
     "ClipReferences",
+    "CorpusDataArguments",
     "MismatchedAudioPairs",
     "load_clip_table",
+    "load_corpus_tables",
     "measure_feature_statistics",
     "precomputed_feature_extractor",
     "synthetic_clip_table",

@@ -53,7 +53,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-from transformers import TrainingArguments
+
+from llm_aac.train.caption_data import CorpusDataArguments
+from llm_aac.train.training_arguments import CorpusTrainingArguments
 
 logger = logging.getLogger("finetune_aac")
 
@@ -140,23 +142,6 @@ class ModelArguments:
 
 
 @dataclass
-class DataArguments:
-    dataset_path: list[str] = field(
-        default_factory=list, metadata={"help": "training corpus folders (synth / Clotho / AudioCaps / precompute outputs)"}
-    )
-    train_split: str = field(default="train", metadata={"help": "training split of each corpus"})
-    eval_dataset_path: str | None = field(default=None, metadata={"help": "validation corpus (default: the first --dataset_path)"})
-    eval_split: str = field(default="validation", metadata={"help": "validation split"})
-    synthetic_clips: int = field(default=0, metadata={"help": "> 0: render this many synthetic training clips in memory"})
-    synthetic_eval_clips: int = field(default=64, metadata={"help": "synthetic validation clips rendered in memory"})
-    synthetic_seed: int = field(default=0, metadata={"help": "seed of the synthetic corpus"})
-    synthesis_workers: int = field(default=0, metadata={"help": "processes rendering synthetic audio (0: all cores)"})
-    max_eval_clips: int = field(default=200, metadata={"help": "validation clips used (0: all)"})
-    max_frames: int | None = field(default=None, metadata={"help": "keep each clip's first frames only (None: whole clips)"})
-    max_caption_tokens: int = field(default=64, metadata={"help": "longer reference captions are cut"})
-
-
-@dataclass
 class StageArguments:
     stage: str = field(default="both", metadata={"help": "projector | lora | both (projector, then lora)"})
     projector_max_steps: int = field(default=0, metadata={"help": "steps of the projector stage (0: --max_steps)"})
@@ -180,31 +165,23 @@ class StageArguments:
 
 
 @dataclass
-class FinetuneTrainingArguments(TrainingArguments):
+class FinetuneTrainingArguments(CorpusTrainingArguments):
     """`TrainingArguments` with captioner defaults (each can be set on the command line)."""
 
     output_dir: str = field(default="runs/aac", metadata={"help": "where stages, logs and the final captioner go"})
-    remove_unused_columns: bool = field(default=False, metadata={"help": "the collator reads raw rows"})
-    eval_strategy: str = field(default="steps", metadata={"help": "evaluate every --eval_steps"})
-    eval_on_start: bool = field(default=True, metadata={"help": "evaluate before the first step (baseline)"})
-    prediction_loss_only: bool = field(default=True, metadata={"help": "evaluation keeps the loss, not the logits"})
     lr_scheduler_type: str = field(default="linear", metadata={"help": "SLAM-AAC: warm-up then linear decay"})
-    weight_decay: float = field(default=0.0, metadata={"help": "SLAM-AAC: no weight decay"})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm"})
-    save_total_limit: int | None = field(default=2, metadata={"help": "checkpoints kept per stage"})
-    ddp_find_unused_parameters: bool | None = field(default=False, metadata={"help": "every trained tensor is used"})
 
 
 def parse_arguments(argv: Sequence[str] | None = None):
     from llm_aac.train.argument_presets import parse_with_presets
 
-    presets = {name: {"report_to": "none", **values} for name, values in PRESETS.items()}
     return parse_with_presets(
-        (ModelArguments, DataArguments, StageArguments, FinetuneTrainingArguments), presets, argv, default_preset="tiny"
+        (ModelArguments, CorpusDataArguments, StageArguments, FinetuneTrainingArguments), PRESETS, argv,
+        default_preset="tiny", base_defaults={"report_to": "none"},
     )
 
 
-def check_arguments(model_args: ModelArguments, data_args: DataArguments, stage_args: StageArguments) -> None:
+def check_arguments(model_args: ModelArguments, data_args: CorpusDataArguments, stage_args: StageArguments) -> None:
     problems = []
     if stage_args.stage not in STAGES:
         problems.append(f"--stage must be one of {STAGES}, got {stage_args.stage!r}")
@@ -268,7 +245,7 @@ def _raw_feature_settings(feature_extractor) -> dict:
     return {k: v for k, v in feature_extractor.to_dict().items() if k not in ignored}
 
 
-def resolve_feature_extractor(model_args: ModelArguments, data_args: DataArguments):
+def resolve_feature_extractor(model_args: ModelArguments, data_args: CorpusDataArguments):
     """(feature extractor, whether its statistics are still the defaults and may be measured on the data).
 
     The normalisation a model was trained with wins: a captioner's (`--init_from`), then a pretrained encoder
@@ -408,32 +385,14 @@ def parameter_counts(model) -> dict[str, int]:
 # -------------------------------------------------------------------------------------------- data
 
 
-def load_data(model_args: ModelArguments, data_args: DataArguments, training_args):
+def load_data(model_args: ModelArguments, data_args: CorpusDataArguments, training_args):
     """(training tables, their names, validation table, feature extractor)."""
-    from llm_aac.train.caption_data import load_clip_table, measure_feature_statistics, synthetic_clip_table
+    from llm_aac.train.caption_data import load_corpus_tables
 
     feature_extractor, default_statistics = resolve_feature_extractor(model_args, data_args)
-    if data_args.synthetic_clips > 0:
-        device = training_args.device if torch.cuda.is_available() else "cpu"
-        options = dict(seed=data_args.synthetic_seed, device=device, num_workers=data_args.synthesis_workers or None,
-                       max_frames=data_args.max_frames)
-        # Every process renders the same clips (deterministic), so no file has to be shared between ranks.
-        start = time.monotonic()
-        train_table = synthetic_clip_table(feature_extractor, data_args.synthetic_clips, split="train", **options)
-        eval_table = synthetic_clip_table(
-            feature_extractor, data_args.synthetic_eval_clips, split=data_args.eval_split, **options
-        )
-        logger.info("rendered and featurized %d + %d synthetic clips in %.1f s", len(train_table), len(eval_table),
-                    time.monotonic() - start)
-        if default_statistics:
-            measure_feature_statistics(feature_extractor, [train_table])
-            logger.info("feature statistics measured on the training clips (%s)", feature_extractor.feature_type)
-        return [train_table], ["synthetic train"], eval_table, feature_extractor
-
-    tables = [load_clip_table(path, data_args.train_split) for path in data_args.dataset_path]
-    names = [f"{path} ({data_args.train_split})" for path in data_args.dataset_path]
-    eval_path = data_args.eval_dataset_path or data_args.dataset_path[0]
-    eval_table = load_clip_table(eval_path, data_args.eval_split)
+    tables, names, eval_table = load_corpus_tables(
+        data_args, feature_extractor, device=training_args.device, measure_statistics=default_statistics
+    )
     return tables, names, eval_table, feature_extractor
 
 

@@ -44,7 +44,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainerCallback
+
+from llm_aac.train.caption_data import CorpusDataArguments
+from llm_aac.train.training_arguments import CorpusTrainingArguments
 
 logger = logging.getLogger("train_clap")
 
@@ -105,20 +108,7 @@ class ClapModelArguments:
 
 
 @dataclass
-class ClapDataArguments:
-    dataset_path: list[str] = field(
-        default_factory=list, metadata={"help": "training corpus folders (synth / Clotho / AudioCaps / precompute outputs)"}
-    )
-    train_split: str = field(default="train", metadata={"help": "training split of each corpus"})
-    eval_dataset_path: str | None = field(default=None, metadata={"help": "validation corpus (default: the first --dataset_path)"})
-    eval_split: str = field(default="validation", metadata={"help": "validation split"})
-    synthetic_clips: int = field(default=0, metadata={"help": "> 0: render this many synthetic training clips in memory"})
-    synthetic_eval_clips: int = field(default=64, metadata={"help": "synthetic validation clips rendered in memory"})
-    synthetic_seed: int = field(default=0, metadata={"help": "seed of the synthetic corpus"})
-    synthesis_workers: int = field(default=0, metadata={"help": "processes rendering synthetic audio (0: all cores)"})
-    max_eval_clips: int = field(default=200, metadata={"help": "validation clips used (0: all)"})
-    max_frames: int | None = field(default=None, metadata={"help": "keep each clip's first frames only (None: whole clips)"})
-    max_caption_tokens: int = field(default=64, metadata={"help": "longer captions are cut"})
+class ClapDataArguments(CorpusDataArguments):
     caption_seed: int = field(default=0, metadata={"help": "seed of the per-clip caption rotation"})
     max_train_minutes: float = field(
         default=0.0, metadata={"help": "stop (saving and evaluating there) once training has run this long; 0: no limit"}
@@ -126,27 +116,19 @@ class ClapDataArguments:
 
 
 @dataclass
-class ClapTrainingArguments(TrainingArguments):
+class ClapTrainingArguments(CorpusTrainingArguments):
     """`TrainingArguments` with CLAP defaults (each can be set on the command line)."""
 
     output_dir: str = field(default="runs/clap", metadata={"help": "where the model, checkpoints and logs go"})
-    remove_unused_columns: bool = field(default=False, metadata={"help": "the collator reads raw rows"})
-    eval_strategy: str = field(default="steps", metadata={"help": "evaluate every --eval_steps"})
-    eval_on_start: bool = field(default=True, metadata={"help": "evaluate before the first step (baseline)"})
-    prediction_loss_only: bool = field(default=True, metadata={"help": "evaluation keeps the loss; retrieval is computed apart"})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "warm-up then cosine decay (CLIP)"})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm"})
-    save_total_limit: int | None = field(default=2, metadata={"help": "checkpoints kept"})
-    ddp_find_unused_parameters: bool | None = field(default=False, metadata={"help": "every trained tensor is used"})
 
 
 def parse_arguments(argv: Sequence[str] | None = None):
     from llm_aac.train.argument_presets import parse_with_presets
 
-    presets = {name: {"report_to": "none", **values} for name, values in PRESETS.items()}
     return parse_with_presets(
-        (ClapModelArguments, ClapDataArguments, ClapTrainingArguments), presets, argv, default_preset="tiny"
+        (ClapModelArguments, ClapDataArguments, ClapTrainingArguments), PRESETS, argv, default_preset="tiny",
+        base_defaults={"report_to": "none"},
     )
 
 
@@ -410,24 +392,12 @@ def apply_freezing(model, model_args: ClapModelArguments) -> None:
 
 def load_data(model_args: ClapModelArguments, data_args: ClapDataArguments, training_args):
     """(training tables, their names, validation table, feature extractor)."""
-    from llm_aac.train.caption_data import load_clip_table, measure_feature_statistics, synthetic_clip_table
+    from llm_aac.train.caption_data import load_corpus_tables
 
     feature_extractor, default_statistics = resolve_feature_extractor(model_args, data_args)
-    if data_args.synthetic_clips > 0:
-        device = training_args.device if torch.cuda.is_available() else "cpu"
-        options = dict(seed=data_args.synthetic_seed, device=device, num_workers=data_args.synthesis_workers or None,
-                       max_frames=data_args.max_frames)
-        start = time.monotonic()
-        train_table = synthetic_clip_table(feature_extractor, data_args.synthetic_clips, split="train", **options)
-        eval_table = synthetic_clip_table(feature_extractor, data_args.synthetic_eval_clips, split=data_args.eval_split, **options)
-        logger.info("rendered and featurized %d + %d synthetic clips in %.1f s", len(train_table), len(eval_table),
-                    time.monotonic() - start)
-        if default_statistics:
-            measure_feature_statistics(feature_extractor, [train_table])
-        return [train_table], ["synthetic train"], eval_table, feature_extractor
-    tables = [load_clip_table(path, data_args.train_split) for path in data_args.dataset_path]
-    names = [f"{path} ({data_args.train_split})" for path in data_args.dataset_path]
-    eval_table = load_clip_table(data_args.eval_dataset_path or data_args.dataset_path[0], data_args.eval_split)
+    tables, names, eval_table = load_corpus_tables(
+        data_args, feature_extractor, device=training_args.device, measure_statistics=default_statistics
+    )
     return tables, names, eval_table, feature_extractor
 
 
