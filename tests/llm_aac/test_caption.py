@@ -7,26 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "modeling_llm_aac"))  # the tiny captioner of the model tests
-from captioning_test_utils import audio_clips, tiny_captioner  # noqa: E402
+from captioning_test_utils import audio_clips  # noqa: E402
 
 from llm_aac.cli import main  # noqa: E402
 from modeling_llm_aac.pipeline_audio_captioning import save_captioner  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    model, processor = tiny_captioner()
+def folder(tmp_path_factory, tiny_captioner_parts):
+    model, processor = tiny_captioner_parts
     path = tmp_path_factory.mktemp("captioner") / "model"
     pipe = save_captioner(path, model, processor)
     clips = audio_clips()

@@ -3,7 +3,7 @@ length-normalised log-probabilities carried along, plain decoding, option checks
 
 import pytest
 import torch
-from captioning_test_utils import tiny_captioner, audio_clips
+from captioning_test_utils import audio_clips
 
 from modeling_llm_aac.caption_candidates import (
     CandidateOptions,
@@ -15,17 +15,9 @@ from modeling_llm_aac.caption_candidates import (
 from modeling_llm_aac.clap_scoring import normalize_caption
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def captioner():
-    model, processor = tiny_captioner()
+def captioner(tiny_captioner_parts):
+    model, processor = tiny_captioner_parts
     inputs = processor(audio_clips(), sampling_rate=16000)
     return model, processor, inputs
 

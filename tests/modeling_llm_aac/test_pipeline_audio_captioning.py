@@ -7,29 +7,16 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from captioning_test_utils import LengthPreferringScorer, audio_clips, tiny_captioner
+from captioning_test_utils import LengthPreferringScorer, audio_clips
 from transformers import pipeline
 
 import modeling_llm_aac  # noqa: F401  (registers the task)
 from modeling_llm_aac.pipeline_audio_captioning import AudioCaptioningPipeline
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def parts():
-    return tiny_captioner()
-
-
-@pytest.fixture(scope="module")
-def captioner(parts):
-    model, processor = parts
+def captioner(tiny_captioner_parts):
+    model, processor = tiny_captioner_parts
     return pipeline("audio-captioning", model=model, processor=processor, device="cpu")
 
 
@@ -77,8 +64,8 @@ def test_batched_equals_one_by_one(captioner, options):
                                        atol=1e-4)
 
 
-def test_rescoring_picks_what_a_fixed_scorer_prefers(parts):
-    model, processor = parts
+def test_rescoring_picks_what_a_fixed_scorer_prefers(tiny_captioner_parts):
+    model, processor = tiny_captioner_parts
     scorer = LengthPreferringScorer()
     rescored = pipeline("audio-captioning", model=model, processor=processor, device="cpu", clap=scorer,
                         candidates="single", num_candidates=4)

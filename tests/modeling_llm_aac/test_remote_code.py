@@ -8,9 +8,8 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 import torch
-from captioning_test_utils import audio_clips, tiny_captioner
+from captioning_test_utils import audio_clips
 from clap_test_utils import tiny_clap_config, tiny_word_tokenizer
 from transformers import ClapModel, GenerationConfig, pipeline
 
@@ -50,16 +49,8 @@ print(json.dumps({
 """
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_saved_captioner_runs_as_remote_code_without_the_package(tmp_path):
-    model, processor = tiny_captioner()
+def test_saved_captioner_runs_as_remote_code_without_the_package(tmp_path, tiny_captioner_parts):
+    model, processor = tiny_captioner_parts
     torch.manual_seed(0)
     clap_model = ClapModel(tiny_clap_config()).eval()
     scorer = TransformersClapScorer(clap_model, default_clap_feature_extractor(clap_model.config), tiny_word_tokenizer(),
