@@ -88,8 +88,14 @@ def fast_generation_unsupported_reason(model, max_total_length: int | None = Non
 class _PrefixSharedDecoder:
     """Runs the Llama-layout decoder layers with one shared prompt cache per clip.
 
-    Prefix keys / values: `[clips, kv_heads, prefix_len, head_dim]` per layer. Generated keys / values:
-    one buffer `[layers, 2, rows, kv_heads, max_new_tokens, head_dim]`, rows = clips * rows_per_clip.
+    Key / value cache of a chunk of clips: one buffer `[layers, 2, clips, kv_heads, width + max_new_tokens *
+    rows_per_clip, head_dim]`. Positions `[0, width)` hold the clip's (left-padded) prompt; position
+    `width + t * rows_per_clip + r` holds what row `r` of the clip computed for its generated token `t`.
+    Entries are never moved when beams reorder: `history[c, r, t]` names the row whose token-`t` entry lies on
+    row `r`'s path, and the attention mask lets each row see its prompt and exactly the entries of its own
+    path. So all rows of a clip attend in one call over the same keys, and every decode step has the same
+    shapes and reads its step number from a device tensor: nothing a step launches depends on a Python value
+    that changes between steps (what a CUDA graph of the step needs).
     """
 
     def __init__(self, lm):
@@ -110,6 +116,7 @@ class _PrefixSharedDecoder:
             raise ValueError(f"cannot find apply_rotary_pos_emb next to {type(attention).__name__}")
         weight = lm.get_input_embeddings().weight
         self.dtype, self.device = weight.dtype, weight.device
+        self.shape = None  # (clips, prefix width, rows per clip, max new tokens) of the allocated buffers
 
     # ------------------------------------------------------------------------------------- helpers
     def _qkv(self, layer, hidden: torch.Tensor, cos, sin):
@@ -129,10 +136,51 @@ class _PrefixSharedDecoder:
     def _logits(self, hidden_last: torch.Tensor) -> torch.Tensor:
         return self.lm.lm_head(self.body.norm(hidden_last)).float()
 
+    # ------------------------------------------------------------------------------------- buffers
+    def begin(self, num_clips: int, width: int, rows_per_clip: int, max_new_tokens: int) -> None:
+        """Buffers of a chunk; those of the previous chunk are reused when the shape is the same."""
+        shape = (num_clips, width, rows_per_clip, max_new_tokens)
+        if shape != self.shape:
+            self.release()
+            rows, generated = num_clips * rows_per_clip, max_new_tokens * rows_per_clip
+            length = width + generated
+            device, long = self.device, dict(dtype=torch.long, device=self.device)
+            self.cache = torch.empty(
+                len(self.layers), 2, num_clips, self.num_kv_heads, length, self.head_dim, dtype=self.dtype,
+                device=device,
+            )
+            # Additive attention mask, one row per (beam, query group) of a clip. The storage's rows are padded to
+            # a multiple of 16 entries: fused attention kernels want aligned mask strides, else they copy it.
+            queries = rows_per_clip * self.groups
+            storage = torch.zeros(num_clips, 1, queries, -(-length // 16) * 16, dtype=self.dtype, device=device)
+            self.attention_mask = storage[..., :length]
+            self.generated_mask = storage[..., width:length]
+            self.history = torch.zeros(num_clips, rows_per_clip, max_new_tokens, **long)
+            self.next_history = torch.zeros_like(self.history)
+            self.row_range = torch.arange(rows_per_clip, **long)
+            self.step_range = torch.arange(max_new_tokens, **long)
+            self.write_offsets = width + self.row_range
+            # Static inputs of a step (written before each step).
+            self.tokens = torch.zeros(rows, **long)
+            self.parent_rows = torch.zeros(num_clips, rows_per_clip, **long)
+            self.step_index = torch.zeros((), **long)
+            self.row_positions = torch.zeros(rows, **long)
+            self.shape = shape
+        # Generated entries that a row may not see still enter the attention as zero weights: they must be finite.
+        self.cache[..., width:, :].zero_()
+
+    def release(self) -> None:
+        """Frees the chunk buffers."""
+        self.cache = self.attention_mask = self.generated_mask = None
+        self.history = self.next_history = self.tokens = self.parent_rows = self.step_index = None
+        self.row_positions = None
+        self.shape = None
+
     # ------------------------------------------------------------------------------------- prefill
     @torch.no_grad()
-    def prefill(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor):
-        """Runs left-padded prompts; returns (per-layer prefix k, v lists, next-token logits `[C, V]`)."""
+    def prefill(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, clips: slice) -> torch.Tensor:
+        """Runs left-padded prompts of the chunk's `clips` (after `begin`), keeping their keys / values in the cache;
+        returns the next-token logits `[len(clips), V]`."""
         batch, length = attention_mask.shape
         real = attention_mask.bool()
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
@@ -143,13 +191,12 @@ class _PrefixSharedDecoder:
         eye = torch.eye(length, dtype=torch.bool, device=hidden.device)
         mask = (causal[None] & real[:, None, :]) | eye[None]
         mask = mask[:, None]
-        keys, values = [], []
-        for layer in self.layers:
+        for index, layer in enumerate(self.layers):
             residual = hidden
             x = layer.input_layernorm(hidden)
             q, k, v = self._qkv(layer, x, cos, sin)
-            keys.append(k)
-            values.append(v)
+            self.cache[index, 0, clips, :, :length] = k
+            self.cache[index, 1, clips, :, :length] = v
             if self.groups > 1:
                 k = k.repeat_interleave(self.groups, dim=1)
                 v = v.repeat_interleave(self.groups, dim=1)
@@ -157,72 +204,65 @@ class _PrefixSharedDecoder:
             out = out.transpose(1, 2).reshape(batch, length, -1)
             hidden = residual + layer.self_attn.o_proj(out)
             hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
-        return keys, values, self._logits(hidden[:, -1])
+        return self._logits(hidden[:, -1])
 
     # ------------------------------------------------------------------------------------- decode
-    def start(self, keys, values, prefix_mask: torch.Tensor, rows_per_clip: int, max_new_tokens: int) -> None:
-        self.prefix_keys, self.prefix_values = keys, values
-        self.prefix_mask = prefix_mask.bool()
-        self.prefix_padding = ~self.prefix_mask[:, None, None, :]
-        self.prefix_lengths = prefix_mask.long().sum(-1)
-        self.num_clips = prefix_mask.shape[0]
-        self.rows_per_clip = rows_per_clip
-        rows = self.num_clips * rows_per_clip
-        self.generated = torch.empty(
-            len(self.layers), 2, rows, self.num_kv_heads, max_new_tokens, self.head_dim,
-            dtype=self.dtype, device=self.device,
+    def start(self, prefix_mask: torch.Tensor) -> None:
+        """After the chunk's prefill: every row starts from its clip's prompt (`prefix_mask` `[clips, width]`)."""
+        num_clips, width, rows_per_clip, _ = self.shape
+        prefix_blocked = ~prefix_mask.bool()[:, None, None, :]
+        self.attention_mask[..., :width] = torch.zeros_like(prefix_blocked, dtype=self.dtype).masked_fill_(
+            prefix_blocked, float("-inf")
         )
-        self.row_positions = self.prefix_lengths.repeat_interleave(rows_per_clip)
+        self.row_positions.copy_(prefix_mask.long().sum(-1).repeat_interleave(rows_per_clip))
+        self.parent_rows.copy_(self.row_range.expand(num_clips, -1))
+        self.history.zero_()
 
-    def reorder(self, parent_rows: torch.Tensor, filled: int) -> None:
-        """Row `r` continues row `parent_rows[r]`: copy its first `filled` generated keys / values."""
-        # Layer by layer: the gather's temporary copy stays one layer's size.
-        if filled > 0:
-            for layer in range(self.generated.shape[0]):
-                self.generated[layer, :, :, :, :filled] = self.generated[layer, :, parent_rows, :, :filled]
+    def step(self, tokens: torch.Tensor, step: int, parent_rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Feeds generated token number `step` (0-based) of every row; returns next-token logits `[rows, V]`.
 
-    def _decode_attention(self, q, layer_index: int, step: int) -> torch.Tensor:
-        clips, per_clip, kv_heads, groups, dim = self.num_clips, self.rows_per_clip, self.num_kv_heads, self.groups, self.head_dim
-        rows = clips * per_clip
-        # Shared prefix: the clip's beams x query groups form the query axis of one matmul per (clip, kv head).
-        q_clip = q.view(clips, per_clip, kv_heads, groups, dim).permute(0, 2, 1, 3, 4).reshape(clips, kv_heads, per_clip * groups, dim)
-        prefix_scores = torch.matmul(q_clip, self.prefix_keys[layer_index].transpose(-1, -2)) * self.scaling
-        prefix_scores = prefix_scores.float().masked_fill(self.prefix_padding, float("-inf"))
-        # Own generated tokens (the current one included).
-        own_keys = self.generated[layer_index, 0, :, :, : step + 1]
-        own_values = self.generated[layer_index, 1, :, :, : step + 1]
-        q_row = q.view(rows, kv_heads, groups, dim)
-        own_scores = torch.matmul(q_row, own_keys.transpose(-1, -2)) * self.scaling  # [rows, kv, groups, step+1]
-        own_scores = own_scores.float().view(clips, per_clip, kv_heads, groups, step + 1)
-        own_scores = own_scores.permute(0, 2, 1, 3, 4).reshape(clips, kv_heads, per_clip * groups, step + 1)
-        weights = torch.cat([prefix_scores, own_scores], dim=-1).softmax(dim=-1).to(q.dtype)
-        prefix_weights, own_weights = weights.split([prefix_scores.shape[-1], step + 1], dim=-1)
-        out = torch.matmul(prefix_weights, self.prefix_values[layer_index])  # [clips, kv, per_clip*groups, d]
-        out = out.view(clips, kv_heads, per_clip, groups, dim).permute(0, 2, 1, 3, 4).reshape(rows, kv_heads, groups, dim)
-        own_weights = own_weights.reshape(clips, kv_heads, per_clip, groups, step + 1).permute(0, 2, 1, 3, 4)
-        own_weights = own_weights.reshape(rows, kv_heads, groups, step + 1)
-        out = out + torch.matmul(own_weights, own_values)
-        return out.reshape(rows, kv_heads * groups * dim)
+        `parent_rows` `[clips, rows_per_clip]`: the row (within its clip) that each row continues, whose path of
+        earlier tokens it takes over (beam search); `None` keeps the previous rows (sampling)."""
+        self.tokens.copy_(tokens)
+        if parent_rows is not None:
+            self.parent_rows.copy_(parent_rows)
+        self.step_index.fill_(step)
+        logits = self._decode_step()
+        self.history.copy_(self.next_history)
+        return logits
 
     @torch.no_grad()
-    def step(self, tokens: torch.Tensor, step: int) -> torch.Tensor:
-        """Feeds generated token number `step` (0-based) of every row; returns next-token logits `[rows, V]`."""
-        hidden = self.body.embed_tokens(tokens)[:, None]  # [rows, 1, D]
-        position_ids = (self.row_positions + step)[:, None]
-        cos, sin = self.body.rotary_emb(hidden, position_ids)
+    def _decode_step(self) -> torch.Tensor:
+        """One decoding step computed from the static inputs only (tokens, parent rows, step index)."""
+        num_clips, width, per_clip, max_new_tokens = self.shape
+        kv_heads, groups, dim = self.num_kv_heads, self.groups, self.head_dim
+        rows, step = num_clips * per_clip, self.step_index
+        # Row r inherits its parent's path; its entry for this step is its own.
+        history = self.history.gather(1, self.parent_rows[..., None].expand_as(self.history))
+        history = torch.where(self.step_range == step, self.row_range[:, None], history)
+        self.next_history.copy_(history)
+        visible = (history[..., None] == self.row_range) & (self.step_range <= step)[:, None]  # [C, R, T, R]
+        visible = visible.view(num_clips, 1, per_clip, 1, max_new_tokens * per_clip)
+        visible = visible.expand(-1, -1, -1, groups, -1).reshape(num_clips, 1, per_clip * groups, -1)
+        self.generated_mask.copy_(torch.where(visible, 0.0, float("-inf")))
+        write_at = self.write_offsets + step * per_clip
+
+        hidden = self.body.embed_tokens(self.tokens)[:, None]  # [rows, 1, D]
+        cos, sin = self.body.rotary_emb(hidden, (self.row_positions + step)[:, None])
         for index, layer in enumerate(self.layers):
             residual = hidden
-            x = layer.input_layernorm(hidden)
-            q, k, v = self._qkv(layer, x, cos, sin)  # [rows, H(kv), 1, d]
-            self.generated[index, 0, :, :, step] = k[:, :, 0]
-            self.generated[index, 1, :, :, step] = v[:, :, 0]
-            out = self._decode_attention(q[:, :, 0], index, step)
-            hidden = residual + layer.self_attn.o_proj(out[:, None])
+            q, k, v = self._qkv(layer, layer.input_layernorm(hidden), cos, sin)  # [rows, H(kv), 1, d]
+            keys, values = self.cache[index, 0], self.cache[index, 1]  # [clips, kv, width + T * R, d]
+            keys.index_copy_(2, write_at, k.reshape(num_clips, per_clip, kv_heads, dim).transpose(1, 2))
+            values.index_copy_(2, write_at, v.reshape(num_clips, per_clip, kv_heads, dim).transpose(1, 2))
+            # A clip's rows x query groups form the query axis of one attention call per (clip, kv head).
+            q = q.reshape(num_clips, per_clip, kv_heads, groups, dim).permute(0, 2, 1, 3, 4)
+            q = q.reshape(num_clips, kv_heads, per_clip * groups, dim)
+            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=self.attention_mask, scale=self.scaling)
+            out = out.view(num_clips, kv_heads, per_clip, groups, dim).permute(0, 2, 1, 3, 4).reshape(rows, 1, -1)
+            hidden = residual + layer.self_attn.o_proj(out)
             hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
         return self._logits(hidden[:, 0])
-
-    def release(self) -> None:
-        self.prefix_keys = self.prefix_values = self.generated = self.prefix_padding = None
 
 
 class _BeamGroups:
@@ -410,15 +450,18 @@ class FastCaptionGenerator:
             )
         return attention_mask
 
-    def _prefill_chunk(self, clip_indices, input_ids, attention_mask, input_features, feature_attention_mask):
-        """Prompt caches of the chunk's clips: (keys, values, mask, next-token logits), run in sub-batches."""
+    def _prefill_chunk(self, clip_indices, input_ids, attention_mask, input_features, feature_attention_mask,
+                       rows_per_clip, max_new_tokens):
+        """Runs the chunk's prompts in sub-batches into the decoder's cache and readies it for decoding with
+        `rows_per_clip` rows per clip; returns the next-token logits of each clip `[clips, V]`."""
         model, device = self.model, self.decoder.device
         ids = input_ids[clip_indices]
         mask = attention_mask[clip_indices]
         width = int(mask.sum(-1).max())  # leading columns that are padding in every row are dropped
         ids, mask = ids[:, -width:].to(device), mask[:, -width:].to(device)
         per_batch = max(1, self.max_prefill_tokens // width)
-        keys, values, logits = None, None, []
+        self.decoder.begin(len(clip_indices), width, rows_per_clip, max_new_tokens)
+        logits = []
         for start in range(0, len(clip_indices), per_batch):
             part = slice(start, start + per_batch)
             part_ids, part_mask = ids[part], mask[part]
@@ -436,15 +479,9 @@ class FastCaptionGenerator:
                     features, frame_mask = features[:, :frames], frame_mask[:, :frames].to(device)
                 audio_embeds, audio_mask = model.get_audio_features(features.to(device), frame_mask)
                 embeds = model.merge_audio_embeddings(part_ids, embeds, audio_embeds, audio_mask)
-            part_keys, part_values, part_logits = self.decoder.prefill(embeds, part_mask)
-            if keys is None:
-                keys = [k.new_empty(len(clip_indices), *k.shape[1:]) for k in part_keys]
-                values = [v.new_empty(len(clip_indices), *v.shape[1:]) for v in part_values]
-            for layer in range(len(keys)):
-                keys[layer][part] = part_keys[layer]
-                values[layer][part] = part_values[layer]
-            logits.append(part_logits)
-        return keys, values, mask, torch.cat(logits)
+            logits.append(self.decoder.prefill(embeds, part_mask, part))
+        self.decoder.start(mask)
+        return torch.cat(logits)
 
     @staticmethod
     def _eos_tensor(eos_token_id, device):
@@ -519,57 +556,53 @@ class FastCaptionGenerator:
         rows_per_clip = sum(beam_sizes)
         lengths = attention_mask.sum(-1).tolist()
         results: list[Any] = [None] * input_ids.shape[0]
-        for chunk in self._chunks(lengths, rows_per_clip, max_new_tokens):
-            hypotheses = self._beam_search_chunk(
-                chunk, input_ids, attention_mask, input_features, feature_attention_mask, beam_sizes,
-                num_return_sequences, max_new_tokens, min_new_tokens, length_penalty, early_stopping,
-                eos_token_id, float(diversity_penalty),
-            )
-            for index, clip_hypotheses in zip(chunk, hypotheses):
-                results[index] = clip_hypotheses
+        try:
+            for chunk in self._chunks(lengths, rows_per_clip, max_new_tokens):
+                hypotheses = self._beam_search_chunk(
+                    chunk, input_ids, attention_mask, input_features, feature_attention_mask, beam_sizes,
+                    num_return_sequences, max_new_tokens, min_new_tokens, length_penalty, early_stopping,
+                    eos_token_id, float(diversity_penalty),
+                )
+                for index, clip_hypotheses in zip(chunk, hypotheses):
+                    results[index] = clip_hypotheses
+        finally:  # the chunks of one call share the decoder's buffers; nothing is kept between calls
+            self.decoder.release()
         return results
 
     def _beam_search_chunk(self, chunk, input_ids, attention_mask, input_features, feature_attention_mask,
                            beam_sizes, num_return, max_new_tokens, min_new_tokens, length_penalty,
                            early_stopping, eos_token_id, diversity_penalty):
         decoder, device = self.decoder, self.decoder.device
-        keys, values, prefix_mask, logits = self._prefill_chunk(
-            chunk, input_ids, attention_mask, input_features, feature_attention_mask
-        )
         clips, rows_per_clip = len(chunk), sum(beam_sizes)
-        decoder.start(keys, values, prefix_mask, rows_per_clip, max_new_tokens)
-        del keys, values
+        logits = self._prefill_chunk(
+            chunk, input_ids, attention_mask, input_features, feature_attention_mask, rows_per_clip, max_new_tokens
+        )
         eos = self._eos_tensor(eos_token_id, device)
         state = _BeamGroups(clips, beam_sizes, max_new_tokens, 0 if eos is None else len(eos), device)
-        clip_offsets = torch.arange(clips, device=device)[:, None] * rows_per_clip
         logits = logits.repeat_interleave(rows_per_clip, dim=0)  # every beam starts from the prompt
         num_groups = len(beam_sizes)
-        try:
-            for step in range(max_new_tokens):
-                raw = torch.log_softmax(logits.float(), dim=-1).view(clips, rows_per_clip, -1)
-                processed = self._block_eos(raw, eos, step, min_new_tokens)
-                slot_processed = processed[:, state.slot_row]  # [C, G, K, V]
-                state.all_hit = torch.ones((), dtype=torch.bool, device=device)
-                if diversity_penalty > 0 and num_groups > 1:
-                    counts = torch.zeros(clips, raw.shape[-1], device=device)
-                    for group in range(num_groups):
-                        part = slice(group, group + 1)
-                        penalised = slot_processed[:, part] - diversity_penalty * counts[:, None, None, :]
-                        state.select(part, penalised, raw, step, eos, max_new_tokens,
-                                     length_penalty, early_stopping)
-                        chosen = state.running_tokens[:, group, : beam_sizes[group], step]
-                        counts.scatter_add_(1, chosen, torch.ones_like(chosen, dtype=counts.dtype))
-                else:
-                    state.select(slice(None), slot_processed, raw, step, eos, max_new_tokens,
+        for step in range(max_new_tokens):
+            raw = torch.log_softmax(logits.float(), dim=-1).view(clips, rows_per_clip, -1)
+            processed = self._block_eos(raw, eos, step, min_new_tokens)
+            slot_processed = processed[:, state.slot_row]  # [C, G, K, V]
+            state.all_hit = torch.ones((), dtype=torch.bool, device=device)
+            if diversity_penalty > 0 and num_groups > 1:
+                counts = torch.zeros(clips, raw.shape[-1], device=device)
+                for group in range(num_groups):
+                    part = slice(group, group + 1)
+                    penalised = slot_processed[:, part] - diversity_penalty * counts[:, None, None, :]
+                    state.select(part, penalised, raw, step, eos, max_new_tokens,
                                  length_penalty, early_stopping)
-                state.update_open(step + 1, max_new_tokens, length_penalty, early_stopping)
-                if step + 1 >= max_new_tokens or state.done(early_stopping):
-                    break
-                tokens, parent_rows = state.next_rows(step)
-                decoder.reorder((parent_rows + clip_offsets).flatten(), step)
-                logits = decoder.step(tokens.flatten(), step)
-        finally:
-            decoder.release()
+                    chosen = state.running_tokens[:, group, : beam_sizes[group], step]
+                    counts.scatter_add_(1, chosen, torch.ones_like(chosen, dtype=counts.dtype))
+            else:
+                state.select(slice(None), slot_processed, raw, step, eos, max_new_tokens,
+                             length_penalty, early_stopping)
+            state.update_open(step + 1, max_new_tokens, length_penalty, early_stopping)
+            if step + 1 >= max_new_tokens or state.done(early_stopping):
+                break
+            tokens, parent_rows = state.next_rows(step)
+            logits = decoder.step(tokens.flatten(), step, parent_rows)
         return self._collect_beams(state, beam_sizes, num_return)
 
     @staticmethod
@@ -629,14 +662,17 @@ class FastCaptionGenerator:
         attention_mask = self._check_inputs(input_ids, attention_mask)
         lengths = attention_mask.sum(-1).tolist()
         results: list[Any] = [None] * input_ids.shape[0]
-        for chunk in self._chunks(lengths, num_return_sequences, max_new_tokens):
-            hyps = self._sample_chunk(
-                chunk, input_ids, attention_mask, input_features, feature_attention_mask, num_return_sequences,
-                do_sample, temperature, top_k, top_p, max_new_tokens, min_new_tokens, eos_token_id, pad_token_id,
-                generator,
-            )
-            for index, clip_hyps in zip(chunk, hyps):
-                results[index] = clip_hyps
+        try:
+            for chunk in self._chunks(lengths, num_return_sequences, max_new_tokens):
+                hyps = self._sample_chunk(
+                    chunk, input_ids, attention_mask, input_features, feature_attention_mask, num_return_sequences,
+                    do_sample, temperature, top_k, top_p, max_new_tokens, min_new_tokens, eos_token_id,
+                    pad_token_id, generator,
+                )
+                for index, clip_hyps in zip(chunk, hyps):
+                    results[index] = clip_hyps
+        finally:
+            self.decoder.release()
         return results
 
     @staticmethod
@@ -659,11 +695,9 @@ class FastCaptionGenerator:
                       do_sample, temperature, top_k, top_p, max_new_tokens, min_new_tokens, eos_token_id, pad_token_id,
                       generator):
         decoder, device = self.decoder, self.decoder.device
-        keys, values, prefix_mask, logits = self._prefill_chunk(
-            chunk, input_ids, attention_mask, input_features, feature_attention_mask
+        logits = self._prefill_chunk(
+            chunk, input_ids, attention_mask, input_features, feature_attention_mask, per_clip, max_new_tokens
         )
-        decoder.start(keys, values, prefix_mask, per_clip, max_new_tokens)
-        del keys, values
         eos = self._eos_tensor(eos_token_id, device)
         rows = len(chunk) * per_clip
         logits = logits.repeat_interleave(per_clip, dim=0)
@@ -671,29 +705,26 @@ class FastCaptionGenerator:
         raw_sums = torch.zeros(rows, device=device)
         lengths = torch.zeros(rows, dtype=torch.long, device=device)
         unfinished = torch.ones(rows, dtype=torch.bool, device=device)
-        try:
-            for step in range(max_new_tokens):
-                logits = logits.float()
-                raw = torch.log_softmax(logits, dim=-1)
-                if eos is not None and step < min_new_tokens:
-                    logits[:, eos] = float("-inf")
-                if do_sample:
-                    probs = self._warp(logits, temperature, top_k, top_p).softmax(dim=-1)
-                    chosen = torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
-                else:
-                    chosen = logits.argmax(dim=-1)
-                # Finished rows keep feeding the pad token, as `generate` does.
-                chosen = torch.where(unfinished, chosen, torch.full_like(chosen, pad_token_id or 0))
-                tokens[:, step] = chosen
-                raw_sums += torch.where(unfinished, raw.gather(1, chosen[:, None]).squeeze(1), torch.zeros_like(raw_sums))
-                lengths += unfinished.long()
-                if eos is not None:
-                    unfinished &= ~torch.isin(chosen, eos)
-                if step + 1 >= max_new_tokens or not bool(unfinished.any()):
-                    break
-                logits = decoder.step(chosen, step)
-        finally:
-            decoder.release()
+        for step in range(max_new_tokens):
+            logits = logits.float()
+            raw = torch.log_softmax(logits, dim=-1)
+            if eos is not None and step < min_new_tokens:
+                logits[:, eos] = float("-inf")
+            if do_sample:
+                probs = self._warp(logits, temperature, top_k, top_p).softmax(dim=-1)
+                chosen = torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
+            else:
+                chosen = logits.argmax(dim=-1)
+            # Finished rows keep feeding the pad token, as `generate` does.
+            chosen = torch.where(unfinished, chosen, torch.full_like(chosen, pad_token_id or 0))
+            tokens[:, step] = chosen
+            raw_sums += torch.where(unfinished, raw.gather(1, chosen[:, None]).squeeze(1), torch.zeros_like(raw_sums))
+            lengths += unfinished.long()
+            if eos is not None:
+                unfinished &= ~torch.isin(chosen, eos)
+            if step + 1 >= max_new_tokens or not bool(unfinished.any()):
+                break
+            logits = decoder.step(chosen, step)
         tokens, raw_sums, lengths = tokens.cpu(), raw_sums.tolist(), lengths.tolist()
         output = []
         for clip in range(len(chunk)):

@@ -3,9 +3,15 @@ sampling), whatever the chunking; reported log-probabilities equal a teacher-for
 
 import pytest
 import torch
-from llm_aac_test_utils import EOS, PAD, TINY_LORA, prompt_batch, random_features, tiny_model
+from llm_aac_test_utils import (
+    AUDIO_ID, EOS, PAD, TINY_LORA, prompt_batch, random_features, tiny_audio_config, tiny_model, tiny_text_config,
+)
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
+from modeling_llm_aac.configuration_llm_aac import LLMAACConfig
 from modeling_llm_aac.fast_generation import FastCaptionGenerator, fast_generation_unsupported_reason
+from modeling_llm_aac.modeling_llm_aac import LLMAACForConditionalGeneration
 
 FRAMES = [98, 230, 160]
 
@@ -144,6 +150,104 @@ def test_diverse_groups_spread_over_first_tokens():
     diverse = generator.beam_search(**inputs, beam_sizes=(2, 2, 2), max_new_tokens=5, diversity_penalty=100.0)
     assert len({group[0].tokens[0] for group in diverse[0]}) == 3
     assert diverse[0][0][0].tokens == plain[0][0][0].tokens  # the first group is never penalised
+
+
+def captioner_with_text_model(seed=3, **text):
+    torch.manual_seed(seed)
+    config = LLMAACConfig(audio_config=tiny_audio_config(), text_config={**tiny_text_config(), **text},
+                          projector_type="linear", projector_hidden_size=48, audio_token_id=AUDIO_ID)
+    model = LLMAACForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        model.get_output_embeddings().weight[EOS] *= 1.6
+    return model
+
+
+@pytest.mark.parametrize("text", [
+    dict(num_attention_heads=4, num_key_value_heads=4),  # one query per key / value head
+    dict(model_type="qwen3", num_attention_heads=4, num_key_value_heads=2, head_dim=16),  # q / k norms
+], ids=["llama-mha", "qwen3-gqa"])
+def test_other_attention_layouts_equal_generate(text):
+    model = captioner_with_text_model(**text)
+    inputs = make_inputs(model)
+    width = inputs["input_ids"].shape[1]
+    reference = model.generate(
+        **inputs, max_new_tokens=8, num_beams=3, num_return_sequences=3, do_sample=False, eos_token_id=EOS,
+        pad_token_id=PAD, return_dict_in_generate=True, output_scores=True,
+    )
+    fast = FastCaptionGenerator(model).beam_search(**inputs, beam_sizes=(3,), num_return_sequences=3,
+                                                    max_new_tokens=8, eos_token_id=EOS)
+    for clip in range(len(FRAMES)):
+        for rank, hypothesis in enumerate(fast[clip][0]):
+            row = reference.sequences[clip * 3 + rank, width:].tolist()
+            assert hypothesis.tokens == generated(row, hypothesis.num_tokens)
+            assert hypothesis.score == pytest.approx(float(reference.sequences_scores[clip * 3 + rank]), abs=1e-5)
+
+
+class OperatorLog(TorchDispatchMode):
+    """Every aten operator run, with the shape / dtype / strides / offset of each tensor argument and the value of
+    every other argument: two equal logs launch the same kernels with the same arguments (what a CUDA graph of
+    the step replays)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        described = tuple(
+            (tuple(a.shape), a.dtype, a.stride(), a.storage_offset()) if isinstance(a, torch.Tensor) else a
+            for a in tree_leaves((args, kwargs))
+        )
+        self.calls.append((str(func), described))
+        return func(*args, **kwargs)
+
+
+def logged_decode_steps(generator):
+    logs = []
+    step_function = generator.decoder._decode_step
+
+    def logged():
+        with OperatorLog() as log:
+            output = step_function()
+        logs.append(log.calls)
+        return output
+
+    generator.decoder._decode_step = logged
+    return logs
+
+
+@pytest.mark.parametrize("mode", ["beams", "sample"])
+def test_every_decode_step_runs_the_same_operators_on_the_same_shapes(mode):
+    model = make_model()
+    inputs = make_inputs(model, frames=[98, 160])
+    generator = FastCaptionGenerator(model)
+    logs = logged_decode_steps(generator)
+    lengths = dict(max_new_tokens=6, min_new_tokens=6, eos_token_id=EOS)
+    if mode == "beams":
+        generator.beam_search(**inputs, beam_sizes=(2, 3), **lengths)
+    else:
+        generator.sample(**inputs, num_return_sequences=2, pad_token_id=PAD, **lengths)
+    assert len(logs) == 5  # steps 0..4 are fed back (the last token is not)
+    assert len(logs[0]) > 20 and all(log == logs[0] for log in logs[1:])
+
+
+def test_chunks_of_one_call_reuse_the_decoder_buffers_and_the_call_frees_them():
+    model = make_model()
+    inputs = make_inputs(model, frames=[98, 98, 98, 98, 98])  # same prompt width: chunks 2, 2, 1
+    generator = FastCaptionGenerator(model, max_clips_per_chunk=2)
+    decoder, caches = generator.decoder, []
+    begin = decoder.begin
+
+    def recording_begin(*args):
+        begin(*args)
+        caches.append(decoder.cache.data_ptr())
+
+    decoder.begin = recording_begin
+    together = generator.beam_search(**inputs, beam_sizes=(2,), max_new_tokens=5, eos_token_id=EOS)
+    assert caches[0] == caches[1] and len(caches) == 3
+    assert decoder.cache is None and decoder.shape is None
+    alone = FastCaptionGenerator(model).beam_search(**inputs, beam_sizes=(2,), max_new_tokens=5, eos_token_id=EOS)
+    assert [[h.tokens for h in c[0]] for c in together] == [[h.tokens for h in c[0]] for c in alone]
 
 
 def test_unsupported_models_and_bad_inputs_raise_clear_errors():
