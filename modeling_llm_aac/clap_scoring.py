@@ -49,6 +49,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .feature_extraction_llm_aac import mono_float32_samples
+
 BACKENDS = ("transformers", "laion_checkpoint", "laion_clap", "eat_clap")
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
@@ -239,38 +241,7 @@ def as_clip_list(audio: Any) -> list[np.ndarray]:
         raise TypeError(
             f"Audio must be a numpy array, a torch tensor or a list of them; got {type(audio).__name__}."
         )
-    clips = []
-    for index, clip in enumerate(raw):
-        if isinstance(clip, torch.Tensor):
-            clip = clip.detach().cpu().numpy()
-        try:
-            array = np.asarray(clip)
-        except (TypeError, ValueError) as err:  # ragged nested lists
-            raise TypeError(f"Audio clip {index} is not a numeric array: {err}") from None
-        if array.dtype == object or not (
-            np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
-        ):
-            raise TypeError(f"Audio clip {index} has non-numeric dtype {array.dtype}.")
-        if np.iscomplexobj(array):
-            raise TypeError(f"Audio clip {index} is complex ({array.dtype}); pass real samples.")
-        if array.ndim != 1:
-            raise ValueError(
-                f"Audio clip {index} must be 1-D (mono samples), got shape {array.shape}. Mix "
-                "multi-channel audio down to mono first."
-            )
-        if array.size == 0:
-            raise ValueError(f"Audio clip {index} is empty (0 samples).")
-        if np.issubdtype(array.dtype, np.integer):
-            array = array.astype(np.float32) / float(2 ** (8 * array.dtype.itemsize - 1))
-        array = array.astype(np.float32, copy=False)
-        if not np.isfinite(array).all():
-            bad = np.flatnonzero(~np.isfinite(array))
-            raise ValueError(
-                f"Audio clip {index} has {bad.size} NaN/Inf samples (first at index {bad[0]}: "
-                f"{array[bad[0]]})."
-            )
-        clips.append(array)
-    return clips
+    return [mono_float32_samples(clip, f"Audio clip {index}") for index, clip in enumerate(raw)]
 
 
 def _check_sampling_rate(sampling_rate: Any) -> int:

@@ -496,6 +496,45 @@ class LLMAACFeatureExtractor(SequenceFeatureExtractor):
         return torch.from_numpy(np.ascontiguousarray(resampled, dtype=np.float32)).to(clip.device)
 
 
+def mono_float32_samples(samples: Any, name: str, *, mix_channels: bool = False) -> np.ndarray:
+    """One clip as contiguous float32 mono samples, or a `TypeError` / `ValueError` that starts with `name`.
+
+    `samples` is a numpy array, a torch tensor or a list of real numbers. Integer PCM is scaled to [-1, 1)
+    (unsigned centred on its midpoint). With `mix_channels`, a 2-D clip of at most `MAX_CHANNELS` channels
+    (`[channels, samples]` as `datasets` gives, or `[samples, channels]` as soundfile does) is averaged to mono;
+    otherwise the clip must already be 1-D. Non-numeric or complex samples, other shapes, empty clips and NaN /
+    Inf samples are refused.
+    """
+    if isinstance(samples, torch.Tensor):
+        samples = samples.detach().cpu().numpy()
+    try:
+        array = np.asarray(samples)
+    except (TypeError, ValueError) as error:  # ragged nested lists
+        raise TypeError(f"{name} is not a numeric array: {error}") from None
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise TypeError(f"{name} has non-numeric dtype {array.dtype}")
+    if np.iscomplexobj(array):
+        raise TypeError(f"{name} is complex ({array.dtype}); pass real samples")
+    if array.size == 0:
+        raise ValueError(f"{name} is empty (0 samples), shape {array.shape}")
+    if np.issubdtype(array.dtype, np.integer):
+        array = _scale_pcm(array)  # before any channel mix, which would turn the PCM into unscaled floats
+    array = array.astype(np.float32, copy=False)
+    if mix_channels and array.ndim == 2 and min(array.shape) <= MAX_CHANNELS:
+        array = array.mean(axis=0 if array.shape[0] <= array.shape[1] else 1)
+    if array.ndim != 1:
+        expected = f"mono samples [samples] or at most {MAX_CHANNELS} channels" if mix_channels else "1-D mono samples"
+        raise ValueError(
+            f"{name} must be {expected}, got an array of shape {array.shape}; mix multi-channel audio down to mono "
+            "first and pass several clips as a list"
+        )
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if not np.isfinite(array).all():
+        bad = np.flatnonzero(~np.isfinite(array))
+        raise ValueError(f"{name} has {bad.size} NaN/Inf samples (first at index {bad[0]}: {array[bad[0]]})")
+    return array
+
+
 def _scale_pcm(samples: np.ndarray) -> np.ndarray:
     """Integer PCM to float in [-1, 1): signed by 2**(bits - 1), unsigned centred on its midpoint."""
     info = np.iinfo(samples.dtype)
@@ -505,4 +544,4 @@ def _scale_pcm(samples: np.ndarray) -> np.ndarray:
     return (samples.astype(np.float64) / -float(info.min)).astype(np.float32)
 
 
-__all__ = ["LLMAACFeatureExtractor"]
+__all__ = ["LLMAACFeatureExtractor", "mono_float32_samples"]

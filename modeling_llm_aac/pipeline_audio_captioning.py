@@ -42,6 +42,7 @@ from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
 from .caption_candidates import CANDIDATE_STRATEGIES, CandidateOptions, generate_candidates, generate_captions
 from .clap_scoring import CLAPScorer, load_clap_scorer, rank_candidates
+from .feature_extraction_llm_aac import mono_float32_samples
 
 try:
     import soundfile
@@ -74,31 +75,8 @@ def _read_audio_file(source, name: str) -> tuple[np.ndarray, int]:
     return samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0], int(rate)
 
 
-def _as_mono(array, name: str) -> np.ndarray:
-    if isinstance(array, torch.Tensor):
-        array = array.detach().cpu().numpy()
-    array = np.asarray(array)
-    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
-        raise TypeError(f"audio {name} has non-numeric dtype {array.dtype}")
-    if np.iscomplexobj(array):
-        raise TypeError(f"audio {name} is complex ({array.dtype}); pass real samples")
-    if array.ndim == 2 and min(array.shape) <= 16:
-        # (channels, samples) as datasets returns, or (samples, channels) as soundfile does.
-        array = array.mean(axis=0 if array.shape[0] <= array.shape[1] else 1)
-    if array.ndim != 1:
-        raise ValueError(
-            f"audio {name} must be mono samples [samples] (or a few channels), got an array of shape {array.shape}; "
-            "pass several clips as a list"
-        )
-    if array.size == 0:
-        raise ValueError(f"audio {name} is empty (0 samples)")
-    if np.issubdtype(array.dtype, np.integer):
-        array = array.astype(np.float32) / float(2 ** (8 * array.dtype.itemsize - 1))
-    array = np.ascontiguousarray(array, dtype=np.float32)
-    if not np.isfinite(array).all():
-        bad = np.flatnonzero(~np.isfinite(array))
-        raise ValueError(f"audio {name} has {bad.size} NaN/Inf samples (first at index {bad[0]}: {array[bad[0]]})")
-    return array
+def _mono(samples, name: str) -> np.ndarray:
+    return mono_float32_samples(samples, f"audio {name}", mix_channels=True)
 
 
 def _check_rate(rate, name: str) -> int:
@@ -113,11 +91,11 @@ def load_audio_input(item: Any, default_rate: int) -> tuple[np.ndarray, int]:
     if isinstance(item, (str, os.PathLike)):
         name = repr(os.fspath(item))
         samples, rate = _read_audio_file(os.fspath(item), name)
-        return _as_mono(samples, name), rate
+        return _mono(samples, name), rate
     if isinstance(item, (bytes, bytearray)):
         name = f"<{len(item)} bytes>"
         samples, rate = _read_audio_file(io.BytesIO(item), name)
-        return _as_mono(samples, name), rate
+        return _mono(samples, name), rate
     if isinstance(item, Mapping):
         keys = sorted(item)
         array_key = "array" if "array" in item else ("raw" if "raw" in item else None)
@@ -125,7 +103,7 @@ def load_audio_input(item: Any, default_rate: int) -> tuple[np.ndarray, int]:
             name = f"<{array_key} of dict with keys {keys}>"
             if item.get("sampling_rate") is None:
                 raise ValueError(f"audio {name} has no 'sampling_rate'")
-            return _as_mono(item[array_key], name), _check_rate(item["sampling_rate"], name)
+            return _mono(item[array_key], name), _check_rate(item["sampling_rate"], name)
         if item.get("bytes") is not None:
             return load_audio_input(bytes(item["bytes"]), default_rate)
         if item.get("path") is not None:
@@ -134,7 +112,7 @@ def load_audio_input(item: Any, default_rate: int) -> tuple[np.ndarray, int]:
             f"a dict input needs 'array' (or 'raw') and 'sampling_rate', or 'path' / 'bytes'; got keys {keys}"
         )
     if isinstance(item, (np.ndarray, torch.Tensor)):
-        return _as_mono(item, f"<array of shape {tuple(item.shape)}>"), _check_rate(default_rate, "array")
+        return _mono(item, f"<array of shape {tuple(item.shape)}>"), _check_rate(default_rate, "array")
     raise TypeError(
         "audio-captioning inputs are file paths, bytes, numpy arrays / tensors, {'array', 'sampling_rate'} dicts "
         f"or lists of them; got {type(item).__name__}"

@@ -16,6 +16,7 @@ from feature_test_utils import (
 from transformers import AutoFeatureExtractor
 
 from modeling_llm_aac import LLMAACFeatureExtractor
+from modeling_llm_aac.feature_extraction_llm_aac import mono_float32_samples
 
 SR = 16000
 
@@ -244,6 +245,31 @@ def test_stereo_is_mixed_to_mono_in_either_layout():
     channels_last = fe([np.stack([left, right], axis=1)], sampling_rate=SR, return_tensors="pt")["input_features"]
     torch.testing.assert_close(channels_first, mono)
     torch.testing.assert_close(channels_last, mono)
+
+
+def test_mono_float32_samples_scales_pcm_before_mixing_and_names_bad_clips():
+    stereo_pcm = np.array([[16384, -32768, 0], [0, 16384, 32767]], dtype=np.int16)  # [channels, samples]
+    expected = np.array([0.25, -0.25, 32767 / 65536], dtype=np.float32)
+    for layout in (stereo_pcm, stereo_pcm.T, torch.from_numpy(stereo_pcm)):
+        mixed = mono_float32_samples(layout, "clip", mix_channels=True)
+        assert mixed.dtype == np.float32 and mixed.flags.c_contiguous
+        np.testing.assert_allclose(mixed, expected)
+    np.testing.assert_allclose(mono_float32_samples(np.array([0, 128, 255], dtype=np.uint8), "clip"),
+                               [-1.0, 0.0, 127 / 128])
+    with pytest.raises(ValueError, match=r"clip 3 must be 1-D mono samples, got an array of shape \(2, 3\)"):
+        mono_float32_samples(stereo_pcm, "clip 3")
+    with pytest.raises(ValueError, match=r"at most 16 channels, got an array of shape \(17, 17\)"):
+        mono_float32_samples(np.zeros((17, 17)), "clip", mix_channels=True)
+    with pytest.raises(ValueError, match="clip is empty"):
+        mono_float32_samples(np.zeros((2, 0)), "clip", mix_channels=True)
+    with pytest.raises(ValueError, match=r"1 NaN/Inf samples \(first at index 1: inf\)"):
+        mono_float32_samples([0.0, np.inf], "clip")
+    with pytest.raises(TypeError, match="clip is not a numeric array"):
+        mono_float32_samples([[0.0], [0.0, 1.0]], "clip")
+    with pytest.raises(TypeError, match="clip has non-numeric dtype"):
+        mono_float32_samples(["a"], "clip")
+    with pytest.raises(TypeError, match="clip is complex"):
+        mono_float32_samples(np.zeros(3, dtype=np.complex64), "clip")
 
 
 def test_two_dimensional_batch_and_tensor_inputs():
