@@ -101,6 +101,15 @@ def _report_missing(missing: list[str], total: int, corpus: str, where: str, on_
     logger.warning(message + " They are skipped.")
 
 
+def _first_file(root: str, subfolders: Sequence[str], name: str) -> str | None:
+    """`<root>/<subfolder>/<name>` for the first of `subfolders` ("" is `root` itself) that holds it, or None."""
+    for subfolder in subfolders:
+        path = os.path.join(root, subfolder, name)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
 def _check_on_missing(on_missing_audio: str) -> None:
     if on_missing_audio not in ("error", "skip"):
         raise ValueError(f"on_missing_audio must be 'error' or 'skip', got {on_missing_audio!r}.")
@@ -110,11 +119,7 @@ def _check_on_missing(on_missing_audio: str) -> None:
 
 
 def _clotho_captions_csv(root: str, split: str) -> str | None:
-    for folder in (root, os.path.join(root, "clotho_csv_files"), os.path.join(root, "csv")):
-        path = os.path.join(folder, f"clotho_captions_{split}.csv")
-        if os.path.isfile(path):
-            return path
-    return None
+    return _first_file(root, ("", "clotho_csv_files", "csv"), f"clotho_captions_{split}.csv")
 
 
 def _clotho_splits_present(root: str) -> list[str]:
@@ -180,11 +185,7 @@ def load_clotho(
 
 
 def _audiocaps_csv(root: str, split: str) -> str | None:
-    for folder in (root, os.path.join(root, "dataset"), os.path.join(root, "csv")):
-        path = os.path.join(folder, f"{split}.csv")
-        if os.path.isfile(path):
-            return path
-    return None
+    return _first_file(root, ("", "dataset", "csv"), f"{split}.csv")
 
 
 def _is_audiocaps_csv(path: str) -> bool:

@@ -103,6 +103,23 @@ def test_audiocaps_groups_captions_per_clip(tmp_path, caplog):
         load_audiocaps(root, "test", on_missing_audio="error")
 
 
+def test_caption_csvs_are_found_in_the_published_subfolders(tmp_path):
+    clotho = make_clotho(tmp_path / "clotho")
+    os.renames(os.path.join(clotho, "clotho_captions_development.csv"),
+               os.path.join(clotho, "clotho_csv_files", "clotho_captions_development.csv"))
+    assert load_clotho(clotho, "development")["file_name"] == CLOTHO_FILES
+    os.renames(os.path.join(clotho, "clotho_csv_files", "clotho_captions_development.csv"),
+               os.path.join(clotho, "csv", "clotho_captions_development.csv"))
+    assert load_clotho(clotho, "development").num_rows == len(CLOTHO_FILES)
+    audiocaps = make_audiocaps(tmp_path / "audiocaps")
+    for folder in ("dataset", "csv"):
+        os.renames(os.path.join(audiocaps, "train.csv"), os.path.join(audiocaps, folder, "train.csv"))
+        assert load_audiocaps(audiocaps, "train")[0]["captions"] == ["a dog barks"]
+        os.renames(os.path.join(audiocaps, folder, "train.csv"), os.path.join(audiocaps, "train.csv"))
+    with pytest.raises(ValueError, match="No clotho_captions_validation.csv"):
+        load_clotho(clotho, "validation")
+
+
 def test_audioset_local_copy_of_hub_repo(tmp_path):
     root = make_audioset_repo(tmp_path / "AudioSet")
     assert detect_dataset_kind(root) == "audioset"
