@@ -231,23 +231,100 @@ def test_every_decode_step_runs_the_same_operators_on_the_same_shapes(mode):
     assert len(logs[0]) > 20 and all(log == logs[0] for log in logs[1:])
 
 
-def test_chunks_of_one_call_reuse_the_decoder_buffers_and_the_call_frees_them():
+def test_chunks_with_prompts_of_at_least_half_the_width_share_one_buffer_and_the_call_frees_it():
     model = make_model()
-    inputs = make_inputs(model, frames=[98, 98, 98, 98, 98])  # same prompt width: chunks 2, 2, 1
+    # Prompt widths 12, 30, 22, 27, 20 tokens, chunks of at most two clips: (30, 27) and (22, 20) in one buffer
+    # 30 tokens wide, then (12) in its own (less than half of 30).
+    inputs = make_inputs(model, frames=[50, 230, 160, 200, 130])
     generator = FastCaptionGenerator(model, max_clips_per_chunk=2)
-    decoder, caches = generator.decoder, []
+    decoder, buffers = generator.decoder, []
     begin = decoder.begin
 
     def recording_begin(*args):
         begin(*args)
-        caches.append(decoder.cache.data_ptr())
+        buffers.append((decoder.cache.data_ptr(), decoder.shape[:2]))
 
     decoder.begin = recording_begin
-    together = generator.beam_search(**inputs, beam_sizes=(2,), max_new_tokens=5, eos_token_id=EOS)
-    assert caches[0] == caches[1] and len(caches) == 3
+    options = dict(beam_sizes=(2, 3), num_return_sequences=2, max_new_tokens=6, eos_token_id=EOS)
+    together = generator.beam_search(**inputs, **options)
+    assert [shape for _, shape in buffers] == [(2, 30), (2, 30), (1, 12)] and buffers[0][0] == buffers[1][0]
     assert decoder.cache is None and decoder.shape is None
-    alone = FastCaptionGenerator(model).beam_search(**inputs, beam_sizes=(2,), max_new_tokens=5, eos_token_id=EOS)
-    assert [[h.tokens for h in c[0]] for c in together] == [[h.tokens for h in c[0]] for c in alone]
+    alone = [FastCaptionGenerator(model).beam_search(**{k: v[i:i + 1] for k, v in inputs.items()}, **options)[0]
+             for i in range(5)]
+    for ours, reference in zip(together, alone):
+        assert [[h.tokens for h in g] for g in ours] == [[h.tokens for h in g] for g in reference]
+        assert [h.score for g in ours for h in g] == pytest.approx([h.score for g in reference for h in g], abs=1e-5)
+
+
+class ReplayByRerunning:
+    """Stands in for a CUDA graph on the CPU: 'capturing' runs the warm-up steps and the step once and keeps its
+    logits tensor as the static output; 'replaying' runs the step again into that same tensor. So the generator
+    sees what a real graph gives it (one output buffer overwritten at every step, inputs read from the static
+    buffers, warm-up runs before the capture), apart from the frozen kernels, which the operator-log test covers."""
+
+    def __init__(self, decoder):
+        self.decoder, self.captures, self.replays = decoder, [], 0
+        decoder._graphs_enabled = lambda: decoder.use_cuda_graphs and decoder.graph_failure is None
+        decoder._capture_graph = self.capture
+
+    def capture(self):
+        for _ in range(2):  # the warm-up runs of the real capture
+            self.decoder._decode_step()
+        logits = self.decoder._decode_step()
+        self.captures.append(self.decoder.shape)
+        graph = self
+
+        class Graph:
+            def replay(self):
+                graph.replays += 1
+                logits.copy_(graph.decoder._decode_step())
+
+        return Graph(), logits
+
+
+def all_results(generator, inputs, **options):
+    beams = generator.beam_search(**inputs, beam_sizes=(2, 3), num_return_sequences=2, max_new_tokens=6,
+                                  eos_token_id=EOS, **options)
+    greedy = generator.sample(**inputs, do_sample=False, num_return_sequences=2, max_new_tokens=6,
+                              eos_token_id=EOS, pad_token_id=PAD)
+    return [[(h.tokens, h.log_prob_sum) for group in clip for h in group] for clip in beams] + \
+        [[(h.tokens, h.log_prob_sum) for h in clip] for clip in greedy]
+
+
+def test_graph_replays_give_the_eager_results_with_one_capture_per_chunk_shape():
+    model = make_model()
+    inputs = make_inputs(model, frames=[98, 98, 98])  # chunks of 2 and 1 clips: two shapes per call
+    eager = all_results(FastCaptionGenerator(model, max_clips_per_chunk=2), inputs)
+    generator = FastCaptionGenerator(model, max_clips_per_chunk=2, cuda_graphs=True)
+    graphs = ReplayByRerunning(generator.decoder)
+    steps, step = [], generator.decoder.step
+    generator.decoder.step = lambda *args: steps.append(args[1]) or step(*args)
+    assert all_results(generator, inputs) == eager
+    # beam search: shapes (2 clips, 5 rows) and (1 clip, 5 rows); greedy: (2, 2) and (1, 2); nothing kept after
+    assert [shape[0] * shape[2] for shape in graphs.captures] == [10, 5, 4, 2]
+    assert graphs.replays == len(steps) and steps.count(0) == 4 and max(steps) > 0
+    assert generator.decoder.graph is None and generator.decoder.cache is None
+
+
+def test_cuda_graphs_fall_back_to_eager_steps():
+    model = make_model()
+    inputs = make_inputs(model, frames=[98, 160])
+    eager = all_results(FastCaptionGenerator(model), inputs)
+    on_cpu = FastCaptionGenerator(model, cuda_graphs=True)  # no CUDA device: the option is ignored
+    assert on_cpu.cuda_graphs and all_results(on_cpu, inputs) == eager
+
+    failing = FastCaptionGenerator(model, cuda_graphs=True)
+    failing.decoder._graphs_enabled = lambda: failing.decoder.graph_failure is None
+
+    def capture():
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    failing.decoder._capture_graph = capture
+    with pytest.warns(RuntimeWarning, match="could not be captured"):
+        assert all_results(failing, inputs) == eager
+    assert "not permitted" in failing.decoder.graph_failure
+    with pytest.raises(TypeError, match="cuda_graphs"):
+        FastCaptionGenerator(model, cuda_graphs="yes")
 
 
 def test_unsupported_models_and_bad_inputs_raise_clear_errors():
