@@ -106,6 +106,8 @@ class CandidateOptions:
         length_penalty: beam searches rank finished captions by `sum_log_prob / length ** length_penalty`.
         backend: `"auto"`, `"fast"` or `"generate"` (see the module docstring).
         deduplicate: remove duplicate and blank candidates.
+        cuda_graphs: fast backend on CUDA: replay its decode steps as CUDA graphs (`FastCaptionGenerator`'s
+            `cuda_graphs`); `None` keeps the model's fast generator as it is (off unless switched on before).
     """
 
     strategy: str = "slam"
@@ -121,12 +123,15 @@ class CandidateOptions:
     length_penalty: float = 1.0
     backend: str = "auto"
     deduplicate: bool = True
+    cuda_graphs: bool | None = None
 
     def __post_init__(self):
         if self.strategy not in CANDIDATE_STRATEGIES:
             raise ValueError(f"strategy must be one of {CANDIDATE_STRATEGIES}, got {self.strategy!r}")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.cuda_graphs is not None and not isinstance(self.cuda_graphs, bool):
+            raise TypeError(f"cuda_graphs must be None, True or False, got {self.cuda_graphs!r}")
         if self.num_candidates is not None and (isinstance(self.num_candidates, bool) or int(self.num_candidates) < 1):
             raise ValueError(f"num_candidates must be a positive integer, got {self.num_candidates!r}")
         self.beam_sizes = tuple(int(k) for k in self.beam_sizes)
@@ -203,8 +208,9 @@ def resolve_backend(model, backend: str, *, needs_fast: str | None = None) -> st
     return "fast" if reason is None else "generate"
 
 
-def _fast_generator(model) -> FastCaptionGenerator:
-    """One `FastCaptionGenerator` per model (kept on the model: it holds no state between calls)."""
+def _fast_generator(model, cuda_graphs: bool | None = None) -> FastCaptionGenerator:
+    """One `FastCaptionGenerator` per model (kept on the model: it holds no state between calls); `cuda_graphs`,
+    unless `None`, switches its CUDA-graph replay on or off."""
     generator = getattr(model, "_llm_aac_fast_generator", None)
     if generator is None or generator.model is not model:
         generator = FastCaptionGenerator(model)
@@ -212,6 +218,8 @@ def _fast_generator(model) -> FastCaptionGenerator:
             object.__setattr__(model, "_llm_aac_fast_generator", generator)
         except AttributeError:  # pragma: no cover - exotic module wrappers
             pass
+    if cuda_graphs is not None:
+        generator.cuda_graphs = cuda_graphs
     return generator
 
 
@@ -331,7 +339,7 @@ def generate_candidates(model, processor, inputs, options: CandidateOptions | No
 
     if options.strategy == "slam":
         if backend == "fast":
-            groups = _fast_generator(model).beam_search(
+            groups = _fast_generator(model, options.cuda_graphs).beam_search(
                 **inputs, beam_sizes=options.beam_sizes, length_penalty=options.length_penalty, **common
             )
             for clip, clip_groups in enumerate(groups):
@@ -348,7 +356,7 @@ def generate_candidates(model, processor, inputs, options: CandidateOptions | No
     elif options.strategy == "single" and not diverse:
         beams = options.num_beams or count
         if backend == "fast":
-            groups = _fast_generator(model).beam_search(
+            groups = _fast_generator(model, options.cuda_graphs).beam_search(
                 **inputs, beam_sizes=(beams,), num_return_sequences=count, length_penalty=options.length_penalty,
                 **common,
             )
@@ -364,7 +372,7 @@ def generate_candidates(model, processor, inputs, options: CandidateOptions | No
                 per_clip[index // count].append((row, mean, f"beam {index % count + 1} of {beams}"))
     elif options.strategy == "single":
         beams = options.num_beams or 2 * count
-        groups = _fast_generator(model).beam_search(
+        groups = _fast_generator(model, options.cuda_graphs).beam_search(
             **inputs, beam_sizes=(beams // count,) * count, length_penalty=options.length_penalty,
             diversity_penalty=options.diversity_penalty, **common,
         )
@@ -374,7 +382,7 @@ def generate_candidates(model, processor, inputs, options: CandidateOptions | No
     else:  # sample
         sampling = dict(temperature=options.temperature, top_k=options.top_k, top_p=options.top_p)
         if backend == "fast":
-            samples = _fast_generator(model).sample(
+            samples = _fast_generator(model, options.cuda_graphs).sample(
                 **inputs, num_return_sequences=count, do_sample=True, pad_token_id=pad, generator=generator,
                 **sampling, **common,
             )
@@ -420,10 +428,11 @@ def unsupported_fast_options(settings: dict) -> list[str]:
 
 @torch.no_grad()
 def generate_captions(model, processor, inputs, *, backend: str = "auto", generator: torch.Generator | None = None,
-                      **generate_kwargs) -> list[CaptionCandidate]:
+                      cuda_graphs: bool | None = None, **generate_kwargs) -> list[CaptionCandidate]:
     """One caption per clip, decoded with the model's generation config (updated by `generate_kwargs`):
     beam search when `num_beams > 1`, else greedy or sampling. The fast backend is used when `backend` allows
-    and every option is one it implements (see `unsupported_fast_options`); `generate` otherwise."""
+    and every option is one it implements (see `unsupported_fast_options`); `generate` otherwise. `cuda_graphs`:
+    as in `CandidateOptions`."""
     settings = generation_settings(model, generate_kwargs)
 
     def setting(name):  # transformers 5 stores unset options as None and applies its defaults at generate time
@@ -469,7 +478,7 @@ def generate_captions(model, processor, inputs, *, backend: str = "auto", genera
                 rows.append(row[:length])
                 means.append(float(picked[index, :length].sum()) / max(1, length))
     else:
-        fast = _fast_generator(model)
+        fast = _fast_generator(model, cuda_graphs)
         common = dict(max_new_tokens=max_new, min_new_tokens=min_new, eos_token_id=eos)
         if num_beams > 1:
             results = fast.beam_search(

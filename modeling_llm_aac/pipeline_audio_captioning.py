@@ -143,6 +143,8 @@ class AudioCaptioningPipeline(Pipeline):
             min_new_tokens, length_penalty: the `CandidateOptions` of the candidates.
         lm_weight: weight of the mean token log-probability in the pick (default: the scorer's, else 0).
         backend: `"auto"`, `"fast"` or `"generate"` (see `caption_candidates`).
+        cuda_graphs: the fast decoder on CUDA replays its decode steps as CUDA graphs (default: off; see
+            `FastCaptionGenerator`).
         generate_kwargs: plain decoding, overrides of the generation config (`num_beams`, `max_new_tokens`, ...).
         return_candidates: add `"candidates"` (best first, each with `log_prob` and, with a scorer,
             `clap_score`, plus the fused `score`) to each output.
@@ -183,7 +185,7 @@ class AudioCaptioningPipeline(Pipeline):
 
     # ----------------------------------------------------------------------------------- parameters
     def _sanitize_parameters(self, sampling_rate=None, candidates=None, lm_weight=None, backend=None,
-                             generate_kwargs=None, return_candidates=None, **kwargs):
+                             generate_kwargs=None, return_candidates=None, cuda_graphs=None, **kwargs):
         preprocess, forward, postprocess = {}, {}, {}
         if sampling_rate is not None:
             preprocess["sampling_rate"] = sampling_rate
@@ -201,6 +203,10 @@ class AudioCaptioningPipeline(Pipeline):
             forward["lm_weight"] = float(lm_weight)
         if backend is not None:
             forward["backend"] = backend
+        if cuda_graphs is not None:
+            if not isinstance(cuda_graphs, bool):
+                raise TypeError(f"cuda_graphs must be True or False, got {cuda_graphs!r}")
+            forward["cuda_graphs"] = cuda_graphs
         if generate_kwargs is not None:
             if not isinstance(generate_kwargs, Mapping):
                 raise TypeError(f"generate_kwargs must be a dict, got {type(generate_kwargs).__name__}")
@@ -234,21 +240,23 @@ class AudioCaptioningPipeline(Pipeline):
         return {"waveform": samples, "sampling_rate": clip_rate}
 
     def _forward(self, model_inputs, candidates=None, candidate_options=None, lm_weight=None, backend="auto",
-                 generate_kwargs=None):
+                 generate_kwargs=None, cuda_graphs=None):
         waveforms, rates = model_inputs["waveform"], model_inputs["sampling_rate"]
         if not isinstance(waveforms, list):  # batch_size=1 hands over one clip
             waveforms, rates = [waveforms], [rates]
         audio = [{"array": wave, "sampling_rate": int(rate)} for wave, rate in zip(waveforms, rates)]
         inputs = self.processor(audio=audio, return_tensors="pt")
         if candidates is None:
-            decoded = generate_captions(self.model, self.processor, inputs, backend=backend, **(generate_kwargs or {}))
+            decoded = generate_captions(self.model, self.processor, inputs, backend=backend, cuda_graphs=cuda_graphs,
+                                        **(generate_kwargs or {}))
             results = [
                 {"caption": c.text,
                  "candidates": [{"caption": c.text, "log_prob": c.log_prob, "score": c.log_prob, "origin": c.origin}]}
                 for c in decoded
             ]
             return {"results": results}
-        options = CandidateOptions(strategy=candidates, backend=backend, **(candidate_options or {}))
+        options = CandidateOptions(strategy=candidates, backend=backend, cuda_graphs=cuda_graphs,
+                                   **(candidate_options or {}))
         per_clip = generate_candidates(self.model, self.processor, inputs, options)
         weight = lm_weight if lm_weight is not None else (self.clap_scorer.lm_weight if self.clap_scorer else 0.0)
         if self.clap_scorer is None:

@@ -136,3 +136,19 @@ def test_bytes_of_other_containers_are_read(captioner, tmp_path):
     buffer = io.BytesIO()
     soundfile.write(buffer, clip, 16000, format="FLAC")
     assert isinstance(captioner(buffer.getvalue())["caption"], str)
+
+
+def test_cuda_graphs_option_reaches_the_fast_decoder(tiny_captioner_parts):
+    model, processor = tiny_captioner_parts
+    clips = audio_clips(seconds=(1.0, 1.6))
+    plain = pipeline("audio-captioning", model=model, processor=processor, device="cpu")
+    expected = [plain(clips, **options) for options in ({}, {"candidates": "slam", "beam_sizes": (2, 3)})]
+    # On the CPU the option is accepted and ignored (no CUDA graphs): the same captions.
+    graphs = pipeline("audio-captioning", model=model, processor=processor, device="cpu", cuda_graphs=True)
+    for options, reference in zip(({}, {"candidates": "slam", "beam_sizes": (2, 3)}), expected):
+        assert graphs(clips, **options) == reference
+        assert model._llm_aac_fast_generator.cuda_graphs is True
+    plain(clips, cuda_graphs=False)
+    assert model._llm_aac_fast_generator.cuda_graphs is False
+    with pytest.raises(TypeError, match="cuda_graphs"):
+        plain(clips, cuda_graphs="on")
