@@ -103,11 +103,15 @@ def _report_missing(missing: list[str], total: int, corpus: str, where: str, on_
 
 def _first_file(root: str, subfolders: Sequence[str], name: str) -> str | None:
     """`<root>/<subfolder>/<name>` for the first of `subfolders` ("" is `root` itself) that holds it, or None."""
-    for subfolder in subfolders:
-        path = os.path.join(root, subfolder, name)
+    for folder in _folders(root, subfolders):
+        path = os.path.join(folder, name)
         if os.path.isfile(path):
             return path
     return None
+
+
+def _folders(root: str, subfolders: Sequence[str]) -> list[str]:
+    return [os.path.join(root, subfolder) for subfolder in subfolders]
 
 
 def _check_on_missing(on_missing_audio: str) -> None:
@@ -118,8 +122,12 @@ def _check_on_missing(on_missing_audio: str) -> None:
 # --------------------------------------------------------------------------------------- Clotho
 
 
+# Where the caption CSVs may sit below a corpus root ("": the root itself).
+CLOTHO_CSV_FOLDERS = ("", "clotho_csv_files", "csv")
+
+
 def _clotho_captions_csv(root: str, split: str) -> str | None:
-    return _first_file(root, ("", "clotho_csv_files", "csv"), f"clotho_captions_{split}.csv")
+    return _first_file(root, CLOTHO_CSV_FOLDERS, f"clotho_captions_{split}.csv")
 
 
 def _clotho_splits_present(root: str) -> list[str]:
@@ -152,7 +160,7 @@ def load_clotho(
     split = _canonical_split(split, CLOTHO_SPLITS, "Clotho")
     csv_path = _clotho_captions_csv(root, split)
     if csv_path is None:
-        raise ValueError(f"No clotho_captions_{split}.csv under {root!r}.")
+        raise ValueError(f"No clotho_captions_{split}.csv in any of {_folders(root, CLOTHO_CSV_FOLDERS)}.")
     caption_columns = [f"caption_{i}" for i in range(1, CLOTHO_NUM_CAPTIONS + 1)]
     rows = _read_csv(csv_path, ["file_name", *caption_columns])
 
@@ -184,8 +192,11 @@ def load_clotho(
 # ------------------------------------------------------------------------------------ AudioCaps
 
 
+AUDIOCAPS_CSV_FOLDERS = ("", "dataset", "csv")
+
+
 def _audiocaps_csv(root: str, split: str) -> str | None:
-    return _first_file(root, ("", "dataset", "csv"), f"{split}.csv")
+    return _first_file(root, AUDIOCAPS_CSV_FOLDERS, f"{split}.csv")
 
 
 def _is_audiocaps_csv(path: str) -> bool:
@@ -247,7 +258,7 @@ def load_audiocaps(
     split = _canonical_split(split, AUDIOCAPS_SPLITS, "AudioCaps")
     csv_path = _audiocaps_csv(root, split)
     if csv_path is None:
-        raise ValueError(f"No AudioCaps {split}.csv under {root!r} or {os.path.join(root, 'dataset')!r}.")
+        raise ValueError(f"No AudioCaps {split}.csv in any of {_folders(root, AUDIOCAPS_CSV_FOLDERS)}.")
     rows = _read_csv(csv_path, AUDIOCAPS_CSV_COLUMNS)
 
     if audio_dir is None:

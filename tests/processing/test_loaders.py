@@ -116,7 +116,7 @@ def test_caption_csvs_are_found_in_the_published_subfolders(tmp_path):
         os.renames(os.path.join(audiocaps, "train.csv"), os.path.join(audiocaps, folder, "train.csv"))
         assert load_audiocaps(audiocaps, "train")[0]["captions"] == ["a dog barks"]
         os.renames(os.path.join(audiocaps, folder, "train.csv"), os.path.join(audiocaps, "train.csv"))
-    with pytest.raises(ValueError, match="No clotho_captions_validation.csv"):
+    with pytest.raises(ValueError, match=r"No clotho_captions_validation.csv in any of \[.*clotho_csv_files.*csv'\]"):
         load_clotho(clotho, "validation")
 
 
