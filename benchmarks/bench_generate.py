@@ -53,11 +53,18 @@ ALL_VARIANTS = ("features", "beam4", "slam", "single", "diverse", "sample", "cla
 
 
 def build_captioner(size: str, device: torch.device) -> LLMAACForConditionalGeneration:
+    """Random-weight captioner: "7b" (Vicuna-7B-shaped Llama + EAT-base), "mid" (16-layer Llama of width 1024 with
+    4 key/value heads for 16 query heads + tiny EAT: quick GPU checks) or "tiny" (CPU smoke runs)."""
     if size == "7b":
         text = dict(model_type="llama", hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
                     num_attention_heads=32, num_key_value_heads=32, vocab_size=32001, max_position_embeddings=4096,
                     bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD)
         audio = EATConfig()
+    elif size == "mid":
+        text = dict(model_type="llama", hidden_size=1024, intermediate_size=2816, num_hidden_layers=16,
+                    num_attention_heads=16, num_key_value_heads=4, vocab_size=32001, max_position_embeddings=2048,
+                    bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD)
+        audio = EATConfig.tiny(max_length=768)
     else:
         text = dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                     num_attention_heads=4, num_key_value_heads=2, vocab_size=1001, max_position_embeddings=1024,
