@@ -368,13 +368,17 @@ class _BeamGroups:
         # Whether every candidate of this step stopped (a device tensor: read once per step, in `done`).
         self.all_hit = torch.ones((), dtype=torch.bool, device=device)
 
-    def select(self, groups: slice, log_probs, raw_log_probs, step, eos, max_new_tokens, length_penalty, early_stopping):
+    def select(self, groups: slice, log_probs, raw_log_probs, step, eos, max_new_tokens, length_penalty, early_stopping,
+               blocked=None):
         """One beam-search step for `groups`. `log_probs`: `[C, G', K, V]` per slot, the processed scores that rank;
-        `raw_log_probs`: `[C, rows_per_clip, V]`, the model's own log-probabilities that are reported."""
+        `raw_log_probs`: `[C, rows_per_clip, V]`, the model's own log-probabilities that are reported; `blocked`:
+        token ids that may not be chosen at this step (ranked as -inf)."""
         clips, num_groups, widest, vocab = log_probs.shape
         slot_valid = self.slot_valid[groups]
         candidate_valid, candidate_top = self.candidate_valid[groups], self.candidate_top[groups]
         accumulated = log_probs + self.running_scores[:, groups, :, None]
+        if blocked is not None:  # on the sum, a fresh tensor: no copy of the log-probabilities
+            accumulated.index_fill_(-1, blocked, float("-inf"))
         top_scores, top_index = accumulated.reshape(clips, num_groups, widest * vocab).topk(self.keep_factor * widest, dim=-1)
         top_scores = top_scores.masked_fill(~candidate_valid, float("-inf"))
         parent = torch.div(top_index, vocab, rounding_mode="floor")
@@ -590,14 +594,6 @@ class FastCaptionGenerator:
         if not isinstance(min_new_tokens, int) or not 0 <= min_new_tokens <= max_new_tokens:
             raise ValueError(f"min_new_tokens must be an integer in [0, max_new_tokens], got {min_new_tokens!r}")
 
-    @staticmethod
-    def _block_eos(log_probs, eos, step, min_new_tokens):
-        # transformers' MinNewTokensLengthLogitsProcessor: EOS impossible before `min_new_tokens`.
-        if eos is not None and step < min_new_tokens:
-            log_probs = log_probs.clone()
-            log_probs[..., eos] = float("-inf")
-        return log_probs
-
     # ------------------------------------------------------------------------------ beam search
     @torch.no_grad()
     def beam_search(
@@ -673,24 +669,28 @@ class FastCaptionGenerator:
         eos = self._eos_tensor(eos_token_id, device)
         state = _BeamGroups(clips, beam_sizes, max_new_tokens, 0 if eos is None else len(eos), device)
         logits = logits.repeat_interleave(rows_per_clip, dim=0)  # every beam starts from the prompt
-        num_groups = len(beam_sizes)
+        num_groups, widest = len(beam_sizes), max(beam_sizes)
         for step in range(max_new_tokens):
             raw = torch.log_softmax(logits.float(), dim=-1).view(clips, rows_per_clip, -1)
-            processed = self._block_eos(raw, eos, step, min_new_tokens)
-            slot_processed = processed[:, state.slot_row]  # [C, G, K, V]
+            # transformers' MinNewTokensLengthLogitsProcessor: EOS impossible before `min_new_tokens`.
+            blocked = eos if eos is not None and step < min_new_tokens else None
+            if len(set(beam_sizes)) == 1:  # the rows are the slots already (e.g. plain beam search)
+                slot_log_probs = raw.view(clips, num_groups, widest, -1)
+            else:
+                slot_log_probs = raw[:, state.slot_row]  # [C, G, K, V], padded slots repeat a row (-inf scores)
             state.all_hit = torch.ones((), dtype=torch.bool, device=device)
             if diversity_penalty > 0 and num_groups > 1:
                 counts = torch.zeros(clips, raw.shape[-1], device=device)
                 for group in range(num_groups):
                     part = slice(group, group + 1)
-                    penalised = slot_processed[:, part] - diversity_penalty * counts[:, None, None, :]
+                    penalised = slot_log_probs[:, part] - diversity_penalty * counts[:, None, None, :]
                     state.select(part, penalised, raw, step, eos, max_new_tokens,
-                                 length_penalty, early_stopping)
+                                 length_penalty, early_stopping, blocked)
                     chosen = state.running_tokens[:, group, : beam_sizes[group], step]
                     counts.scatter_add_(1, chosen, torch.ones_like(chosen, dtype=counts.dtype))
             else:
-                state.select(slice(None), slot_processed, raw, step, eos, max_new_tokens,
-                             length_penalty, early_stopping)
+                state.select(slice(None), slot_log_probs, raw, step, eos, max_new_tokens,
+                             length_penalty, early_stopping, blocked)
             state.update_open(step + 1, max_new_tokens, length_penalty, early_stopping)
             if step + 1 >= max_new_tokens or state.done(early_stopping):
                 break
