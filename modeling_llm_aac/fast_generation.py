@@ -452,7 +452,8 @@ class FastCaptionGenerator:
     Args:
         model: the captioner (its language model must pass `fast_generation_unsupported_reason`).
         kv_cache_bytes: key/value memory budget of one chunk of clips (prompt cache + generated tokens).
-            Default: 60 % of the free GPU memory on CUDA, 1 GiB on CPU.
+            Default: 60 % of the free GPU memory on CUDA (memory that PyTorch's allocator keeps cached but unused
+            counts as free), 1 GiB on CPU.
         max_prefill_tokens: prompt tokens run through the model at once (bounds activation memory).
         max_clips_per_chunk: upper bound on clips decoded together.
         cuda_graphs: replay each decode step as a CUDA graph (the language model on a CUDA device; ignored on
@@ -502,7 +503,10 @@ class FastCaptionGenerator:
         device = self.decoder.device
         if device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(device)
-            return int(0.6 * free)
+            # Blocks the caching allocator holds without a tensor in them (e.g. the buffers of an earlier call) are
+            # reusable: without them a second call would get chunks sized to what the first one left over.
+            cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+            return int(0.6 * (free + cached))
         return 1 << 30
 
     def _chunks(self, prompt_lengths: list[int], rows_per_clip: int, max_new_tokens: int) -> list[tuple[list[int], int]]:

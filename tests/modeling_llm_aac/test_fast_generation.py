@@ -327,6 +327,18 @@ def test_cuda_graphs_fall_back_to_eager_steps():
         FastCaptionGenerator(model, cuda_graphs="yes")
 
 
+def test_default_budget_counts_the_allocators_unused_cache_as_free(monkeypatch):
+    generator = FastCaptionGenerator(make_model())
+    gib = 2**30
+    monkeypatch.setattr(generator.decoder, "device", torch.device("cuda", 0))  # only the budget looks at it
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10 * gib, 80 * gib))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 30 * gib)  # an earlier call's buffers
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 20 * gib)
+    assert generator._budget() == int(0.6 * 20 * gib)
+    generator.kv_cache_bytes = 5 * gib
+    assert generator._budget() == 5 * gib
+
+
 def test_unsupported_models_and_bad_inputs_raise_clear_errors():
     from transformers import GPT2Config
 
