@@ -15,12 +15,16 @@ Variants (each prints seconds for all clips, clips/s, and the ratio to the issue
   sample     7 sampled candidates
   clap       CLAP rescoring of 7 candidates per clip (transformers ClapModel, HTS-AT + RoBERTa-base sizes,
              random weights; audio resampled to 48 kHz, 20 s clips = two 10 s windows)
+Each fast variant runs with the decoder's eager steps and / or with its steps replayed as CUDA graphs
+(`--cuda-graphs off|on|both`, default both: timed in the same process, one after the other; rows "(fast)" and
+"(fast, CUDA graphs)"; the capture cost is inside the timed call).
 The HF eager baselines (`generate`, same inputs and lengths) run on `--hf-clips` / `--hf-slam-clips` clips and are
 extrapolated to all clips; `--check` compares the fast decoder's tokens with `generate`'s on a few clips (bf16
 rounding can flip near-ties, so this is reported, not asserted; the CPU tests assert equality in float32).
 
     . benchmarks/setup_gpu_env.sh && python benchmarks/bench_generate.py
     python benchmarks/bench_generate.py --num-clips 256 --variants beam4,slam      # quicker
+    python benchmarks/bench_generate.py --variants beam4,slam --cuda-graphs both --profile 96
     python benchmarks/bench_generate.py --size tiny --device cpu --num-clips 8 --hf-clips 4 --hf-slam-clips 2
 """
 
@@ -113,7 +117,7 @@ def report(rows: list[dict], name: str, seconds: float, clips: int, num_clips: i
     total = num_clips / per_second
     row = {"variant": name, "clips_timed": clips, "seconds_timed": round(seconds, 3), "clips_per_s": round(per_second, 2),
            f"seconds_for_{num_clips}": round(total, 2), "note": note}
-    target = TARGETS_S.get(name.split(" ")[0]) if name.endswith("(fast)") else None
+    target = TARGETS_S.get(name.split(" ")[0]) if "(fast" in name else None
     if target is not None and num_clips == 1045:
         row["target_s"] = target
         row["ratio_to_target"] = round(total / target, 3)
@@ -137,6 +141,8 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(ALL_VARIANTS), help=f"comma-separated subset of {ALL_VARIANTS}")
     parser.add_argument("--check", type=int, default=8, help="clips on which fast and generate tokens are compared")
     parser.add_argument("--json-out", default=None, help="also write the result rows to this JSON file")
+    parser.add_argument("--cuda-graphs", choices=["off", "on", "both"], default="both",
+                        help="fast decoder steps eager (off), replayed as CUDA graphs (on), or both timed in turn")
     parser.add_argument("--profile", type=int, default=0, metavar="CLIPS",
                         help="CUDA only: also profile one fast call of each timed beam variant on this many clips "
                              "(GPU kernel time by category, busy fraction, top kernels)")
@@ -184,15 +190,24 @@ def main() -> None:
     def subset(count):
         return {key: value[:count] for key, value in inputs.items()}
 
+    graph_modes = {"off": [False], "on": [True], "both": [False, True]}[args.cuda_graphs]
+
+    def fast_label(name, graphs):
+        return f"{name} (fast, CUDA graphs)" if graphs else f"{name} (fast)"
+
     def run_fast(name, call, **kwargs):
-        call(**subset(min(8, args.num_clips)), **kwargs)  # warm-up (kernels, allocator)
-        seconds, _ = timed(device, lambda: call(**inputs, **kwargs))
-        row = report(rows, f"{name} (fast)", seconds, args.num_clips, args.num_clips)
-        if args.profile and device.type == "cuda":
-            part = subset(min(args.profile, args.num_clips))
-            print(f"profile of {name} (fast) on {part['input_ids'].shape[0]} clips:", flush=True)
-            print(profile_step(lambda: call(**part, **kwargs), steps=1, warmup=0, rows=30, unit="call"), flush=True)
-        return row
+        for graphs in graph_modes:
+            fast.cuda_graphs = graphs
+            label = fast_label(name, graphs)
+            call(**subset(min(8, args.num_clips)), **kwargs)  # warm-up (kernels, allocator, capture stream)
+            seconds, _ = timed(device, lambda: call(**inputs, **kwargs))
+            report(rows, label, seconds, args.num_clips, args.num_clips,
+                   f"graph capture failed: {fast.decoder.graph_failure}" if graphs and fast.decoder.graph_failure else "")
+            if args.profile and device.type == "cuda":
+                part = subset(min(args.profile, args.num_clips))
+                print(f"profile of {label} on {part['input_ids'].shape[0]} clips:", flush=True)
+                print(profile_step(lambda: call(**part, **kwargs), steps=1, warmup=0, rows=30, unit="call"),
+                      flush=True)
 
     def hf_generate(count, batch, **kwargs):
         for part in batches(count, batch):
@@ -230,12 +245,14 @@ def main() -> None:
             part = subset(count)
             reference = model.generate(**{k: v.to(device) for k, v in part.items()}, num_beams=4, do_sample=False,
                                        pad_token_id=PAD, **length)
-            ours = fast.beam_search(**part, beam_sizes=(4,), **length)
             width = input_ids.shape[1]
-            same = sum(ours[i][0][0].tokens == reference[i, width:].tolist() for i in range(count))
             dtype = str(next(model.parameters()).dtype).replace("torch.", "")
-            print(json.dumps({"check": f"fast beam-4 tokens equal generate's on {same}/{count} clips ({dtype})"}),
-                  flush=True)
+            for graphs in graph_modes:
+                fast.cuda_graphs = graphs
+                ours = fast.beam_search(**part, beam_sizes=(4,), **length)
+                same = sum(ours[i][0][0].tokens == reference[i, width:].tolist() for i in range(count))
+                print(json.dumps({"check": f"{fast_label('beam-4', graphs)} tokens equal generate's on {same}/{count} "
+                                           f"clips ({dtype})"}), flush=True)
     if "clap" in variants:
         run_clap(rows, audio, args, device)
 
@@ -246,10 +263,16 @@ def main() -> None:
         print(f"| {row['variant']} | {row['clips_timed']} | {row['seconds_timed']} | {row['clips_per_s']} | {total} | "
               f"{row.get('target_s', '')} | {row.get('ratio_to_target', '')} |")
     for name in ("beam4", "slam"):
-        ours = next((r for r in rows if r["variant"] == f"{name} (fast)"), None)
         theirs = next((r for r in rows if r["variant"].startswith(f"{name} (HF")), None)
-        if ours and theirs:
-            print(f"{name}: fast decoder {ours['clips_per_s'] / theirs['clips_per_s']:.1f}x the clips/s of HF eager generate")
+        for graphs in graph_modes:
+            ours = next((r for r in rows if r["variant"] == fast_label(name, graphs)), None)
+            if ours and theirs:
+                print(f"{fast_label(name, graphs)}: {ours['clips_per_s'] / theirs['clips_per_s']:.1f}x the clips/s of "
+                      "HF eager generate")
+    for name in ("beam4", "slam", "single", "diverse", "sample"):
+        eager, graphed = (next((r for r in rows if r["variant"] == fast_label(name, g)), None) for g in (False, True))
+        if eager and graphed:
+            print(f"{name}: CUDA graphs {graphed['clips_per_s'] / eager['clips_per_s']:.2f}x the clips/s of eager steps")
     if args.json_out:
         with open(args.json_out, "w") as handle:
             json.dump(rows, handle, indent=2)
