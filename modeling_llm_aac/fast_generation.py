@@ -462,11 +462,11 @@ class FastCaptionGenerator:
         max_prefill_tokens: prompt tokens run through the model at once (bounds activation memory).
         max_clips_per_chunk: upper bound on clips decoded together.
         cuda_graphs: replay each decode step as a CUDA graph (the language model on a CUDA device; ignored on
-            other devices). Within one call, the step is captured once per chunk shape (clips, prompt width, rows
-            per clip, `max_new_tokens`): chunks are sized to the memory budget, so typically one shape plus one
-            for the last, smaller chunk, each capture costing about three eager steps. The graph removes the
-            kernel-launch gaps of the ~45 small kernels per layer and step; results are those of the eager
-            step. A step that cannot be captured (e.g. a dynamic RoPE variant, which synchronises) falls back to
+            other devices). Within one call, the step is captured once per key/value buffer shape (clips, prompt
+            width, rows per clip, `max_new_tokens`): chunks whose prompts fill at least half of a buffer's width
+            share it, so a call typically needs one shape plus one for its last, smaller chunk, each capture
+            costing about three eager steps. The graph removes the launch gaps of the ~45 small kernels per layer
+            and step; results are those of the eager step. A step that cannot be captured (e.g. a dynamic RoPE variant, which synchronises) falls back to
             eager decoding with a `RuntimeWarning`. Default `False`: graphs keep a private copy of the step's
             activations per shape, and the gain is largest for long decodes of many clips (benchmarks/
             bench_generate.py `--cuda-graphs`, verified by benchmarks/check_fast_generation_cuda.py). Can be
