@@ -14,7 +14,9 @@ Variants (each prints seconds for all clips, clips/s, and the ratio to the issue
   diverse    diverse beam search, 7 groups x 2 beams
   sample     7 sampled candidates
   clap       CLAP rescoring of 7 candidates per clip (transformers ClapModel, HTS-AT + RoBERTa-base sizes,
-             random weights; audio resampled to 48 kHz, 20 s clips = two 10 s windows)
+             random weights; audio resampled to 48 kHz, 20 s clips = two 10 s windows); audio preprocessing
+             with soxr + ClapFeatureExtractor on the CPU ("numpy") and / or in torch on the GPU ("torch"),
+             `--clap-preprocessing numpy|torch|both` (default both: timed in turn, picks and embeddings compared)
 Each fast variant runs with the decoder's eager steps and / or with its steps replayed as CUDA graphs
 (`--cuda-graphs off|on|both`, default both: timed in the same process, one after the other; rows "(fast)" and
 "(fast, CUDA graphs)"; the capture cost is inside the timed call).
@@ -137,6 +139,9 @@ def main() -> None:
     parser.add_argument("--hf-batch", type=int, default=64, help="clips per generate call (beam 4)")
     parser.add_argument("--hf-slam-clips", type=int, default=16, help="clips for the eager 7-pass SLAM baseline")
     parser.add_argument("--clap-clips", type=int, default=128, help="clips for the CLAP rescoring timing")
+    parser.add_argument("--clap-preprocessing", choices=["numpy", "torch", "both"], default="both",
+                        help="CLAP audio preprocessing timed: soxr + ClapFeatureExtractor on the CPU, torch on the "
+                             "model's device, or both in turn (then their picks and embeddings are compared)")
     parser.add_argument("--kv-cache-gb", type=float, default=None, help="fast decoder key/value budget per chunk")
     parser.add_argument("--variants", default=",".join(ALL_VARIANTS), help=f"comma-separated subset of {ALL_VARIANTS}")
     parser.add_argument("--check", type=int, default=8, help="clips on which fast and generate tokens are compared")
@@ -311,10 +316,24 @@ def run_clap(rows, audio, args, device):
     count = min(args.clap_clips, audio.shape[0])
     clips = [audio[i].numpy() for i in range(count)]
     candidates = [[" ".join(rng.choice(words, size=rng.integers(6, 14))) for _ in range(7)] for _ in range(count)]
-    scorer.rerank(clips[:2], candidates[:2], 16000)  # warm-up
-    seconds, _ = timed(device, lambda: scorer.rerank(clips, candidates, 16000))
-    report(rows, "clap (rescoring 7 candidates)", seconds, count, args.num_clips,
-           "CPU resampling + ClapFeatureExtractor dominate; audio + text towers on the GPU")
+    modes = ["numpy", "torch"] if args.clap_preprocessing == "both" else [args.clap_preprocessing]
+    notes = {"numpy": "soxr + ClapFeatureExtractor on the CPU; audio + text towers on the GPU",
+             "torch": "resampling + log-mel in torch on the model's device"}
+    picks, speeds, embeddings = {}, {}, {}
+    for mode in modes:
+        scorer.preprocessing = mode
+        scorer.rerank(clips[:2], candidates[:2], 16000)  # warm-up
+        seconds, rankings = timed(device, lambda: scorer.rerank(clips, candidates, 16000))
+        speeds[mode] = report(rows, f"clap (rescoring 7 candidates, {mode} preprocessing)", seconds, count,
+                              args.num_clips, notes[mode])["clips_per_s"]
+        picks[mode] = [ranking.caption for ranking in rankings]
+        embeddings[mode] = scorer.encode_audio(clips[:16], 16000)
+    if len(modes) == 2:
+        same = sum(a == b for a, b in zip(picks["numpy"], picks["torch"]))
+        cosine = (embeddings["numpy"] * embeddings["torch"]).sum(-1)
+        print(json.dumps({"check": f"CLAP torch vs numpy preprocessing: same pick on {same}/{count} clips, audio "
+                                   f"embedding cosine min {cosine.min().item():.7f} over {cosine.numel()} clips; torch "
+                                   f"{speeds['torch'] / speeds['numpy']:.1f}x the clips/s of numpy"}), flush=True)
 
 
 if __name__ == "__main__":
