@@ -12,6 +12,12 @@ Systems (each scored separately, side by side):
   searches) re-ranked by a CLAP scorer (`--clap`, or the scorer saved with the captioner), optionally
   fused with the captioner's log-probability (`--lm-weight`).
 
+`--tune-lm-weight SPLIT` chooses that weight on another split (e.g. `validation`) before the evaluation
+splits are scored: every weight of `--lm-weights` re-picks the rescored captions of SPLIT from the same
+candidates and CLAP scores (nothing is decoded or scored twice), the weight with the best ranking metric
+(CIDEr-D by default; ties to the smaller weight) is then used for every evaluation split, and the sweep is
+reported in `metrics.json` / `metrics.md`. Choosing it on a test split itself would overstate the result.
+
 By default only `beam_search` runs; `--clap` alone runs `clap_rescoring`; `--compare-rescoring` runs both
 in one pass. When the plain decoding is a beam search whose beam size is one of the SLAM candidates'
 (and its length penalty, length limits and stopping rule are the candidates'), its caption IS that
@@ -37,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -57,6 +64,8 @@ DEFAULT_SPLITS = {
 DEFAULT_SYNTHETIC_CLIPS = 100
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "metrics.md"
+# Weights of the length-normalised log-probability tried by `--tune-lm-weight` (0 = CLAP alone, SLAM-AAC's pick).
+DEFAULT_LM_WEIGHTS = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 # Plain-decoding options under which its beam search equals one of the SLAM candidates' searches.
 _NEUTRAL_STOPPING = (None, False)
 
@@ -283,6 +292,7 @@ def caption_batch(model, processor, scorer, clips: list[dict], plan: CaptioningP
             for i in sorted(range(len(ranking.candidates)), key=lambda i: (-ranking.scores[i], i)):
                 text = ranking.candidates[i]
                 entries.append({
+                    "index": i,  # position in the scorer's (de-duplicated) candidate list: ties go to the earlier
                     "caption": text,
                     "log_prob": ranking.log_probs[i] if ranking.log_probs is not None else None,
                     "clap_score": ranking.clap_scores[i],
@@ -420,6 +430,11 @@ def markdown_report(summary: Mapping[str, Any], results: Mapping[str, Mapping[st
             lines += ["", "Semantic accuracy (events, counts, order, overlap recovered from the captions):", ""]
             lines.append(format_table(semantic).replace("| split |", "| system |", 1))
         lines.append("")
+    tuning = summary.get("lm_weight_tuning")
+    if tuning:
+        sweep = ", ".join(f"{w:g}: {v:.3f}" for w, v in zip(tuning["weights"], tuning["scores"]))
+        lines.append(f"CLAP rescoring's lm_weight {tuning['chosen']:g} was chosen on the {tuning['split']} split "
+                     f"({tuning['metric']} per weight: {sweep}).")
     if summary.get("candidates_reused") is not None:
         lines.append(f"Plain decoding read off the candidates: {summary['candidates_reused']} ({summary['reuse_reason']}).")
     timing = summary.get("timing", {})
@@ -427,6 +442,46 @@ def markdown_report(summary: Mapping[str, Any], results: Mapping[str, Mapping[st
         lines.append(f"Captioning: {timing['clips']} clips in {timing['seconds']:.1f} s "
                      f"({timing['clips_per_second']:.2f} clips/s) on {timing['device']}.")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def repick_with_lm_weight(records: Sequence[Mapping], lm_weight: float) -> list[dict]:
+    """CLAP-rescoring records re-picked with another log-probability weight, from their stored candidates:
+    the caption maximising `clap_score + lm_weight * log_prob` (the scorer's rule; ties to the earlier
+    candidate). Candidates without a log-probability count as 0 (CLAP alone)."""
+    if not math.isfinite(lm_weight):
+        raise ValueError(f"lm_weight must be a finite number, got {lm_weight!r}")
+    repicked = []
+    for record in records:
+        candidates = record["candidates"]
+        if not candidates or any("clap_score" not in c for c in candidates):
+            raise ValueError(f"record {record.get('file')!r} has no CLAP-scored candidates to re-pick from")
+
+        rescored = []
+        for position, entry in enumerate(candidates):
+            log_prob = entry.get("log_prob")
+            score = entry["clap_score"] + lm_weight * (log_prob if log_prob is not None else 0.0)
+            rescored.append({**entry, "score": score, "index": entry.get("index", position)})
+        rescored.sort(key=lambda entry: (-entry["score"], entry["index"]))
+        repicked.append({**record, "prediction": rescored[0]["caption"], "candidates": rescored})
+    return repicked
+
+
+def tune_lm_weight(records: Sequence[Mapping], weights: Sequence[float], metrics: Any, *,
+                   tokenize: bool | None = None) -> dict[str, Any]:
+    """The ranking metric of `records` (one split's CLAP-rescoring records) re-picked with each weight, and the
+    best weight (ties to the smaller one): `{"weights", "scores", "metric", "chosen"}`."""
+    weights = sorted({float(w) for w in weights})
+    if not weights:
+        raise ValueError("no lm_weight to try")
+    if not records:
+        raise ValueError("no records to tune the lm_weight on")
+    scores, metric = [], None
+    for weight in weights:
+        result = score_records(repick_with_lm_weight(records, weight), metrics, tokenize=tokenize)["caption_metrics"]
+        metric = result.ranking_metric
+        scores.append(float(result.scores[metric]))
+    best = max(range(len(weights)), key=lambda i: (scores[i], -weights[i]))
+    return {"weights": weights, "scores": scores, "metric": metric, "chosen": weights[best]}
 
 
 def evaluate_captioner(
@@ -443,6 +498,8 @@ def evaluate_captioner(
     clap_kwargs: Mapping | None = None,
     candidate_options: Any = None,
     lm_weight: float | None = None,
+    tune_lm_weight_on: str | None = None,
+    lm_weights: Sequence[float] = DEFAULT_LM_WEIGHTS,
     generate_kwargs: Mapping | None = None,
     batch_size: int = 8,
     num_workers: int = 0,
@@ -461,6 +518,8 @@ def evaluate_captioner(
         candidate_options: `CandidateOptions` of `clap_rescoring` (default SLAM-AAC's 7 beam searches); its
             `backend` also decodes `beam_search`.
         lm_weight: weight of the log-probability fused with the CLAP similarity (default: the scorer's).
+        tune_lm_weight_on: a split on which to choose the weight among `lm_weights` instead (see the module
+            docstring); it is captioned too, and reported with the other splits only if among `splits`.
         generate_kwargs: plain-decoding overrides of the generation config (`num_beams`, `max_new_tokens`).
         Other arguments: see `load_evaluation_split`, `compute_caption_metrics` and the CLI.
 
@@ -476,8 +535,13 @@ def evaluate_captioner(
     if not splits:
         raise ValueError("no split to evaluate")
     # Data problems surface before any model is loaded.
+    if tune_lm_weight_on is not None and CLAP_RESCORING not in systems:
+        raise ValueError(f"tune_lm_weight_on={tune_lm_weight_on!r} needs the {CLAP_RESCORING} system")
+    if tune_lm_weight_on is not None and lm_weight is not None:
+        raise ValueError(f"give either lm_weight ({lm_weight}) or tune_lm_weight_on ({tune_lm_weight_on!r}), not both")
+    captioned = splits + ([tune_lm_weight_on] if tune_lm_weight_on is not None and tune_lm_weight_on not in splits else [])
     data = {split: load_evaluation_split(dataset, split, data_dir=data_dir, max_clips=max_clips,
-                                         synthetic_seed=synthetic_seed) for split in splits}
+                                         synthetic_seed=synthetic_seed) for split in captioned}
 
     pipe = load_captioner(model, clap=clap if CLAP_RESCORING in systems else False, clap_kwargs=clap_kwargs,
                           device=device, dtype=dtype)
@@ -505,6 +569,19 @@ def evaluate_captioner(
         results[split] = {system: None for system in systems}
     seconds = time.perf_counter() - started
 
+    tuning = None
+    if tune_lm_weight_on is not None:
+        rescored = [r for r in all_records[CLAP_RESCORING] if r["split"] == tune_lm_weight_on]
+        tuning = {"split": tune_lm_weight_on, **tune_lm_weight(rescored, lm_weights, metrics, tokenize=tokenize)}
+        plan.lm_weight = tuning["chosen"]
+        all_records[CLAP_RESCORING] = repick_with_lm_weight(all_records[CLAP_RESCORING], plan.lm_weight)
+        logger.info("lm_weight %s chosen on %s (%s: %s)", plan.lm_weight, tune_lm_weight_on, tuning["metric"],
+                    ", ".join(f"{w:g} -> {v:.4f}" for w, v in zip(tuning["weights"], tuning["scores"])))
+        if tune_lm_weight_on not in splits:
+            for system in systems:
+                all_records[system] = [r for r in all_records[system] if r["split"] != tune_lm_weight_on]
+            del results[tune_lm_weight_on], split_info[tune_lm_weight_on]
+
     for split in results:
         for system in systems:
             records = [r for r in all_records[system] if r["split"] == split]
@@ -527,6 +604,7 @@ def evaluate_captioner(
                 "clap": pipe.clap_scorer.settings() if pipe.clap_scorer is not None else None,
             },
         },
+        "lm_weight_tuning": tuning,
         "candidates_reused": plan.reuse_beam is not None if len(systems) == 2 else None,
         "reuse_reason": plan.reuse_reason,
         "splits": {
@@ -582,6 +660,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-candidates", type=int, default=None, help="candidates per clip (single / sample)")
     parser.add_argument("--lm-weight", type=float, default=None,
                         help="weight of the captioner's log-probability in the pick (default: the scorer's, 0)")
+    parser.add_argument("--tune-lm-weight", default=None, metavar="SPLIT",
+                        help="choose --lm-weight on this split (e.g. validation) by the ranking metric, then score the "
+                             "evaluation splits with it")
+    parser.add_argument("--lm-weights", default=",".join(f"{w:g}" for w in DEFAULT_LM_WEIGHTS),
+                        help="comma-separated weights tried by --tune-lm-weight (default %(default)s)")
     parser.add_argument("--num-beams", type=int, default=None, help="plain decoding beams (default: generation config)")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="caption length limit (default: generation config)")
     parser.add_argument("--backend", choices=["auto", "fast", "generate"], default="auto",
@@ -599,6 +682,16 @@ def _metric_argument(text: str):
     from llm_aac.eval.caption_metrics import METRIC_SETS
 
     return text if text in METRIC_SETS else [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _weights_argument(text: str) -> list[float]:
+    try:
+        weights = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError as error:
+        raise ValueError(f"--lm-weights must be comma-separated numbers, got {text!r}") from error
+    if not weights or not all(math.isfinite(w) for w in weights):
+        raise ValueError(f"--lm-weights must hold at least one finite number, got {text!r}")
+    return weights
 
 
 def main(args: argparse.Namespace) -> int:
@@ -625,6 +718,7 @@ def main(args: argparse.Namespace) -> int:
         args.model, args.dataset, args.split, output_dir=args.output, data_dir=args.data_dir,
         metrics=_metric_argument(args.metrics), tokenize=False if args.no_tokenize else None, systems=systems,
         clap=args.clap, clap_kwargs=clap_kwargs, candidate_options=candidate_options, lm_weight=args.lm_weight,
+        tune_lm_weight_on=args.tune_lm_weight, lm_weights=_weights_argument(args.lm_weights),
         generate_kwargs=generate_kwargs,
         batch_size=args.batch_size, num_workers=args.num_workers, device=args.device, dtype=args.dtype,
         max_clips=args.max_clips, synthetic_seed=args.synthetic_seed,

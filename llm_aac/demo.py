@@ -439,9 +439,10 @@ def save_model_folder(output: str, captioner_dir: str, clap_dir: str, choices: R
 
 
 def evaluate(output: str, work: str, corpus_dir: str, sizes: DemoSizes, choices: RecipeChoices = DEMO_CHOICES,
-             splits: tuple[str, ...] = ("test",)) -> dict:
+             splits: tuple[str, ...] = ("test",), tune_lm_weight_on: str | None = None) -> dict:
     """Plain beam search vs CLAP rescoring of `choices.candidates` on `splits` of the corpus (`METRICS` and
-    semantic accuracy); outputs in `work/evaluation`."""
+    semantic accuracy); outputs in `work/evaluation`. `tune_lm_weight_on` (a split, e.g. "validation") chooses
+    the rescoring's log-probability weight there first (`evaluate_captioner`)."""
     from llm_aac.eval.evaluate_captioner import BEAM_SEARCH, CLAP_RESCORING, evaluate_captioner
     from modeling_llm_aac.caption_candidates import CandidateOptions
 
@@ -451,6 +452,7 @@ def evaluate(output: str, work: str, corpus_dir: str, sizes: DemoSizes, choices:
         candidate_options=CandidateOptions(strategy=CANDIDATE_STRATEGIES[choices.candidates]),
         batch_size=sizes.eval_batch_size, num_workers=choices.dataloader_workers, device=choices.device,
         max_clips=max(sizes.test_clips, sizes.compositional_clips), progress=choices.progress_bars,
+        tune_lm_weight_on=tune_lm_weight_on,
     )
 
 

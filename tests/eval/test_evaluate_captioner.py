@@ -154,3 +154,76 @@ def test_bad_requests_fail_clearly(tmp_path, captioner_dir):
         evaluate_captioner(tmp_path / "missing", "synthetic", ["test"], output_dir=tmp_path / "y", max_clips=1)
     with pytest.raises(ValueError, match="systems"):
         plan_captioning(None, ("nucleus",), CandidateOptions(), {})
+
+
+def rescored_record(references, candidates):
+    """A CLAP-rescoring record: candidates as (caption, clap_score, log_prob), in the scorer's order."""
+    entries = [{"index": i, "caption": c, "clap_score": clap, "log_prob": lp, "score": clap, "origin": ""}
+               for i, (c, clap, lp) in enumerate(candidates)]
+    entries.sort(key=lambda e: (-e["score"], e["index"]))
+    return {"file": "x.flac", "split": "validation", "prediction": entries[0]["caption"], "candidates": entries,
+            "references": references}
+
+
+def test_repick_follows_the_fused_score_and_breaks_ties_to_the_earlier_candidate():
+    from llm_aac.eval.evaluate_captioner import repick_with_lm_weight
+
+    record = rescored_record(["a dog barks"], [("a cat meows", 0.9, -3.0), ("a dog barks", 0.5, -0.5),
+                                               ("a dog barks loudly", 0.5, -0.5)])
+    assert repick_with_lm_weight([record], 0.0)[0]["prediction"] == "a cat meows"
+    # 0.5 + 1 * -0.5 = 0.0 beats 0.9 - 3.0; the two tied candidates go to the earlier one.
+    repicked = repick_with_lm_weight([record], 1.0)[0]
+    assert repicked["prediction"] == "a dog barks"
+    assert [c["caption"] for c in repicked["candidates"]] == ["a dog barks", "a dog barks loudly", "a cat meows"]
+    assert repicked["candidates"][0]["score"] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="finite"):
+        repick_with_lm_weight([record], float("nan"))
+    with pytest.raises(ValueError, match="no CLAP-scored candidates"):
+        repick_with_lm_weight([{**record, "candidates": [{"caption": "a", "log_prob": 0.0}]}], 0.0)
+
+
+def test_tuning_chooses_the_smallest_weight_with_the_best_ranking_metric():
+    from llm_aac.eval.evaluate_captioner import tune_lm_weight
+
+    scenes = ["a dog barks twice", "rain falls on a roof", "a car engine hums", "a bell rings three times"]
+    records = []
+    for index, scene in enumerate(scenes):
+        wrong = scenes[(index + 1) % len(scenes)]
+        # CLAP prefers the wrong caption by 0.2; its log-probability is lower by 1.0: weights >= 0.25 fix it.
+        records.append(rescored_record([scene, scene + " loudly"], [(wrong, 0.7, -2.0), (scene, 0.5, -1.0)]))
+    tuning = tune_lm_weight(records, [1.0, 0.0, 0.1, 0.25, 2.0], "fast")
+    assert tuning["weights"] == [0.0, 0.1, 0.25, 1.0, 2.0] and tuning["metric"] == "cider_d"
+    assert tuning["scores"][0] == tuning["scores"][1] < tuning["scores"][2] == tuning["scores"][3]
+    assert tuning["chosen"] == 0.25
+    with pytest.raises(ValueError, match="no lm_weight"):
+        tune_lm_weight(records, [], "fast")
+
+
+def test_cli_tunes_the_lm_weight_on_validation_and_scores_test_with_it(tmp_path, captioner_dir):
+    from llm_aac.cli import main
+
+    output = tmp_path / "tuned"
+    clap = save_tiny_clap(tmp_path / "clap")
+    assert main([
+        "evaluate", "--model", str(captioner_dir), "--dataset", "synthetic", "--split", "test", "--max-clips", "2",
+        "--compare-rescoring", "--clap", str(clap), "--metrics", "fast", "--num-workers", "0", "--device", "cpu",
+        "--tune-lm-weight", "validation", "--lm-weights", "0,0.5,3", "--output", str(output),
+    ]) == 0
+    summary = json.loads((output / "metrics.json").read_text())
+    tuning = summary["lm_weight_tuning"]
+    assert tuning["split"] == "validation" and tuning["weights"] == [0.0, 0.5, 3.0] and len(tuning["scores"]) == 3
+    assert tuning["chosen"] in tuning["weights"]
+    assert summary["decoding"][CLAP_RESCORING]["lm_weight"] == tuning["chosen"]
+    assert list(summary["splits"]) == ["test"]  # the tuning split is not reported as a result
+    rescored = read_jsonl(output / "predictions-clap_rescoring.jsonl")
+    assert {r["split"] for r in rescored} == {"test"}
+    for record in rescored:
+        fused = [c["clap_score"] + tuning["chosen"] * c["log_prob"] for c in record["candidates"]]
+        assert record["prediction"] == record["candidates"][0]["caption"] and fused[0] == pytest.approx(max(fused))
+    assert "chosen on the validation split" in (output / "metrics.md").read_text()
+    with pytest.raises(ValueError, match="either lm_weight"):
+        evaluate_captioner(captioner_dir, "synthetic", ["test"], output_dir=tmp_path / "z", metrics="fast", clap=clap,
+                           lm_weight=0.5, tune_lm_weight_on="validation", max_clips=1, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="needs the clap_rescoring system"):
+        evaluate_captioner(captioner_dir, "synthetic", ["test"], output_dir=tmp_path / "w", metrics="fast",
+                           tune_lm_weight_on="validation", max_clips=1, device="cpu", progress=False)

@@ -31,7 +31,9 @@ CIDEr-D gain of rescoring, pass/fail against the targets), `report.md` (the same
 `curves.png`, `model/` (load with `pipeline("audio-captioning", model=OUTPUT/model, trust_remote_code=True)`),
 `evaluation/` (per-clip predictions with candidates).
 Targets on the test split (issue 7 §2), judged on the CLAP-rescored captions: CIDEr-D >= 1.5, event F1 >= 0.9,
-rescoring gain >= +5 % relative CIDEr-D over plain beam search.
+rescoring gain >= +5 % relative CIDEr-D over plain beam search. The rescoring's weight of the captioner's
+log-probability (fused with the CLAP similarity) is chosen on the validation split first (`llm-aac evaluate
+--tune-lm-weight validation`), so the test-split figures do not pick their own weight.
 
 Stage cache: the corpus, features, EAT, text LM, CLAP and captioner live in `--cache-dir` (default OUTPUT/cache)
 under a key of everything that determines them, built under a file lock. A rerun of the same command resumes
@@ -93,6 +95,8 @@ TARGETS = (
     ("rescoring_gain", 0.05, "relative CIDEr-D gain of CLAP rescoring over plain beam search"),
 )
 EVALUATION_SPLITS = ("test", "compositional")
+# CLAP rescoring's log-probability weight is chosen on the validation clips (never on the splits it is judged on).
+LM_WEIGHT_SPLIT = "validation"
 
 # ------------------------------------------------------------------------------------------------ sizes
 #
@@ -650,7 +654,8 @@ def run_recipe(args: argparse.Namespace, output: str) -> dict:
     evaluation = stage(
         "caption + evaluate", f"{' + '.join(EVALUATION_SPLITS)} splits: beam search vs CLAP rescoring ({args.candidates})",
         "evaluate", None, None,
-        lambda _: demo.evaluate(model_dir, output, corpus.result, sizes, choices, splits=EVALUATION_SPLITS))
+        lambda _: demo.evaluate(model_dir, output, corpus.result, sizes, choices, splits=EVALUATION_SPLITS,
+                                tune_lm_weight_on=LM_WEIGHT_SPLIT))
     total_seconds = time.monotonic() - started
 
     # The evaluation summary is the stage's return value (not a path): `stage` stored it as the result.
