@@ -120,11 +120,14 @@ LM_WEIGHT_SPLIT = "validation"
 #   steps/s (700 steps in 81 s with start-up, docs/results.md) -> 800 steps within 1.5 minutes.
 # * EAT-CLAP: the pretrained EAT-small on whole clips + a 4-layer BERT, 64 clips per step, ~0.15 s per step ->
 #   600 steps within 2 minutes (retrieval over the 500 validation clips at both ends).
-# * Captioner (`small` preset: batch 32, lr 1e-3, linear projector 1,024 wide, LoRA r 16 on every linear layer of
-#   the LM, encoder trained): the first H100 run made 1,714 steps in 323 s with evaluations (~5.3 steps/s, a
-#   6-layer encoder on 128-bin fbank; the 12-layer encoder here on 64-bin CWT sees half the patches). A 100-step
+# * Captioner (`small` preset, lr 1e-3, linear projector 1,024 wide, LoRA r 16 on every linear layer of the LM,
+#   encoder trained), batch 96 instead of the preset's 32: the H100 runs of issue 4 made ~6-7 steps/s at batch 32
+#   (1,641 steps in 274 s with evaluations; a 6-layer encoder on 128-bin fbank), ~140 ms per step for ~1 TFLOP of
+#   work, so a step is bound by kernel launches and Python, not by the GPU: three times the clips per step cost
+#   little more time per step, and 1,600 steps see ~150,000 pairs (1.5 epochs) instead of 51,000 (the 12-layer
+#   encoder here on 64-bin CWT sees half the patches of that run per clip). A 100-step
 #   projector-only warm-up (issue 4: a small frozen LM cannot be steered by input embeddings, so the adapter gets
-#   the time; ~20 s), then 1,600 LoRA steps at ~4.5 steps/s (~5.9 minutes). The time limits count the validation
+#   the time; ~20 s), then 1,600 LoRA steps at ~4.5 steps/s (~5.9 minutes; estimated, not yet measured at batch 96). The time limits count the validation
 #   passes too (loss, mismatched-audio loss and beam-4 captions of 200 clips: ~10 s each, 2 in the warm-up and 5
 #   in the LoRA stage at 400-step spacing), so each stage's limit is its training minutes plus
 #   `captioner_eval_minutes` per validation pass; that allowance does not shrink with --budget-scale.
@@ -143,7 +146,7 @@ SIZES: dict[str, dict[str, Any]] = {
         eat_max_frames=1024, eat_minutes=3.0,
         text_clips=20_000, vocab_size=2_000, lm_preset="small", lm_steps=800, lm_batch_size=64, lm_minutes=1.5,
         captioner_preset="small", projector_steps=100, projector_learning_rate=1e-3, projector_minutes=0.4,
-        lora_steps=1_600, lora_learning_rate=1e-3, lora_minutes=5.9, captioner_eval_minutes=0.2, captioner_batch_size=32,
+        lora_steps=1_600, lora_learning_rate=1e-3, lora_minutes=5.9, captioner_eval_minutes=0.2, captioner_batch_size=96,
         captioner_eval_steps=400, captioner_eval_clips=200, captioner_eval_beams=4, projector_hidden_size=1024,
         lora_r=16, lora_alpha=32, lora_target_modules="all-linear",
         clap_preset="small", clap_steps=600, clap_learning_rate=3e-4, clap_batch_size=64, clap_minutes=2.0,
