@@ -128,8 +128,9 @@ LM_WEIGHT_SPLIT = "validation"
 #   encoder here on 64-bin CWT sees half the patches of that run per clip). A 100-step
 #   projector-only warm-up (issue 4: a small frozen LM cannot be steered by input embeddings, so the adapter gets
 #   the time; ~20 s), then 1,600 LoRA steps at ~4.5 steps/s (~5.9 minutes; estimated, not yet measured at
-#   batch 96). The time limits count the validation passes too (loss, mismatched-audio loss and beam-4 captions of 200 clips: ~10 s each, 2 in the warm-up and 5
-#   in the LoRA stage at 400-step spacing), so each stage's limit is its training minutes plus
+#   batch 96). The time limits count the validation passes too (loss, mismatched-audio loss and beam-4
+#   captions of 200 clips: ~10 s each, 2 in the warm-up and 5 in the LoRA stage at 400-step spacing), so each
+#   stage's limit is its training minutes plus
 #   `captioner_eval_minutes` per validation pass; that allowance does not shrink with --budget-scale.
 # Training stages: 3 + 1.5 + 2 + (0.4 + 2 x 0.2) + (5.9 + 5 x 0.2) = 14.2 minutes (<= 15, issue 7 §2); with
 # synthesis, features, saving and evaluating 1,500 clips (SLAM 7-pass + CLAP) ~18 minutes, ~21 in the worst
