@@ -64,6 +64,7 @@ from .clap_scoring import (
     load_clap_scorer,
     rank_candidates,
 )
+from .clap_torch_preprocessing import ClapTorchPreprocessor
 from .configuration_eat_clap import EATClapConfig
 from .modeling_eat_clap import EATClapModel, EATClapOutput, EATClapPreTrainedModel
 

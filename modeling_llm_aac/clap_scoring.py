@@ -653,41 +653,44 @@ class TransformersClapScorer(_TorchModelScorer):
         return int(self.feature_extractor.nb_max_samples)
 
     def _encode_clips(self, clips: list[np.ndarray], sampling_rate: int) -> torch.Tensor:
+        # Clips are resampled `audio_batch_size` at a time (on the device: one call per group) and cut into
+        # windows; full batches of windows are embedded as soon as they are ready, so at most about two
+        # groups of resampled audio are held at once.
         on_device = self.uses_torch_preprocessing
-        windows: list[np.ndarray] | list[torch.Tensor] = []
+        windows: list = []
         owners: list[int] = []
-        # Torch: clips go to the device and are resampled a batch at a time (one call per batch).
-        group = self.audio_batch_size if on_device else 1
-        for first in range(0, len(clips), group):
-            part = clips[first : first + group]
+        embeds: list[torch.Tensor] = []
+        for first in range(0, len(clips), self.audio_batch_size):
+            part = clips[first : first + self.audio_batch_size]
             if on_device:
-                part = self.torch_preprocessor.resample(
-                    [torch.from_numpy(clip).to(self.device) for clip in part], sampling_rate
-                )
+                part = self.torch_preprocessor.resample([torch.from_numpy(clip).to(self.device) for clip in part], sampling_rate)
+                part = [clip.float() for clip in part]  # float32 samples, as soxr returns them
             else:
                 part = [resample(clip, sampling_rate, self.sampling_rate) for clip in part]
             for clip_index, clip in enumerate(part, start=first):
                 for start in window_starts(clip.shape[0], self.window_samples):
                     windows.append(clip[start : start + self.window_samples])
                     owners.append(clip_index)
-        truncation = "fusion" if self.is_fusion else "rand_trunc"  # never triggered: windows fit
-        embeds = []
-        with torch.inference_mode():
-            for start in range(0, len(windows), self.audio_batch_size):
-                batch = windows[start : start + self.audio_batch_size]
-                if on_device:
-                    features = self.torch_preprocessor(batch)
-                else:
-                    features = self.feature_extractor(
-                        batch, sampling_rate=self.sampling_rate, truncation=truncation, return_tensors="pt"
-                    )["input_features"]
-                # Every window fits, so none is "longer" (the extractor would flag a random one for fusion models).
-                is_longer = torch.zeros(len(batch), 1, dtype=torch.bool, device=self.device)
-                output = self.model.get_audio_features(
-                    input_features=features.to(self.device, self.dtype), is_longer=is_longer
-                )
-                embeds.append(_embedding_tensor(output).float())
+            while len(windows) >= self.audio_batch_size:
+                embeds.append(self._embed_windows(windows[: self.audio_batch_size], on_device))
+                windows = windows[self.audio_batch_size :]
+        if windows:
+            embeds.append(self._embed_windows(windows, on_device))
         return _mean_over_windows(torch.cat(embeds), owners, len(clips))
+
+    def _embed_windows(self, windows: list, on_device: bool) -> torch.Tensor:
+        with torch.inference_mode():
+            if on_device:
+                features = self.torch_preprocessor(windows)
+            else:
+                truncation = "fusion" if self.is_fusion else "rand_trunc"  # never triggered: windows fit
+                features = self.feature_extractor(
+                    windows, sampling_rate=self.sampling_rate, truncation=truncation, return_tensors="pt"
+                )["input_features"]
+            # Every window fits, so none is "longer" (the extractor would flag a random one for fusion models).
+            is_longer = torch.zeros(len(windows), 1, dtype=torch.bool, device=self.device)
+            output = self.model.get_audio_features(input_features=features.to(self.device, self.dtype), is_longer=is_longer)
+            return _embedding_tensor(output).float()
 
 
 def _text_max_length(tokenizer, text_config) -> int:

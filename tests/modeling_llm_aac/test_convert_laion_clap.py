@@ -295,3 +295,12 @@ def test_random_input_is_rejected(laion_checkpoint):
     scorer = load_clap_scorer(laion_checkpoint[0], tokenizer=tiny_word_tokenizer())
     with pytest.raises(ValueError, match="sampling_rate is required"):
         scorer.encode_audio(np.zeros(100, dtype=np.float32))
+
+
+def test_laion_checkpoint_scorer_takes_the_preprocessing_option(laion_checkpoint):
+    path = laion_checkpoint[0]
+    on_cpu = load_clap_scorer(path, tokenizer=tiny_word_tokenizer(), preprocessing="numpy")
+    in_torch = load_clap_scorer(path, tokenizer=tiny_word_tokenizer(), preprocessing="torch")
+    assert (on_cpu.preprocessing, in_torch.preprocessing) == ("numpy", "torch") and in_torch.uses_torch_preprocessing
+    clip, texts = tone(440, 2.0, 44_100), ["a dog barks", "bird chirps"]
+    torch.testing.assert_close(in_torch.score(clip, texts, 44_100), on_cpu.score(clip, texts, 44_100), atol=1e-4, rtol=0)

@@ -66,7 +66,8 @@ def test_saved_captioner_runs_as_remote_code_without_the_package(tmp_path, tiny_
             "preprocessor_config.json", "tokenizer.json", PIPELINE_CONFIG_NAME, "clap"} <= files
     remote_code = {"pipeline_audio_captioning.py", "caption_candidates.py", "fast_generation.py", "clap_scoring.py",
                    "modeling_llm_aac.py", "configuration_llm_aac.py", "processing_llm_aac.py",
-                   "feature_extraction_llm_aac.py", "modeling_eat.py", "configuration_eat.py", "projectors.py"}
+                   "feature_extraction_llm_aac.py", "modeling_eat.py", "configuration_eat.py", "projectors.py",
+                   "clap_torch_preprocessing.py", "sinc_resample.py"}  # the CLAP scorer's GPU preprocessing
     assert remote_code <= files
     for name in files:  # Hub files: flat, single-dot imports of siblings only
         if name.endswith(".py"):
