@@ -244,3 +244,30 @@ def test_load_clap_scorer_passes_the_option(tmp_path):
     loaded = load_clap_scorer(tmp_path, preprocessing="torch")
     assert loaded.preprocessing == "torch" and loaded.uses_torch_preprocessing
     assert loaded.settings() == {"backend": "transformers", "lm_weight": 0.0, "name_or_path": str(tmp_path)}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_path_equals_cpu_path_even_with_tf32_matmuls():
+    # float64 resampling and features: TF32 matmuls (if a training script enabled them) cannot touch them.
+    extractor = default_clap_feature_extractor(tiny_clap_config())
+    ours = ClapTorchPreprocessor.from_feature_extractor(extractor, fusion=False)
+    clips = [torch.from_numpy(generated_sound(seconds, 44_100, 11)) for seconds in (3.0, 12.0)]
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        on_gpu = ours.resample([clip.cuda() for clip in clips], 44_100)
+        features_gpu = ours([clip[: ours.window_samples].float() for clip in on_gpu]).cpu()
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    on_cpu = ours.resample(clips, 44_100)
+    for gpu, cpu in zip(on_gpu, on_cpu):
+        torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-9, rtol=0)
+    features_cpu = ours([clip[: ours.window_samples].float() for clip in on_cpu])
+    assert (features_gpu - features_cpu).abs().max().item() <= 1e-4
+    # "auto" picks the torch path for a model on CUDA, and its embeddings match the numpy path.
+    model = sensitive_tiny_clap(False).cuda()
+    scorer = TransformersClapScorer(model, extractor, tiny_word_tokenizer())
+    assert scorer.uses_torch_preprocessing
+    clip = generated_sound(25.0, 44_100, 12)
+    reference = TransformersClapScorer(model, extractor, tiny_word_tokenizer(), preprocessing="numpy").encode_audio(clip, 44_100)
+    assert float(scorer.encode_audio(clip, 44_100) @ reference) >= 0.9999
