@@ -46,9 +46,10 @@ def test_in_band_signal_equals_soxr(orig, new):
 
 @pytest.mark.parametrize("orig,new", [(16_000, 48_000), (44_100, 48_000), (96_000, 48_000)])
 def test_frequency_response_follows_soxr_hq(orig, new):
-    # Impulse responses of both resamplers: flat pass band; transition band within 1.5 dB of soxr's down to
-    # -30 dB and within 4 dB down to -60 dB (measured 1.1 and 3.4 dB at worst; soxr's multi-stage path for 44.1 kHz is steeper there:
-    # -34.4 dB at 98 % of Nyquist where ours gives -33.0); stop band at least 120 dB down.
+    # Impulse responses of both resamplers: flat pass band; transition band within 1.5 dB of soxr's down
+    # to -30 dB and within 4 dB down to -60 dB (measured 1.1 and 3.4 dB at worst: soxr's multi-stage path
+    # for 44.1 kHz is steeper there, -34.4 dB at 98 % of Nyquist where ours gives -33.0); stop band at
+    # least 120 dB down.
     impulse = np.zeros(orig // 2, np.float32)
     impulse[impulse.size // 2] = 1.0
     size = 1 << 18
