@@ -628,10 +628,11 @@ class TransformersClapScorer(_TorchModelScorer):
         feature extractor is replaced)."""
         from .clap_torch_preprocessing import ClapTorchPreprocessor
 
-        key = (id(self.feature_extractor), self.is_fusion)
-        if getattr(self, "_torch_preprocessor_key", None) != key:
+        # Keyed on the extractor object itself (held, so that its id cannot be reused) and the fusion flag.
+        source = getattr(self, "_torch_preprocessor_source", None)
+        if source is None or source[0] is not self.feature_extractor or source[1] != self.is_fusion:
             self._torch_preprocessor = ClapTorchPreprocessor.from_feature_extractor(self.feature_extractor, fusion=self.is_fusion)
-            self._torch_preprocessor_key = key
+            self._torch_preprocessor_source = (self.feature_extractor, self.is_fusion)
         return self._torch_preprocessor
 
     @classmethod
