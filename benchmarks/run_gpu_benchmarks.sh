@@ -4,8 +4,9 @@
 #   bash benchmarks/run_gpu_benchmarks.sh OUT_DIR [generate,eat,features]
 #
 # 1. generate: CUDA-graph vs eager equality of the fast decoder (check_fast_generation_cuda.py, ~1 min), then
-#    bench_generate.py (Vicuna-7B-shaped captioner, 1,045 clips of 20 s; beam 4 and SLAM 7-pass, each with and
-#    without CUDA graphs, HF eager generate baselines on subsets).
+#    bench_generate.py (Vicuna-7B-shaped captioner, 1,045 clips of 20 s; beam 4, SLAM 7-pass and single-pass
+#    candidates, each with and without CUDA graphs, HF eager generate baselines on subsets; CLAP rescoring of 256
+#    clips with numpy and with torch preprocessing).
 # 2. eat: bench_eat_pretrain.py (EAT-base, 12 and 24 clips x 16 clones, compiled, bf16) with the kernel profile.
 # 3. features: bench_features.py --quick --device all --gpu-batch 256.
 # Each part has its own time limit (seconds: GEN_S=420 EAT_S=240 FEATURES_S=120), so one slow part cannot take the
@@ -37,8 +38,9 @@ run_part() {  # $1 name, $2 seconds, rest: command
 if [[ ",$PARTS," == *",generate,"* ]]; then
     run_part check_fast_generation 120 python3 "$HERE/check_fast_generation_cuda.py"
     tail -3 "$OUT/check_fast_generation.log"
-    run_part bench_generate "$GEN_S" python3 "$HERE/bench_generate.py" --variants features,beam4,slam,single \
-        --cuda-graphs both --check 8 --hf-clips 16 --hf-batch 16 --hf-slam-clips 2 --json-out "$OUT/bench_generate.json"
+    run_part bench_generate "$GEN_S" python3 "$HERE/bench_generate.py" --variants features,beam4,slam,single,clap \
+        --cuda-graphs both --check 8 --hf-clips 16 --hf-batch 16 --hf-slam-clips 2 --clap-clips 256 \
+        --clap-preprocessing both --json-out "$OUT/bench_generate.json"
     grep -E '^\| |x the clips/s' "$OUT/bench_generate.log"
 fi
 if [[ ",$PARTS," == *",eat,"* ]]; then
