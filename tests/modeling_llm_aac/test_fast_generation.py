@@ -16,15 +16,6 @@ from modeling_llm_aac.modeling_llm_aac import LLMAACForConditionalGeneration
 FRAMES = [98, 230, 160]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: a second OpenMP thread only adds synchronisation (milliseconds per op on a busy machine).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_inputs(model, frames=FRAMES, seed=0):
     features, mask = random_features(frames, seed=seed)
     return {**prompt_batch(model.config, frames), "input_features": features, "feature_attention_mask": mask}
