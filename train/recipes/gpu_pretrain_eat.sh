@@ -130,10 +130,28 @@ case "$MODE" in
             --per_device_train_batch_size "$MICRO_BATCH" --gradient_accumulation_steps 1 \
             > "$WORK_DIR/fbank_2gpu_train.log" 2>&1 || { tail -50 "$WORK_DIR/fbank_2gpu_train.log"; exit 1; }
         collect fbank_2gpu "$WORK_DIR/fbank_2gpu"
+        # Against the 1-GPU run at the same global batch (REFERENCE: a log history; default the H100 run of
+        # docs/runs/): one figure, and the mean relative gap of the losses over the updates both logged.
+        REFERENCE=${REFERENCE:-docs/runs/eat_small_fbank_1gpu_h100_log_history.json}
+        if [ -f "$REFERENCE" ]; then
+            python3 train/plot_curves.py "$REFERENCE" "$OUT/fbank_2gpu_log_history.json" \
+                --labels "1 GPU (${MICRO_BATCH} x 2 accumulation),2 GPUs (${MICRO_BATCH} each)" \
+                --keys loss,frame_loss,utterance_loss --title "EAT-$PRESET pretraining (fbank), 1 vs 2 GPUs" \
+                --output "$OUT/fbank_1gpu_vs_2gpu.png" || true
+            python3 - "$REFERENCE" "$OUT/fbank_2gpu_log_history.json" <<'PY'
+import json, sys
+one, two = ({e["step"]: e for e in json.load(open(path)) if "loss" in e} for path in sys.argv[1:3])
+common = sorted(set(one) & set(two))
+for key in ("loss", "frame_loss", "utterance_loss"):
+    gaps = [abs(two[s][key] - one[s][key]) / abs(one[s][key]) for s in common if one[s][key]]
+    if gaps:
+        print(f"1 vs 2 GPUs, {key}: {len(gaps)} common logged updates (up to {common[-1]}), mean relative gap "
+              f"{100 * sum(gaps) / len(gaps):.1f} %, at the last one {one[common[-1]][key]:.3f} vs {two[common[-1]][key]:.3f}")
+PY
+        fi
         ;;
 esac
 echo "done in $(( $(date +%s) - START ))s; outputs in $OUT"
 
-# Afterwards, on any machine with matplotlib (the 1-GPU and 2-GPU fbank runs on one figure):
-#   python train/plot_curves.py OUT/fbank_1gpu_log_history.json OUT/fbank_2gpu_log_history.json \
-#       --labels "1 GPU (24 x 2 accumulation)","2 GPUs (24 each)" --output docs/eat_pretrain_fbank_1vs2gpu.png
+# ddp2 compares itself with REFERENCE (default docs/runs/eat_small_fbank_1gpu_h100_log_history.json, the 1-GPU
+# H100 run) in OUT/fbank_1gpu_vs_2gpu.png and prints the relative loss gaps over the updates both runs logged.
