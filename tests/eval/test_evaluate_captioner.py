@@ -118,16 +118,21 @@ def save_tiny_clap(folder):
     return folder
 
 
-def test_cli_compares_beam_search_and_clap_rescoring_in_one_run(tmp_path, captioner_dir):
+def run_compare_rescoring(captioner_dir, clap, output, *extra):
+    """`llm-aac evaluate --compare-rescoring` of 2 in-memory synthetic test clips on CPU; returns the exit status."""
     from llm_aac.cli import main
 
-    output = tmp_path / "compare"
-    clap = save_tiny_clap(tmp_path / "clap")
-    assert main([
+    return main([
         "evaluate", "--model", str(captioner_dir), "--dataset", "synthetic", "--split", "test", "--max-clips", "2",
         "--compare-rescoring", "--clap", str(clap), "--metrics", "fast", "--num-workers", "0", "--device", "cpu",
-        "--output", str(output),
-    ]) == 0
+        *extra, "--output", str(output),
+    ])
+
+
+def test_cli_compares_beam_search_and_clap_rescoring_in_one_run(tmp_path, captioner_dir):
+    output = tmp_path / "compare"
+    clap = save_tiny_clap(tmp_path / "clap")
+    assert run_compare_rescoring(captioner_dir, clap, output) == 0
     summary = json.loads((output / "metrics.json").read_text())
     assert summary["candidates_reused"] is True
     assert set(summary["splits"]["test"]["systems"]) == {BEAM_SEARCH, CLAP_RESCORING}
@@ -200,15 +205,10 @@ def test_tuning_chooses_the_smallest_weight_with_the_best_ranking_metric():
 
 
 def test_cli_tunes_the_lm_weight_on_validation_and_scores_test_with_it(tmp_path, captioner_dir):
-    from llm_aac.cli import main
-
     output = tmp_path / "tuned"
     clap = save_tiny_clap(tmp_path / "clap")
-    assert main([
-        "evaluate", "--model", str(captioner_dir), "--dataset", "synthetic", "--split", "test", "--max-clips", "2",
-        "--compare-rescoring", "--clap", str(clap), "--metrics", "fast", "--num-workers", "0", "--device", "cpu",
-        "--tune-lm-weight", "validation", "--lm-weights", "0,0.5,3", "--output", str(output),
-    ]) == 0
+    assert run_compare_rescoring(captioner_dir, clap, output, "--tune-lm-weight", "validation",
+                                 "--lm-weights", "0,0.5,3") == 0
     summary = json.loads((output / "metrics.json").read_text())
     tuning = summary["lm_weight_tuning"]
     assert tuning["split"] == "validation" and tuning["weights"] == [0.0, 0.5, 3.0] and len(tuning["scores"]) == 3
