@@ -118,8 +118,11 @@ LM_WEIGHT_SPLIT = "validation"
 #   schedule would leave the teacher at its initialisation).
 # * Text LM (8 x 512 Llama, 64 blocks of 512 tokens per step): the first H100 captioner run trained it at ~10
 #   steps/s (700 steps in 81 s with start-up, docs/results.md) -> 800 steps within 1.5 minutes.
-# * EAT-CLAP: the pretrained EAT-small on whole clips + a 4-layer BERT, 64 clips per step, ~0.15 s per step ->
-#   600 steps within 2 minutes (retrieval over the 500 validation clips at both ends).
+# * EAT-CLAP: the pretrained EAT-small on whole clips + a 4-layer BERT, 600 steps within 2 minutes (retrieval
+#   over the 500 validation clips at both ends). Measured on an H100 (2026-11-26): at 64 clips per step the stage
+#   took 86 s with its evaluations (~0.12 s per step for ~3 TFLOP of work: launch-bound), reaching validation
+#   R@1 0.34 both ways; so 256 clips per step (4x the in-batch negatives InfoNCE learns from, for a little more
+#   time per step; not yet measured).
 # * Captioner (`small` preset, lr 1e-3, linear projector 1,024 wide, LoRA r 16 on every linear layer of the LM,
 #   encoder trained), batch 96 instead of the preset's 32: the H100 runs of issue 4 made ~6-7 steps/s at batch 32
 #   (1,641 steps in 274 s with evaluations; a 6-layer encoder on 128-bin fbank), ~140 ms per step for ~1 TFLOP of
@@ -150,7 +153,7 @@ SIZES: dict[str, dict[str, Any]] = {
         lora_steps=1_600, lora_learning_rate=1e-3, lora_minutes=5.9, captioner_eval_minutes=0.2, captioner_batch_size=96,
         captioner_eval_steps=400, captioner_eval_clips=200, captioner_eval_beams=4, projector_hidden_size=1024,
         lora_r=16, lora_alpha=32, lora_target_modules="all-linear",
-        clap_preset="small", clap_steps=600, clap_learning_rate=3e-4, clap_batch_size=64, clap_minutes=2.0,
+        clap_preset="small", clap_steps=600, clap_learning_rate=3e-4, clap_batch_size=256, clap_minutes=2.0,
         log_points=50, feature_batch_size=64, eval_batch_size=32,
     ),
     # CPU check of the chain (the demo's --quick sizes, plus the compositional split): ~1-2 minutes on 2 cores.
