@@ -289,7 +289,9 @@ class _PrefixSharedDecoder:
             for _ in range(_GRAPH_WARMUP_STEPS):
                 self._decode_step()
             stream.synchronize()
-            graph.capture_begin()
+            # thread_local: CUDA calls of other threads (e.g. a DataLoader's pin-memory thread) neither fail the
+            # capture nor get captured.
+            graph.capture_begin(capture_error_mode="thread_local")
             try:
                 logits = self._decode_step()
             except BaseException:
