@@ -369,8 +369,61 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Columns compared seed by seed with the baseline (the ablation question is "what does this one change do").
+PAIRED_COLUMNS = ("test CIDEr-D CLAP", "test CIDEr-D beam", "event F1 CLAP", "compos. CIDEr-D CLAP")
+
+
+def paired_deltas(rows: Sequence[Mapping[str, Any]], baseline: str = "baseline") -> list[dict[str, Any]]:
+    """Per configuration other than `baseline`: for each of `PAIRED_COLUMNS`, its value minus the baseline's of the
+    same seed, size and budget scale (seeds missing on either side are left out): the deltas, their mean and
+    sample standard deviation, and on how many seeds the change was better (a higher value)."""
+    baselines = {(row["size"], row["budget_scale"]): row for row in rows if row["config"] == baseline}
+    paired = []
+    for row in rows:
+        reference = baselines.get((row["size"], row["budget_scale"]))
+        if row["config"] == baseline or reference is None:
+            continue
+        entry: dict[str, Any] = {"config": row["config"], "size": row["size"], "budget_scale": row["budget_scale"],
+                                 "columns": {}}
+        for title in PAIRED_COLUMNS:
+            ours = dict(zip(row["seeds"], row["columns"][title]["values"]))
+            theirs = dict(zip(reference["seeds"], reference["columns"][title]["values"]))
+            deltas = [ours[seed] - theirs[seed] for seed in sorted(set(ours) & set(theirs))
+                      if ours[seed] is not None and theirs[seed] is not None]
+            mean, spread = mean_and_spread(deltas)
+            entry["columns"][title] = {"deltas": deltas, "mean": mean, "spread": spread,
+                                       "better": sum(d > 0 for d in deltas)}
+        paired.append(entry)
+    return paired
+
+
+def paired_markdown(paired: Sequence[Mapping[str, Any]], baseline: str = "baseline") -> str:
+    if not paired:
+        return ""
+    lines = [f"| change vs {baseline} (same seed) | scale | " + " | ".join(PAIRED_COLUMNS) + " |",
+             "|---" * (len(PAIRED_COLUMNS) + 2) + "|"]
+    for entry in paired:
+        cells = []
+        for title in PAIRED_COLUMNS:
+            column = entry["columns"][title]
+            if not column["deltas"]:
+                cells.append("-")
+                continue
+            delta = _format(column["mean"], column["spread"], 3)
+            cells.append(f"{'+' if column['mean'] >= 0 else ''}{delta} (better on {column['better']}/{len(column['deltas'])})")
+        scale = entry["budget_scale"] if entry["size"] == "gpu" else f"{entry['budget_scale']} ({entry['size']})"
+        lines.append(f"| {entry['config']} | {scale} | " + " | ".join(cells) + " |")
+    lines += ["", f"Mean ± sample standard deviation of the per-seed differences from the {baseline} run of the same "
+              "seed (its corpus, features cache and training seed); 'better on k/n': seeds on which the change "
+              "scored higher. E.g. the fbank row answers whether CWT features (the baseline) beat fbank."]
+    return "\n".join(lines) + "\n"
+
+
 def write_table(rows: Sequence[Mapping[str, Any]], output_dir: str | None, table_path: str | None) -> str:
     table = markdown_table(rows)
+    paired = paired_deltas(rows)
+    if paired:
+        table += "\n" + paired_markdown(paired)
     targets = [p for p in (table_path, os.path.join(output_dir, TABLE_FILE) if output_dir else None) if p]
     for path in targets:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -378,8 +431,8 @@ def write_table(rows: Sequence[Mapping[str, Any]], output_dir: str | None, table
             f.write(table)
     if output_dir:
         with open(os.path.join(output_dir, SUMMARY_FILE), "w", encoding="utf-8") as f:
-            json.dump({"rows": rows, "written": datetime.datetime.now().isoformat(timespec="seconds")}, f, indent=1,
-                      default=str)
+            json.dump({"rows": rows, "paired": paired, "written": datetime.datetime.now().isoformat(timespec="seconds")},
+                      f, indent=1, default=str)
     return table
 
 

@@ -157,9 +157,18 @@ def test_aggregation_math_over_folders(tmp_path):
     assert "| fbank | 0.4 | 1 (0) | 0.800 | 0.820 |" in table
     assert "NVIDIA H100 80GB HBM3" in table
 
+    paired = ablations.paired_deltas(rows)
+    # fbank seed 0 against baseline seed 0 only; qformer ran at another budget scale: no baseline to pair with.
+    assert [entry["config"] for entry in paired] == ["fbank"]
+    clap = paired[0]["columns"]["test CIDEr-D CLAP"]
+    assert clap["deltas"] == [pytest.approx(0.82 - 1.1)] and clap["better"] == 0 and clap["spread"] is None
+    assert paired[0]["columns"]["event F1 CLAP"]["deltas"] == [pytest.approx(0.7 - 0.8)]
+    paired_table = ablations.paired_markdown(paired)
+    assert "| fbank | 0.4 | -0.280 (better on 0/1) | -0.200 (better on 0/1) | -0.100 (better on 0/1) |" in paired_table
+
     table_path = tmp_path / "docs" / "ablations.md"
     assert ablations.main(["--aggregate", str(command_a), str(command_b), "--table", str(table_path)]) == 0
-    assert table_path.read_text() == table
+    assert table_path.read_text() == table + "\n" + paired_table
     assert ablations.main(["--aggregate", str(tmp_path / "empty-or-missing")]) == 2
 
 
