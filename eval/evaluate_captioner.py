@@ -445,24 +445,25 @@ def markdown_report(summary: Mapping[str, Any], results: Mapping[str, Mapping[st
 
 
 def repick_with_lm_weight(records: Sequence[Mapping], lm_weight: float) -> list[dict]:
-    """CLAP-rescoring records re-picked with another log-probability weight, from their stored candidates:
-    the caption maximising `clap_score + lm_weight * log_prob` (the scorer's rule; ties to the earlier
-    candidate). Candidates without a log-probability count as 0 (CLAP alone)."""
-    if not math.isfinite(lm_weight):
-        raise ValueError(f"lm_weight must be a finite number, got {lm_weight!r}")
+    """CLAP-rescoring records re-picked with another log-probability weight from their stored candidates, by the
+    scorer's own rule (`clap_scoring.rank_candidates`); each record's candidates are re-sorted by the new fused
+    score."""
+    from modeling_llm_aac.clap_scoring import rank_candidates
+
     repicked = []
     for record in records:
         candidates = record["candidates"]
         if not candidates or any("clap_score" not in c for c in candidates):
             raise ValueError(f"record {record.get('file')!r} has no CLAP-scored candidates to re-pick from")
-
-        rescored = []
-        for position, entry in enumerate(candidates):
-            log_prob = entry.get("log_prob")
-            score = entry["clap_score"] + lm_weight * (log_prob if log_prob is not None else 0.0)
-            rescored.append({**entry, "score": score, "index": entry.get("index", position)})
+        # The scorer's order (ties go to the earlier candidate); records written before "index" keep theirs.
+        ordered = sorted(candidates, key=lambda entry: entry.get("index", 0))
+        log_probs = [entry.get("log_prob") for entry in ordered]
+        ranking = rank_candidates([entry["caption"] for entry in ordered], [entry["clap_score"] for entry in ordered],
+                                  None if None in log_probs else log_probs, lm_weight=lm_weight)
+        rescored = [{**entry, "score": score, "index": entry.get("index", position)}
+                    for position, (entry, score) in enumerate(zip(ordered, ranking.scores))]
         rescored.sort(key=lambda entry: (-entry["score"], entry["index"]))
-        repicked.append({**record, "prediction": rescored[0]["caption"], "candidates": rescored})
+        repicked.append({**record, "prediction": ranking.caption, "candidates": rescored})
     return repicked
 
 
