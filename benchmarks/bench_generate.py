@@ -35,10 +35,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import time
-
 import os
 import sys
+import time
 
 import numpy as np
 import torch

@@ -336,10 +336,11 @@ def generate_candidates(model, processor, inputs, options: CandidateOptions | No
     num_clips = inputs["input_ids"].shape[0]
     per_clip: list[list[tuple[list[int], float, str]]] = [[] for _ in range(num_clips)]
     common = dict(max_new_tokens=max_new, min_new_tokens=options.min_new_tokens, eos_token_id=eos)
+    fast = _fast_generator(model, options.cuda_graphs) if backend == "fast" else None
 
     if options.strategy == "slam":
         if backend == "fast":
-            groups = _fast_generator(model, options.cuda_graphs).beam_search(
+            groups = fast.beam_search(
                 **inputs, beam_sizes=options.beam_sizes, length_penalty=options.length_penalty, **common
             )
             for clip, clip_groups in enumerate(groups):
@@ -356,7 +357,7 @@ def generate_candidates(model, processor, inputs, options: CandidateOptions | No
     elif options.strategy == "single" and not diverse:
         beams = options.num_beams or count
         if backend == "fast":
-            groups = _fast_generator(model, options.cuda_graphs).beam_search(
+            groups = fast.beam_search(
                 **inputs, beam_sizes=(beams,), num_return_sequences=count, length_penalty=options.length_penalty,
                 **common,
             )
@@ -372,7 +373,7 @@ def generate_candidates(model, processor, inputs, options: CandidateOptions | No
                 per_clip[index // count].append((row, mean, f"beam {index % count + 1} of {beams}"))
     elif options.strategy == "single":
         beams = options.num_beams or 2 * count
-        groups = _fast_generator(model, options.cuda_graphs).beam_search(
+        groups = fast.beam_search(
             **inputs, beam_sizes=(beams // count,) * count, length_penalty=options.length_penalty,
             diversity_penalty=options.diversity_penalty, **common,
         )
@@ -382,7 +383,7 @@ def generate_candidates(model, processor, inputs, options: CandidateOptions | No
     else:  # sample
         sampling = dict(temperature=options.temperature, top_k=options.top_k, top_p=options.top_p)
         if backend == "fast":
-            samples = _fast_generator(model, options.cuda_graphs).sample(
+            samples = fast.sample(
                 **inputs, num_return_sequences=count, do_sample=True, pad_token_id=pad, generator=generator,
                 **sampling, **common,
             )

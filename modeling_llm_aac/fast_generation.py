@@ -194,7 +194,7 @@ class _PrefixSharedDecoder:
         self.graph = self.graph_logits = None
         self.cache = self.attention_mask = self.generated_mask = None
         self.history = self.next_history = self.tokens = self.parent_rows = self.step_index = None
-        self.row_positions = None
+        self.row_positions = self.row_range = self.step_range = self.write_offsets = None
         self.shape = None
 
     # ------------------------------------------------------------------------------------- prefill
@@ -468,8 +468,8 @@ class FastCaptionGenerator:
             width, rows per clip, `max_new_tokens`): chunks whose prompts fill at least half of a buffer's width
             share it, so a call typically needs one shape plus one for its last, smaller chunk, each capture
             costing about three eager steps. The graph removes the launch gaps of the ~45 small kernels per layer
-            and step; results are those of the eager step. A step that cannot be captured (e.g. a dynamic RoPE variant, which synchronises) falls back to
-            eager decoding with a `RuntimeWarning`. Default `False`: graphs keep a private copy of the step's
+            and step; results are those of the eager step. A step that cannot be captured (e.g. a dynamic RoPE
+            variant, which synchronises) falls back to eager decoding with a `RuntimeWarning`. Default `False`: graphs keep a private copy of the step's
             activations per shape, and the gain is largest for long decodes of many clips (benchmarks/
             bench_generate.py `--cuda-graphs`, verified by benchmarks/check_fast_generation_cuda.py). Can be
             changed later through the `cuda_graphs` attribute.
@@ -681,11 +681,12 @@ class FastCaptionGenerator:
         state = _BeamGroups(clips, beam_sizes, max_new_tokens, 0 if eos is None else len(eos), device)
         logits = logits.repeat_interleave(rows_per_clip, dim=0)  # every beam starts from the prompt
         num_groups, widest = len(beam_sizes), max(beam_sizes)
+        rows_are_slots = len(set(beam_sizes)) == 1  # e.g. plain beam search: no gather from rows to slots
         for step in range(max_new_tokens):
             raw = torch.log_softmax(logits.float(), dim=-1).view(clips, rows_per_clip, -1)
             # transformers' MinNewTokensLengthLogitsProcessor: EOS impossible before `min_new_tokens`.
             blocked = eos if eos is not None and step < min_new_tokens else None
-            if len(set(beam_sizes)) == 1:  # the rows are the slots already (e.g. plain beam search)
+            if rows_are_slots:
                 slot_log_probs = raw.view(clips, num_groups, widest, -1)
             else:
                 slot_log_probs = raw[:, state.slot_row]  # [C, G, K, V], padded slots repeat a row (-inf scores)
