@@ -30,11 +30,12 @@ matmul settings away from the features) and returned as float32, like the extrac
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
+from transformers.audio_utils import mel_filter_bank
 
 from .sinc_resample import sinc_resample_clips
 
@@ -42,23 +43,6 @@ PADDING_MODES = ("repeatpad", "repeat", "pad")
 # Power floor before the dB conversion (transformers' spectrogram `mel_floor` / `min_value`): -100 dB.
 POWER_FLOOR = 1e-10
 FUSION_CHANNELS = 4
-
-
-def _hertz_to_mel(hertz: torch.Tensor, scale: str) -> torch.Tensor:
-    if scale == "htk":
-        return 2595.0 * torch.log10(1.0 + hertz / 700.0)
-    # Slaney: linear (3 mels per 200 Hz) up to 1 kHz, logarithmic above (27 mels per factor 6.4).
-    linear = 3.0 * hertz / 200.0
-    logarithmic = 15.0 + torch.log(hertz.clamp(min=1e-12) / 1000.0) * (27.0 / math.log(6.4))
-    return torch.where(hertz >= 1000.0, logarithmic, linear)
-
-
-def _mel_to_hertz(mel: torch.Tensor, scale: str) -> torch.Tensor:
-    if scale == "htk":
-        return 700.0 * (torch.pow(10.0, mel / 2595.0) - 1.0)
-    linear = 200.0 * mel / 3.0
-    logarithmic = 1000.0 * torch.exp((mel - 15.0) * (math.log(6.4) / 27.0))
-    return torch.where(mel >= 15.0, logarithmic, linear)
 
 
 @functools.lru_cache(maxsize=8)
@@ -86,18 +70,17 @@ def clap_mel_filter_bank(
     """
     if min_frequency > max_frequency:
         raise ValueError(f"frequency_min ({min_frequency}) must not exceed frequency_max ({max_frequency}).")
-    scale = "slaney" if slaney else "htk"
-    band = torch.tensor([float(min_frequency), float(max_frequency)], dtype=torch.float64)
-    low, high = _hertz_to_mel(band, scale).tolist()
-    edges = _mel_to_hertz(torch.linspace(low, high, num_mel_filters + 2, dtype=torch.float64), scale)
-    bins = torch.linspace(0.0, float(sampling_rate // 2), num_frequency_bins, dtype=torch.float64)[:, None]
-    lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]
-    rising = (bins - lower) / (centre - lower)
-    falling = (upper - bins) / (upper - centre)
-    filters = torch.minimum(rising, falling).clamp(min=0.0)
-    if slaney:
-        filters = filters * (2.0 / (upper - lower))
-    return filters.contiguous()
+    # The very function `ClapFeatureExtractor` builds its `mel_filters` / `mel_filters_slaney` with.
+    filters = mel_filter_bank(
+        num_frequency_bins=num_frequency_bins,
+        num_mel_filters=num_mel_filters,
+        min_frequency=min_frequency,
+        max_frequency=max_frequency,
+        sampling_rate=sampling_rate,
+        norm="slaney" if slaney else None,
+        mel_scale="slaney" if slaney else "htk",
+    )
+    return torch.from_numpy(np.ascontiguousarray(filters, dtype=np.float64))
 
 
 @functools.lru_cache(maxsize=8)
@@ -160,8 +143,7 @@ class ClapTorchPreprocessor:
         self.frequency_min = float(frequency_min)
         self.frequency_max = float(frequency_max)
         self.padding = padding
-        # Build (and validate) the filters once, on the CPU.
-        clap_mel_filter_bank(*self._filter_key[:-1], slaney=self._filter_key[-1])
+        self.mel_filters()  # build (and validate) the filters once, on the CPU
 
     @classmethod
     def from_feature_extractor(cls, feature_extractor: Any, *, fusion: bool) -> "ClapTorchPreprocessor":
