@@ -56,6 +56,13 @@ def _kaiser_beta(attenuation_db: float) -> float:
     return 0.0
 
 
+def _checked_rates(orig_freq, new_freq) -> tuple[int, int]:
+    for name, value in (("orig_freq", orig_freq), ("new_freq", new_freq)):
+        if isinstance(value, bool) or int(value) != value or value <= 0:
+            raise ValueError(f"{name} must be a positive whole number of Hz, got {value!r}.")
+    return int(orig_freq), int(new_freq)
+
+
 @functools.lru_cache(maxsize=16)
 def _polyphase_matrix(orig: int, new: int) -> tuple[torch.Tensor, int, int, int]:
     """`(matrix [frame, r * L] float64 on CPU, left_pad, block_in, block_out)` for the reduced ratio L / M."""
@@ -105,16 +112,13 @@ def sinc_resample(waveforms: torch.Tensor, orig_freq: int, new_freq: int, *, dty
         `[..., resampled_length(samples, orig_freq, new_freq)]` in `dtype` on the input's device; the
         input itself (cast) when the rates are equal.
     """
-    for name, value in (("orig_freq", orig_freq), ("new_freq", new_freq)):
-        if isinstance(value, bool) or int(value) != value or value <= 0:
-            raise ValueError(f"{name} must be a positive whole number of Hz, got {value!r}.")
+    orig_freq, new_freq = _checked_rates(orig_freq, new_freq)
     if not isinstance(waveforms, torch.Tensor):
         raise TypeError(f"waveforms must be a torch tensor, got {type(waveforms).__name__}.")
     if waveforms.is_complex() or not waveforms.is_floating_point():
         raise TypeError(f"waveforms must be real floating-point samples, got {waveforms.dtype}.")
     if waveforms.dim() == 0 or waveforms.shape[-1] == 0:
         raise ValueError(f"waveforms must have at least one sample, got shape {tuple(waveforms.shape)}.")
-    orig_freq, new_freq = int(orig_freq), int(new_freq)
     if orig_freq == new_freq:
         return waveforms.to(dtype)
     num_samples = waveforms.shape[-1]
@@ -158,7 +162,7 @@ def sinc_resample_clips(
     if any(not isinstance(clip, torch.Tensor) or clip.dim() != 1 or clip.numel() == 0 for clip in clips):
         shapes = [tuple(clip.shape) if isinstance(clip, torch.Tensor) else type(clip).__name__ for clip in clips]
         raise ValueError(f"sinc_resample_clips expects non-empty 1-D tensors, got {shapes[:8]}.")
-    orig_freq, new_freq = int(orig_freq), int(new_freq)
+    orig_freq, new_freq = _checked_rates(orig_freq, new_freq)  # before the filter design divides by them
     if len(clips) == 1 or orig_freq == new_freq:
         return [sinc_resample(clip, orig_freq, new_freq, dtype=dtype) for clip in clips]
     gcd = math.gcd(orig_freq, new_freq)

@@ -129,5 +129,7 @@ def test_bad_input_is_refused_with_the_values():
         sinc_resample(torch.zeros(2), 48_000, 8_000)
     with pytest.raises(ValueError, match="A clip of 2 samples at 48000 Hz is too short"):
         sinc_resample_clips([torch.zeros(100), torch.zeros(2)], 48_000, 8_000)
+    with pytest.raises(ValueError, match=r"orig_freq must be a positive whole number of Hz, got 0"):
+        sinc_resample_clips([torch.zeros(10), torch.zeros(20)], 0, 48_000)
     with pytest.raises(ValueError, match=r"non-empty 1-D tensors, got \[\(3,\), \(2, 2\)\]"):
         sinc_resample_clips([torch.zeros(3), torch.zeros(2, 2)], 16_000, 48_000)
