@@ -54,6 +54,22 @@ def _load_clips(files: list[str]) -> tuple[list[tuple[str, dict]], list[tuple[st
     return clips, failures
 
 
+def _fitting_clips(captioner, clips: list[tuple[str, dict]]) -> tuple[list[tuple[str, dict]], list[tuple[str, str]]]:
+    """The clips the captioner's encoder can take whole, and (file, reason) for the others (longer than its
+    `max_length`), so that one long file does not stop the rest of the batch."""
+    extractor = captioner.processor.feature_extractor
+    fitting, too_long = [], []
+    for path, clip in clips:
+        samples_at_model_rate = round(len(clip["array"]) * extractor.sampling_rate / clip["sampling_rate"])
+        try:
+            captioner.model.config.num_audio_tokens(extractor.num_frames(samples_at_model_rate))
+        except ValueError as error:
+            too_long.append((path, f"{len(clip['array']) / clip['sampling_rate']:.1f} s: {error}"))
+            continue
+        fitting.append((path, clip))
+    return fitting, too_long
+
+
 def main(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         print(f"error: --batch-size must be positive, got {args.batch_size}", file=sys.stderr)
@@ -89,8 +105,12 @@ def main(args: argparse.Namespace) -> int:
             options["max_new_tokens"] = args.max_new_tokens
             options["generate_kwargs"] = {"max_new_tokens": args.max_new_tokens}
         options = {key: value for key, value in options.items() if value is not None}
+        clips, too_long = _fitting_clips(captioner, clips)
+        for path, message in too_long:
+            print(f"error: {path}: {message}", file=sys.stderr)
+        failures += too_long
         try:
-            outputs = captioner([clip for _, clip in clips], batch_size=args.batch_size, **options)
+            outputs = captioner([clip for _, clip in clips], batch_size=args.batch_size, **options) if clips else []
         except (ValueError, TypeError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2

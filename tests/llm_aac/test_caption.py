@@ -62,3 +62,19 @@ def test_missing_model_is_a_clear_error(tmp_path, capsys):
     code = main(["caption", str(tmp_path / "a.wav"), "--model", str(tmp_path / "nowhere"), "--device", "cpu"])
     assert code == 2
     assert "cannot load the captioner" in capsys.readouterr().err
+
+
+def test_a_file_longer_than_the_encoder_takes_is_one_error_line(folder, tmp_path, capsys):
+    path, pipe, clips = folder
+    audio = pipe.model.config.audio_config
+    limit_seconds = audio.max_length * audio.patch_size / 100  # 10 ms frames
+    rate = 8000  # not the model's rate: the length check converts
+    soundfile.write(tmp_path / "long.wav", np.zeros(int((limit_seconds + 1) * rate), dtype=np.float32) + 0.01, rate)
+    soundfile.write(tmp_path / "a.wav", clips[0], 16000, subtype="FLOAT")
+
+    code = main(["caption", str(tmp_path / "long.wav"), str(tmp_path / "a.wav"), "--model", str(path), "--device", "cpu"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert [line.split("\t")[0] for line in out.strip().splitlines()] == [str(tmp_path / "a.wav")]
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "long.wav" in errors[0] and "max_length" in errors[0]
