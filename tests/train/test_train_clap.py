@@ -16,6 +16,12 @@ TINY = ["--preset", "tiny", "--max_frames", "256", "--synthesis_workers", "1", "
         "--dataloader_pin_memory", "false"]
 
 
+def _train_on_synthetic_clips(output_dir, clips: int, *arguments: str) -> int:
+    """`main` on `clips` synthetic training clips rendered in memory (4 validation clips), no checkpoints."""
+    return main(TINY + ["--synthetic_clips", str(clips), "--synthetic_eval_clips", "4", "--save_strategy", "no",
+                        "--output_dir", str(output_dir), *arguments])
+
+
 def test_captions_rotate_once_per_epoch():
     table = [{"captions": [f"clip {i} caption {j}" for j in range(5)]} for i in range(3)]
     table.append({"captions": []})  # skipped
@@ -78,9 +84,8 @@ def test_retrieval_metrics_match_a_naive_count():
 
 def test_loss_falls_on_synthetic_clips(tmp_path):
     out = tmp_path / "clap"
-    assert main(TINY + ["--synthetic_clips", "16", "--synthetic_eval_clips", "4", "--max_steps", "24",
-                        "--learning_rate", "1e-3", "--logging_steps", "4", "--eval_steps", "24",
-                        "--save_strategy", "no", "--output_dir", str(out)]) == 0
+    assert _train_on_synthetic_clips(out, 16, "--max_steps", "24", "--learning_rate", "1e-3", "--logging_steps", "4",
+                                     "--eval_steps", "24") == 0
     history = json.load(open(out / "log_history.json"))
     losses = [entry["loss"] for entry in history if "loss" in entry]
     assert len(losses) == 6 and all(np.isfinite(losses))
@@ -133,9 +138,8 @@ def test_bad_arguments(tmp_path):
 def test_time_limit_stops_training_and_evaluates_there(tmp_path):
     out = tmp_path / "clap"
     # A limit far below one step's time: training stops after its first step, evaluated and saved there.
-    assert main(TINY + ["--synthetic_clips", "8", "--synthetic_eval_clips", "4", "--max_steps", "50",
-                        "--per_device_train_batch_size", "4", "--max_train_minutes", "1e-6", "--eval_steps", "50",
-                        "--save_strategy", "no", "--output_dir", str(out)]) == 0
+    assert _train_on_synthetic_clips(out, 8, "--max_steps", "50", "--per_device_train_batch_size", "4",
+                                     "--max_train_minutes", "1e-6", "--eval_steps", "50") == 0
     summary = json.load(open(out / "summary.json"))
     assert summary["global_step"] == 1
     assert [e["step"] for e in summary["evaluations"]] == [0, 1]

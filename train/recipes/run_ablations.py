@@ -350,6 +350,11 @@ def _format(mean: float | None, spread: float | None, digits: int) -> str:
     return f"{mean:.{digits}f}" if spread is None else f"{mean:.{digits}f} ± {spread:.{digits}f}"
 
 
+def _scale_cell(row: Mapping[str, Any]) -> str:
+    """The budget scale, with the size named when it is not the GPU one."""
+    return str(row["budget_scale"]) if row["size"] == "gpu" else f"{row['budget_scale']} ({row['size']})"
+
+
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     titles = [title for title, _, _ in COLUMNS]
     lines = ["| configuration | scale | n (seeds) | " + " | ".join(titles) + " |",
@@ -357,8 +362,7 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     for row in rows:
         cells = [_format(row["columns"][title]["mean"], row["columns"][title]["spread"], digits)
                  for title, _, digits in COLUMNS]
-        scale = row["budget_scale"] if row["size"] == "gpu" else f"{row['budget_scale']} ({row['size']})"
-        lines.append(f"| {row['config']} | {scale} | {row['n']} ({', '.join(map(str, row['seeds']))}) | "
+        lines.append(f"| {row['config']} | {_scale_cell(row)} | {row['n']} ({', '.join(map(str, row['seeds']))}) | "
                      + " | ".join(cells) + " |")
     devices = sorted({d for row in rows for d in row["devices"]})
     lines += ["", "Mean ± sample standard deviation over seeds (n - 1 denominator; one seed: the value alone). "
@@ -411,8 +415,7 @@ def paired_markdown(paired: Sequence[Mapping[str, Any]], baseline: str = "baseli
                 continue
             delta = _format(column["mean"], column["spread"], 3)
             cells.append(f"{'+' if column['mean'] >= 0 else ''}{delta} (better on {column['better']}/{len(column['deltas'])})")
-        scale = entry["budget_scale"] if entry["size"] == "gpu" else f"{entry['budget_scale']} ({entry['size']})"
-        lines.append(f"| {entry['config']} | {scale} | " + " | ".join(cells) + " |")
+        lines.append(f"| {entry['config']} | {_scale_cell(entry)} | " + " | ".join(cells) + " |")
     lines += ["", f"Mean ± sample standard deviation of the per-seed differences from the {baseline} run of the same "
               "seed (its corpus, features cache and training seed); 'better on k/n': seeds on which the change "
               "scored higher. E.g. the fbank row answers whether CWT features (the baseline) beat fbank."]

@@ -575,8 +575,7 @@ def run_recipe(args: argparse.Namespace, output: str) -> dict:
 
     sizes = demo.DemoSizes(**size_values(args.size, args.budget_scale, args.overrides))
     values = dataclasses.asdict(sizes)  # every field, defaults included: cache keys and the results
-    knobs = {"features": args.features, "projector": args.projector, "training": args.training,
-             "candidates": args.candidates}
+    knobs = {name: getattr(args, name) for name in KNOBS}
     label = args.label or run_label(knobs)
     choices = demo.RecipeChoices(
         feature_type=args.features, projector_type=args.projector, training=args.training, candidates=args.candidates,
