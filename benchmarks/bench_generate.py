@@ -27,6 +27,7 @@ rounding can flip near-ties, so this is reported, not asserted; the CPU tests as
     . benchmarks/setup_gpu_env.sh && python benchmarks/bench_generate.py
     python benchmarks/bench_generate.py --num-clips 256 --variants beam4,slam      # quicker
     python benchmarks/bench_generate.py --variants beam4,slam --cuda-graphs both --profile 96
+    python benchmarks/bench_generate.py --variants slam --cuda-graphs off --phases   # where a call's time goes
     python benchmarks/bench_generate.py --size tiny --device cpu --num-clips 8 --hf-clips 4 --hf-slam-clips 2
 """
 
@@ -44,7 +45,7 @@ import torch
 
 from modeling_llm_aac.configuration_eat import EATConfig
 from modeling_llm_aac.configuration_llm_aac import LLMAACConfig
-from modeling_llm_aac.fast_generation import FastCaptionGenerator
+from modeling_llm_aac.fast_generation import FastCaptionGenerator, _BeamGroups
 from modeling_llm_aac.feature_extraction_llm_aac import LLMAACFeatureExtractor
 from modeling_llm_aac.modeling_llm_aac import LLMAACForConditionalGeneration
 
@@ -147,6 +148,10 @@ def main() -> None:
     parser.add_argument("--json-out", default=None, help="also write the result rows to this JSON file")
     parser.add_argument("--cuda-graphs", choices=["off", "on", "both"], default="both",
                         help="fast decoder steps eager (off), replayed as CUDA graphs (on), or both timed in turn")
+    parser.add_argument("--phases", action="store_true",
+                        help="also time one more call of each fast variant on all clips split into phases (prompt "
+                             "prefill with the encoder, decode steps, beam bookkeeping, collecting results), the GPU "
+                             "synchronised around each phase: where the time goes, idle gaps included")
     parser.add_argument("--profile", type=int, default=0, metavar="CLIPS",
                         help="CUDA only: also profile one fast call of each timed beam variant on this many clips "
                              "(GPU kernel time by category, busy fraction, top kernels)")
@@ -207,6 +212,9 @@ def main() -> None:
             seconds, _ = timed(device, lambda: call(**inputs, **kwargs))
             report(rows, label, seconds, args.num_clips, args.num_clips,
                    f"graph capture failed: {fast.decoder.graph_failure}" if graphs and fast.decoder.graph_failure else "")
+            if args.phases:
+                print(json.dumps({"phases": label, **time_phases(fast, lambda: call(**inputs, **kwargs), device)}),
+                      flush=True)
             if args.profile and device.type == "cuda":
                 part = subset(min(args.profile, args.num_clips))
                 print(f"profile of {label} on {part['input_ids'].shape[0]} clips:", flush=True)
@@ -280,6 +288,53 @@ def main() -> None:
     if args.json_out:
         with open(args.json_out, "w") as handle:
             json.dump(rows, handle, indent=2)
+
+
+def time_phases(fast: FastCaptionGenerator, call, device: torch.device) -> dict:
+    """Seconds of one `call()` per phase of the fast decoder, the device synchronised before and after each phase
+    (so a phase's time includes launching its kernels and any wait of the GPU for them); "rest" is the call's
+    wall time outside the phases (log-softmax and slot gathers of the beam loop, chunking, Python)."""
+    phases = {
+        "prefill": (fast, "_prefill_chunk"),
+        "decode_steps": (fast.decoder, "step"),
+        "beam_select": (_BeamGroups, "select"),
+        "beam_bookkeeping": (_BeamGroups, "update_open"),
+        "beam_done": (_BeamGroups, "done"),
+        "beam_next_rows": (_BeamGroups, "next_rows"),
+        "collect": (fast, "_collect_beams"),
+        "prefill.language_model": (fast.decoder, "prefill"),  # part of "prefill" (the rest: encoder, projector)
+    }
+    seconds = dict.fromkeys(phases, 0.0)
+    originals = {name: owner.__dict__.get(attribute) for name, (owner, attribute) in phases.items()}
+
+    def timed_phase(name, function):
+        def wrapper(*args, **kwargs):
+            synchronize(device)
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                synchronize(device)
+                seconds[name] += time.perf_counter() - start
+        return wrapper
+
+    for name, (owner, attribute) in phases.items():
+        setattr(owner, attribute, timed_phase(name, getattr(owner, attribute)))
+    try:
+        synchronize(device)
+        start = time.perf_counter()
+        call()
+        synchronize(device)
+        wall = time.perf_counter() - start
+    finally:
+        for name, (owner, attribute) in phases.items():
+            if originals[name] is None:  # an instance attribute shadowing the class's method
+                delattr(owner, attribute)
+            else:
+                setattr(owner, attribute, originals[name])
+    rounded = {name: round(value, 3) for name, value in seconds.items()}
+    outer = sum(value for name, value in seconds.items() if "." not in name)
+    return {"wall_s": round(wall, 3), **rounded, "rest": round(wall - outer, 3)}
 
 
 def run_clap(rows, audio, args, device):

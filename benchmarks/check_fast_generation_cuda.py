@@ -98,6 +98,11 @@ def main() -> int:
     budget = int(args.kv_cache_mb * 2**20)
     eager = FastCaptionGenerator(model, kv_cache_bytes=budget, cuda_graphs=False)
     graphs = FastCaptionGenerator(model, kv_cache_bytes=budget, cuda_graphs=True)
+    # A captured step attends over the whole key/value buffer; eager steps do the same here so that both run the
+    # same kernels on the same shapes (by default eager steps read only the entries written so far; on a CPU the
+    # "graphs" generator runs eagerly too).
+    for generator in (eager, graphs):
+        generator.decoder.attend_written_only = False
     captures = []
     capture = graphs.decoder._capture_graph
 

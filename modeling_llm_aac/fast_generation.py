@@ -42,6 +42,8 @@ _BEAM_PENALTY = -1.0e9
 # Eager runs of the decode step on the capture stream before a CUDA graph is captured (lazy cuBLAS / attention
 # workspaces and handles must exist before the capture starts).
 _GRAPH_WARMUP_STEPS = 2
+# Output-projection rows padded to a multiple of this (aligned GEMM tiles for the logits).
+_HEAD_ALIGNMENT = 64
 
 
 @dataclass
@@ -134,6 +136,11 @@ class _PrefixSharedDecoder:
         self.use_cuda_graphs = False
         self.graph = self.graph_logits = None
         self.graph_failure: str | None = None  # why capturing failed once (then the step stays eager)
+        self.padded_head_weight: torch.Tensor | None = None
+        self.vocab_size = 0
+        # Eager steps attend over the key/value entries written so far; False: over the whole buffer, as a captured
+        # step does (bitwise the graph's results: benchmarks/check_fast_generation_cuda.py).
+        self.attend_written_only = True
 
     # ------------------------------------------------------------------------------------- helpers
     def _qkv(self, layer, hidden: torch.Tensor, cos, sin):
@@ -151,7 +158,24 @@ class _PrefixSharedDecoder:
         return q, k, v
 
     def _logits(self, hidden_last: torch.Tensor) -> torch.Tensor:
-        return self.lm.lm_head(self.body.norm(hidden_last)).float()
+        hidden_last = self.body.norm(hidden_last)
+        if self.padded_head_weight is None:
+            return self.lm.lm_head(hidden_last).float()
+        return F.linear(hidden_last, self.padded_head_weight)[:, : self.vocab_size].float()
+
+    def _pad_head(self) -> None:
+        """A zero-padded copy of the output projection, made with the chunk buffers and dropped with them (a copy
+        kept across calls would go stale once the weights train). A vocabulary that is not a multiple of 8 (e.g.
+        32,000 + the audio placeholder) leaves cuBLAS only unaligned GEMM kernels for the logits, several times
+        slower (H100 profile in docs/benchmarks.md)."""
+        head = self.lm.lm_head
+        self.padded_head_weight = None
+        if type(head) is not torch.nn.Linear or head.bias is not None:
+            return  # a wrapped head (e.g. a peft adapter) computes more than its weight
+        self.vocab_size = head.weight.shape[0]
+        padding = -self.vocab_size % _HEAD_ALIGNMENT
+        if padding:
+            self.padded_head_weight = F.pad(head.weight.detach(), (0, 0, 0, padding))
 
     # ------------------------------------------------------------------------------------- buffers
     def begin(self, num_clips: int, width: int, rows_per_clip: int, max_new_tokens: int) -> None:
@@ -159,6 +183,7 @@ class _PrefixSharedDecoder:
         shape = (num_clips, width, rows_per_clip, max_new_tokens)
         if shape != self.shape:
             self.release()
+            self._pad_head()
             rows, generated = num_clips * rows_per_clip, max_new_tokens * rows_per_clip
             length = width + generated
             device, long = self.device, dict(dtype=torch.long, device=self.device)
@@ -192,6 +217,7 @@ class _PrefixSharedDecoder:
         if self.graph is not None and self.device.type == "cuda":
             torch.cuda.synchronize(self.device)  # its memory pool returns to the allocator: no replay may be running
         self.graph = self.graph_logits = None
+        self.padded_head_weight = None
         self.cache = self.attention_mask = self.generated_mask = None
         self.history = self.next_history = self.tokens = self.parent_rows = self.step_index = None
         self.row_positions = self.row_range = self.step_range = self.write_offsets = None
@@ -254,6 +280,9 @@ class _PrefixSharedDecoder:
         self.step_index.fill_(step)
         if self._graphs_enabled():
             logits = self._replay_graph()
+        elif self.attend_written_only:
+            num_clips, width, per_clip, _ = self.shape
+            logits = self._decode_step(width + (step + 1) * per_clip)
         else:
             logits = self._decode_step()
         self.history.copy_(self.next_history)
@@ -305,9 +334,15 @@ class _PrefixSharedDecoder:
         return graph, logits
 
     @torch.no_grad()
-    def _decode_step(self) -> torch.Tensor:
-        """One decoding step computed from the static inputs only (tokens, parent rows, step index)."""
+    def _decode_step(self, attended: int | None = None) -> torch.Tensor:
+        """One decoding step computed from the static inputs only (tokens, parent rows, step index).
+
+        `attended`: key/value entries the attention reads, from the start of the buffer. The entries of later
+        steps are masked anyway; an eager step reads only those written so far (about a third less key/value
+        traffic over a decode), a captured step the whole buffer (`None`), so that every step has one shape."""
         num_clips, width, per_clip, max_new_tokens = self.shape
+        attended = self.cache.shape[-2] if attended is None else attended
+        attention_mask = self.attention_mask[..., :attended]
         kv_heads, groups, dim = self.num_kv_heads, self.groups, self.head_dim
         rows, step = num_clips * per_clip, self.step_index
         # Row r inherits its parent's path; its entry for this step is its own.
@@ -331,7 +366,9 @@ class _PrefixSharedDecoder:
             # A clip's rows x query groups form the query axis of one attention call per (clip, kv head).
             q = q.reshape(num_clips, per_clip, kv_heads, groups, dim).permute(0, 2, 1, 3, 4)
             q = q.reshape(num_clips, kv_heads, per_clip * groups, dim)
-            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=self.attention_mask, scale=self.scaling)
+            out = F.scaled_dot_product_attention(
+                q, keys[:, :, :attended], values[:, :, :attended], attn_mask=attention_mask, scale=self.scaling
+            )
             out = out.view(num_clips, kv_heads, per_clip, groups, dim).permute(0, 2, 1, 3, 4).reshape(rows, 1, -1)
             hidden = residual + layer.self_attn.o_proj(out)
             hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))

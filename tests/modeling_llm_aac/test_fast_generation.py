@@ -10,6 +10,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from modeling_llm_aac.configuration_llm_aac import LLMAACConfig
+from modeling_llm_aac import fast_generation
 from modeling_llm_aac.fast_generation import FastCaptionGenerator, fast_generation_unsupported_reason
 from modeling_llm_aac.modeling_llm_aac import LLMAACForConditionalGeneration
 
@@ -197,7 +198,7 @@ def logged_decode_steps(generator):
     logs = []
     step_function = generator.decoder._decode_step
 
-    def logged():
+    def logged(*unused):  # the step as a CUDA graph captures it: the whole key/value buffer attended
         with OperatorLog() as log:
             output = step_function()
         logs.append(log.calls)
@@ -282,6 +283,13 @@ def all_results(generator, inputs, **options):
         [[(h.tokens, h.log_prob_sum) for h in clip] for clip in greedy]
 
 
+def assert_same_results(results, expected):
+    """Same tokens; log-probabilities within float32 rounding (a captured step attends over the whole key/value
+    buffer, an eager one over the entries written so far: the same masked sum in another order)."""
+    assert [[tokens for tokens, _ in clip] for clip in results] == [[tokens for tokens, _ in clip] for clip in expected]
+    assert [s for clip in results for _, s in clip] == pytest.approx([s for clip in expected for _, s in clip], abs=1e-5)
+
+
 def test_graph_replays_give_the_eager_results_with_one_capture_per_chunk_shape():
     model = make_model()
     inputs = make_inputs(model, frames=[98, 98, 98])  # chunks of 2 and 1 clips: two shapes per call
@@ -290,7 +298,7 @@ def test_graph_replays_give_the_eager_results_with_one_capture_per_chunk_shape()
     graphs = ReplayByRerunning(generator.decoder)
     steps, step = [], generator.decoder.step
     generator.decoder.step = lambda *args: steps.append(args[1]) or step(*args)
-    assert all_results(generator, inputs) == eager
+    assert_same_results(all_results(generator, inputs), eager)
     # beam search: shapes (2 clips, 5 rows) and (1 clip, 5 rows); greedy: (2, 2) and (1, 2); nothing kept after
     assert [shape[0] * shape[2] for shape in graphs.captures] == [10, 5, 4, 2]
     assert graphs.replays == len(steps) and steps.count(0) == 4 and max(steps) > 0
@@ -353,3 +361,19 @@ def test_unsupported_models_and_bad_inputs_raise_clear_errors():
         generator.sample(**inputs, max_new_tokens=0)
     with pytest.raises(ValueError, match="input_features"):
         generator.beam_search(**{k: v for k, v in inputs.items() if k != "input_features"}, max_new_tokens=3)
+
+
+def test_unaligned_vocabulary_uses_a_padded_output_projection_with_the_same_results(monkeypatch):
+    model = make_model()
+    inputs = make_inputs(model, frames=[98, 160])
+    unpadded = all_results(FastCaptionGenerator(model), inputs)
+    # The tiny vocabulary (64) is aligned; an alignment of 40 pads it to 80 rows.
+    monkeypatch.setattr(fast_generation, "_HEAD_ALIGNMENT", 40)
+    generator = FastCaptionGenerator(model)
+    padded_rows, logits = [], generator.decoder._logits
+    generator.decoder._logits = lambda hidden: padded_rows.append(generator.decoder.padded_head_weight.shape[0]) \
+        or logits(hidden)
+    padded = all_results(generator, inputs)
+    assert set(padded_rows) == {80}
+    assert_same_results(padded, unpadded)
+    assert generator.decoder.padded_head_weight is None  # dropped with the call's buffers
