@@ -293,7 +293,8 @@ def main() -> None:
 def time_phases(fast: FastCaptionGenerator, call, device: torch.device) -> dict:
     """Seconds of one `call()` per phase of the fast decoder, the device synchronised before and after each phase
     (so a phase's time includes launching its kernels and any wait of the GPU for them); "rest" is the call's
-    wall time outside the phases (log-softmax and slot gathers of the beam loop, chunking, Python)."""
+    wall time outside the phases (log-softmax and slot gathers of the beam loop, chunking, Python);
+    "computed_row_fraction": decode-step rows computed (distinct paths) over rows stepped."""
     phases = {
         "prefill": (fast, "_prefill_chunk"),
         "decode_steps": (fast.decoder, "step"),
@@ -320,6 +321,16 @@ def time_phases(fast: FastCaptionGenerator, call, device: torch.device) -> dict:
 
     for name, (owner, attribute) in phases.items():
         setattr(owner, attribute, timed_phase(name, getattr(owner, attribute)))
+    decoder, rows = fast.decoder, [0, 0]  # rows computed, rows stepped (distinct paths vs all beams)
+    entry_owners = decoder._entry_owners
+
+    def counting_owners(merge):
+        owners = entry_owners(merge)
+        rows[0] += int((owners == decoder.row_range).sum())
+        rows[1] += owners.numel()
+        return owners
+
+    decoder._entry_owners = counting_owners
     try:
         synchronize(device)
         start = time.perf_counter()
@@ -327,6 +338,7 @@ def time_phases(fast: FastCaptionGenerator, call, device: torch.device) -> dict:
         synchronize(device)
         wall = time.perf_counter() - start
     finally:
+        del decoder._entry_owners
         for name, (owner, attribute) in phases.items():
             if originals[name] is None:  # an instance attribute shadowing the class's method
                 delattr(owner, attribute)
@@ -334,7 +346,8 @@ def time_phases(fast: FastCaptionGenerator, call, device: torch.device) -> dict:
                 setattr(owner, attribute, originals[name])
     rounded = {name: round(value, 3) for name, value in seconds.items()}
     outer = sum(value for name, value in seconds.items() if "." not in name)
-    return {"wall_s": round(wall, 3), **rounded, "rest": round(wall - outer, 3)}
+    return {"wall_s": round(wall, 3), **rounded, "rest": round(wall - outer, 3),
+            "computed_row_fraction": round(rows[0] / max(1, rows[1]), 3)}
 
 
 def run_clap(rows, audio, args, device):

@@ -141,6 +141,8 @@ class _PrefixSharedDecoder:
         # Eager steps attend over the key/value entries written so far; False: over the whole buffer, as a captured
         # step does (bitwise the graph's results: benchmarks/check_fast_generation_cuda.py).
         self.attend_written_only = True
+        # Eager steps compute each distinct path of a clip once (`_decode_step`'s `merge`); False: every row.
+        self.merge_repeated_paths = True
 
     # ------------------------------------------------------------------------------------- helpers
     def _qkv(self, layer, hidden: torch.Tensor, cos, sin):
@@ -199,9 +201,11 @@ class _PrefixSharedDecoder:
             self.generated_mask = storage[..., width:length]
             self.history = torch.zeros(num_clips, rows_per_clip, max_new_tokens, **long)
             self.next_history = torch.zeros_like(self.history)
+            # owners[c, r]: the row whose entries row r's path uses (itself, or the first row with the same path)
+            self.owners = torch.zeros(num_clips, rows_per_clip, **long)
+            self.next_owners = torch.zeros_like(self.owners)
             self.row_range = torch.arange(rows_per_clip, **long)
             self.step_range = torch.arange(max_new_tokens, **long)
-            self.write_offsets = width + self.row_range
             # Static inputs of a step (written before each step).
             self.tokens = torch.zeros(rows, **long)
             self.parent_rows = torch.zeros(num_clips, rows_per_clip, **long)
@@ -220,7 +224,8 @@ class _PrefixSharedDecoder:
         self.padded_head_weight = None
         self.cache = self.attention_mask = self.generated_mask = None
         self.history = self.next_history = self.tokens = self.parent_rows = self.step_index = None
-        self.row_positions = self.row_range = self.step_range = self.write_offsets = None
+        self.owners = self.next_owners = None
+        self.row_positions = self.row_range = self.step_range = None
         self.shape = None
 
     # ------------------------------------------------------------------------------------- prefill
@@ -268,32 +273,40 @@ class _PrefixSharedDecoder:
         self.row_positions.copy_(prefix_mask.long().sum(-1).repeat_interleave(rows_per_clip))
         self.parent_rows.copy_(self.row_range.expand(num_clips, -1))
         self.history.zero_()
+        self.owners.zero_()  # every row's path so far is the prompt
 
-    def step(self, tokens: torch.Tensor, step: int, parent_rows: torch.Tensor | None = None) -> torch.Tensor:
+    def step(self, tokens: torch.Tensor, step: int, parent_rows: torch.Tensor | None = None, *,
+             paths_may_repeat: bool = True) -> torch.Tensor:
         """Feeds generated token number `step` (0-based) of every row; returns next-token logits `[rows, V]`.
 
         `parent_rows` `[clips, rows_per_clip]`: the row (within its clip) that each row continues, whose path of
-        earlier tokens it takes over (beam search); `None` keeps the previous rows (sampling)."""
+        earlier tokens it takes over (beam search); `None` keeps the previous rows (sampling).
+        `paths_may_repeat`: whether two rows of a clip can hold the same tokens (several beam searches, samples);
+        False (one beam search, whose beams are distinct paths) skips looking for them."""
         self.tokens.copy_(tokens)
         if parent_rows is not None:
             self.parent_rows.copy_(parent_rows)
         self.step_index.fill_(step)
-        if self._graphs_enabled():
-            logits = self._replay_graph()
-        elif self.attend_written_only:
-            num_clips, width, per_clip, _ = self.shape
-            logits = self._decode_step(width + (step + 1) * per_clip)
-        else:
-            logits = self._decode_step()
+        logits = self._replay_graph() if self._graphs_enabled() else None
+        if logits is None:
+            attended = None
+            if self.attend_written_only:
+                num_clips, width, per_clip, _ = self.shape
+                # Rounded up to 64 entries: a handful of distinct shapes per decode (attention kernels are planned
+                # per shape) for at most 63 masked entries more.
+                attended = min(self.cache.shape[-2], -(-(width + (step + 1) * per_clip) // 64) * 64)
+            merge = paths_may_repeat and self.merge_repeated_paths and self.shape[2] > 1
+            logits = self._decode_step(attended, merge)
         self.history.copy_(self.next_history)
+        self.owners.copy_(self.next_owners)
         return logits
 
     def _graphs_enabled(self) -> bool:
         return self.use_cuda_graphs and self.graph_failure is None and self.device.type == "cuda"
 
-    def _replay_graph(self) -> torch.Tensor:
+    def _replay_graph(self) -> torch.Tensor | None:
         """The step through the CUDA graph of the current buffers (captured on first use); its logits buffer is
-        overwritten by the next step."""
+        overwritten by the next step. `None` when the capture failed (the caller then steps eagerly)."""
         if self.graph is None:
             try:
                 self.graph, self.graph_logits = self._capture_graph()
@@ -303,7 +316,7 @@ class _PrefixSharedDecoder:
                 self.graph_failure = f"{type(error).__name__}: {error}"
                 warnings.warn(f"the decode step could not be captured as a CUDA graph, decoding eagerly: "
                               f"{self.graph_failure}", RuntimeWarning, stacklevel=3)
-                return self._decode_step()
+                return None
         self.graph.replay()
         return self.graph_logits
 
@@ -333,36 +346,67 @@ class _PrefixSharedDecoder:
         current.wait_stream(stream)
         return graph, logits
 
+    def _entry_owners(self, merge: bool) -> torch.Tensor:
+        """`[C, R]`: the row whose key/value entry for this step each row uses. Without `merge` every row computes
+        its own; with it, rows whose paths are equal (same owner of the parent's path, same new token) share the
+        first such row's entries and logits, so the step computes each distinct path once."""
+        num_clips, _, per_clip, _ = self.shape
+        if not merge:
+            owners = self.row_range.expand(num_clips, -1)
+        else:
+            parent_owners = self.owners.gather(1, self.parent_rows)
+            paths = parent_owners * self.body.embed_tokens.num_embeddings + self.tokens.view(num_clips, per_clip)
+            same = paths[:, :, None] == paths[:, None, :]
+            owners = torch.where(same, self.row_range, per_clip).amin(-1)
+        self.next_owners.copy_(owners)
+        return owners
+
     @torch.no_grad()
-    def _decode_step(self, attended: int | None = None) -> torch.Tensor:
+    def _decode_step(self, attended: int | None = None, merge: bool = False) -> torch.Tensor:
         """One decoding step computed from the static inputs only (tokens, parent rows, step index).
 
         `attended`: key/value entries the attention reads, from the start of the buffer. The entries of later
         steps are masked anyway; an eager step reads only those written so far (about a third less key/value
-        traffic over a decode), a captured step the whole buffer (`None`), so that every step has one shape."""
+        traffic over a decode), a captured step the whole buffer (`None`), so that every step has one shape.
+        `merge`: compute each distinct path of a clip once (`_entry_owners`); the number of distinct paths sizes
+        the step (read on the host: eager steps only). CLAP-Refine's seven beam searches keep many of the same
+        hypotheses, so this saves a large part of their work."""
         num_clips, width, per_clip, max_new_tokens = self.shape
         attended = self.cache.shape[-2] if attended is None else attended
         attention_mask = self.attention_mask[..., :attended]
         kv_heads, groups, dim = self.num_kv_heads, self.groups, self.head_dim
         rows, step = num_clips * per_clip, self.step_index
-        # Row r inherits its parent's path; its entry for this step is its own.
+        owners = self._entry_owners(merge)
+        # Row r inherits its parent's path; its entry for this step is its owner's.
         history = self.history.gather(1, self.parent_rows[..., None].expand_as(self.history))
-        history = torch.where(self.step_range == step, self.row_range[:, None], history)
+        history = torch.where(self.step_range == step, owners[..., None], history)
         self.next_history.copy_(history)
         visible = (history[..., None] == self.row_range) & (self.step_range <= step)[:, None]  # [C, R, T, R]
         visible = visible.view(num_clips, 1, per_clip, 1, max_new_tokens * per_clip)
         visible = visible.expand(-1, -1, -1, groups, -1).reshape(num_clips, 1, per_clip * groups, -1)
         self.generated_mask.copy_(torch.where(visible, 0.0, float("-inf")))
-        write_at = self.write_offsets + step * per_clip
 
-        hidden = self.body.embed_tokens(self.tokens)[:, None]  # [rows, 1, D]
-        cos, sin = self.body.rotary_emb(hidden, (self.row_positions + step)[:, None])
+        # The rows computed (all, or the owners) and where each row finds its result among them.
+        computed = torch.arange(rows, device=self.device)
+        result_of_row = None
+        if merge:
+            is_owner = (owners == self.row_range).flatten()
+            computed = is_owner.nonzero().squeeze(1)  # synchronises: the count sizes the step
+            owner_flat = owners + torch.arange(num_clips, device=self.device)[:, None] * per_clip
+            result_of_row = (is_owner.cumsum(0) - 1)[owner_flat.flatten()]
+        write_clip = computed // per_clip
+        write_at = width + step * per_clip + computed % per_clip
+
+        hidden = self.body.embed_tokens(self.tokens[computed])[:, None]  # [computed rows, 1, D]
+        cos, sin = self.body.rotary_emb(hidden, (self.row_positions[computed] + step)[:, None])
         for index, layer in enumerate(self.layers):
             residual = hidden
-            q, k, v = self._qkv(layer, layer.input_layernorm(hidden), cos, sin)  # [rows, H(kv), 1, d]
+            q, k, v = self._qkv(layer, layer.input_layernorm(hidden), cos, sin)  # [computed, H(kv), 1, d]
             keys, values = self.cache[index, 0], self.cache[index, 1]  # [clips, kv, width + T * R, d]
-            keys.index_copy_(2, write_at, k.reshape(num_clips, per_clip, kv_heads, dim).transpose(1, 2))
-            values.index_copy_(2, write_at, v.reshape(num_clips, per_clip, kv_heads, dim).transpose(1, 2))
+            keys[write_clip, :, write_at] = k[:, :, 0]
+            values[write_clip, :, write_at] = v[:, :, 0]
+            if result_of_row is not None:
+                q = q[result_of_row]
             # A clip's rows x query groups form the query axis of one attention call per (clip, kv head).
             q = q.reshape(num_clips, per_clip, kv_heads, groups, dim).permute(0, 2, 1, 3, 4)
             q = q.reshape(num_clips, kv_heads, per_clip * groups, dim)
@@ -370,9 +414,12 @@ class _PrefixSharedDecoder:
                 q, keys[:, :, :attended], values[:, :, :attended], attn_mask=attention_mask, scale=self.scaling
             )
             out = out.view(num_clips, kv_heads, per_clip, groups, dim).permute(0, 2, 1, 3, 4).reshape(rows, 1, -1)
+            if result_of_row is not None:
+                out = out[computed]
             hidden = residual + layer.self_attn.o_proj(out)
             hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
-        return self._logits(hidden[:, 0])
+        logits = self._logits(hidden[:, 0])
+        return logits if result_of_row is None else logits[result_of_row]
 
 
 class _BeamGroups:
@@ -744,7 +791,7 @@ class FastCaptionGenerator:
             if step + 1 >= max_new_tokens or state.done(early_stopping):
                 break
             tokens, parent_rows = state.next_rows(step)
-            logits = decoder.step(tokens.flatten(), step, parent_rows)
+            logits = decoder.step(tokens.flatten(), step, parent_rows, paths_may_repeat=num_groups > 1)
         return self._collect_beams(state, beam_sizes, num_return)
 
     @staticmethod

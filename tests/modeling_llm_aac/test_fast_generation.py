@@ -297,7 +297,7 @@ def test_graph_replays_give_the_eager_results_with_one_capture_per_chunk_shape()
     generator = FastCaptionGenerator(model, max_clips_per_chunk=2, cuda_graphs=True)
     graphs = ReplayByRerunning(generator.decoder)
     steps, step = [], generator.decoder.step
-    generator.decoder.step = lambda *args: steps.append(args[1]) or step(*args)
+    generator.decoder.step = lambda *args, **kwargs: steps.append(args[1]) or step(*args, **kwargs)
     assert_same_results(all_results(generator, inputs), eager)
     # beam search: shapes (2 clips, 5 rows) and (1 clip, 5 rows); greedy: (2, 2) and (1, 2); nothing kept after
     assert [shape[0] * shape[2] for shape in graphs.captures] == [10, 5, 4, 2]
@@ -377,3 +377,35 @@ def test_unaligned_vocabulary_uses_a_padded_output_projection_with_the_same_resu
     assert set(padded_rows) == {80}
     assert_same_results(padded, unpadded)
     assert generator.decoder.padded_head_weight is None  # dropped with the call's buffers
+
+
+def test_rows_with_the_same_path_are_computed_once_with_the_same_results():
+    model = make_model()
+    inputs = make_inputs(model, frames=[98, 160])
+    options = dict(beam_sizes=(2, 3, 4), num_return_sequences=2, max_new_tokens=6, eos_token_id=EOS)
+    separate = FastCaptionGenerator(model)
+    separate.decoder.merge_repeated_paths = False
+    expected = separate.beam_search(**inputs, **options)
+
+    merged = FastCaptionGenerator(model)
+    distinct_paths, owners_of = [], merged.decoder._entry_owners
+
+    def counting(merge):
+        owners = owners_of(merge)
+        distinct_paths.append(int((owners == merged.decoder.row_range).sum()) if merge else None)
+        return owners
+
+    merged.decoder._entry_owners = counting
+    results = merged.beam_search(**inputs, **options)
+    assert_same_results([[(h.tokens, h.log_prob_sum) for g in clip for h in g] for clip in results],
+                        [[(h.tokens, h.log_prob_sum) for g in clip for h in g] for clip in expected])
+    # Step 0: the three searches start from the same distribution, so their first tokens are the 4 best of the
+    # clip (2 clips x 9 rows -> 8 distinct paths); later steps share fewer.
+    assert distinct_paths[0] == 8 and all(count <= 18 for count in distinct_paths)
+    assert sum(distinct_paths) < 18 * len(distinct_paths)
+
+    # Greedy rows of a clip are one path: one row per clip is computed.
+    distinct_paths.clear()
+    merged.sample(**inputs, do_sample=False, num_return_sequences=3, max_new_tokens=6, eos_token_id=EOS,
+                  pad_token_id=PAD)
+    assert distinct_paths and set(distinct_paths) == {2}
