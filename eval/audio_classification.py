@@ -204,6 +204,18 @@ def _load_audioset(path, train_split, eval_splits, labels_csv, config, max_train
     return ClassificationTask("audioset", names, True, [run])
 
 
+def synthetic_class_ids(event_labels: Sequence[Sequence[str]], where: str = "synthetic clips") -> list[list[int]]:
+    """Per clip, the sorted indices in `EVENT_TYPES` of the event types it contains (its `event_labels`, a type
+    that repeats counted once)."""
+    from llm_aac.processing.synthetic import EVENT_TYPES
+
+    index = {name: i for i, name in enumerate(EVENT_TYPES)}
+    unknown = sorted({e for row in event_labels for e in row if e not in index})
+    if unknown:
+        raise ValueError(f"{where}: unknown event types {unknown}; known: {list(EVENT_TYPES)}")
+    return [sorted({index[e] for e in row}) for row in event_labels]
+
+
 def _load_synthetic(path, train_split, eval_splits, max_train, max_eval) -> ClassificationTask:
     from llm_aac.processing.loaders import load_saved_dataset
     from llm_aac.processing.synthetic import EVENT_TYPES
@@ -217,15 +229,11 @@ def _load_synthetic(path, train_split, eval_splits, max_train, max_eval) -> Clas
         raise ValueError(f"{path!r} has splits {available}; asked for train {train_split!r} and eval {list(eval_splits)}")
     if missing:
         logger.warning("synthetic corpus %s has no split(s) %s; evaluating on the others", path, missing)
-    index = {name: i for i, name in enumerate(EVENT_TYPES)}
 
     def encode(split):
         dataset = _limit(corpus[split], max_train if split == train_split else max_eval)
         rows = dataset.select_columns(["event_labels"])["event_labels"]
-        unknown = sorted({e for row in rows for e in row if e not in index})
-        if unknown:
-            raise ValueError(f"synthetic split {split!r}: unknown event types {unknown}; known: {list(EVENT_TYPES)}")
-        return _with_class_ids(dataset, [sorted({index[e] for e in row}) for row in rows])
+        return _with_class_ids(dataset, synthetic_class_ids(rows, f"synthetic split {split!r}"))
 
     run = ClassificationRun(
         name=train_split,
@@ -441,4 +449,5 @@ __all__ = [
     "load_classification_task",
     "read_audioset_labels_csv",
     "summarize_runs",
+    "synthetic_class_ids",
 ]

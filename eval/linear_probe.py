@@ -71,7 +71,7 @@ def load_audio_encoder(name_or_path: str | os.PathLike, *, device: Any = None, d
     from transformers import AutoConfig
 
     import modeling_llm_aac  # noqa: F401  (registers the Auto classes)
-    from modeling_llm_aac import EATModel, LLMAACFeatureExtractor
+    from modeling_llm_aac import EATModel, LLMAACFeatureExtractor, LLMAACProcessor
 
     path = os.fspath(name_or_path)
     try:
@@ -92,6 +92,9 @@ def load_audio_encoder(name_or_path: str | os.PathLike, *, device: Any = None, d
         raise ValueError(f"{path!r} holds a {config.model_type!r} model; expected an EAT encoder ('eat') or a captioner ('llm_aac')")
     if os.path.isfile(os.path.join(path, "preprocessor_config.json")):
         feature_extractor = LLMAACFeatureExtractor.from_pretrained(path)
+    elif os.path.isfile(os.path.join(path, "processor_config.json")):
+        # A saved captioner keeps its extractor (and the normalisation it was trained with) inside the processor.
+        feature_extractor = LLMAACProcessor.from_pretrained(path).feature_extractor
     else:
         logger.warning("%s has no preprocessor_config.json: using the EAT fbank feature extractor defaults", path)
         feature_extractor = LLMAACFeatureExtractor(feature_type="fbank", num_mel_bins=encoder.config.num_mel_bins)
@@ -167,6 +170,28 @@ def extract_embeddings(
                 pooled = pool_hidden_states(hidden.float(), output.attention_mask, pooling)
                 chunks[pooling].append(pooled.cpu().numpy())
     return {p: np.concatenate(chunks[p]).astype(np.float32) for p in poolings}
+
+
+def time_statistics_embeddings(
+    feature_extractor, dataset, *, batch_size: int = 16, max_frames: int | None = None, num_workers: int = 0
+) -> np.ndarray:
+    """The no-encoder reference of a probe: per bin, the mean and the standard deviation over a clip's real frames
+    of its normalised features, `[clips, 2 * bins]` float32 in row order (what a linear classifier can read from
+    the input itself)."""
+    from torch.utils.data import DataLoader
+
+    from llm_aac.processing.collate import AudioFeatureCollator
+
+    collator = AudioFeatureCollator(feature_extractor, max_frames=max_frames, return_tensors="np")
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collator, num_workers=num_workers)
+    rows = []
+    for batch in loader:
+        features, mask = batch["input_features"], batch["attention_mask"][..., None].astype(np.float32)
+        frames = mask.sum(axis=1)
+        mean = (features * mask).sum(axis=1) / frames
+        spread = np.sqrt((((features - mean[:, None]) ** 2) * mask).sum(axis=1) / frames)
+        rows.append(np.concatenate([mean, spread], axis=1))
+    return np.concatenate(rows).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------ classifier
@@ -276,6 +301,68 @@ def fit_linear_classifier(
     mean, std = _standardizer(features)
     weight, bias = _fit((features - mean) / std, targets, multi_label, num_labels, chosen, device, max_iter)
     return LinearClassifier(mean, std, weight, bias, chosen, multi_label), validation_scores
+
+
+def multi_label_decision_metrics(
+    logits: np.ndarray, targets: np.ndarray, label_names: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Scores of the decisions `logit > 0` (probability above 0.5) of a multi-label classifier.
+
+    `macro_f1`: the mean F1 over the classes that have a positive clip or a positive decision (a class with
+    neither has no F1); `micro_f1` over all (clip, class) decisions; `label_accuracy`: the share of right
+    (clip, class) decisions; `exact_match`: the share of clips whose whole label set is right; `per_class_f1`.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    targets = np.asarray(targets) > 0.5
+    if logits.ndim != 2 or logits.shape != targets.shape or logits.shape[0] == 0:
+        raise ValueError(f"logits {logits.shape} and multi-hot targets {targets.shape} must be the same [clips >= 1, "
+                         "classes] shape")
+    decided = logits > 0
+    true_positives = (decided & targets).sum(axis=0)
+    errors = (decided != targets).sum(axis=0)
+    denominator = 2 * true_positives + errors
+    names = list(label_names) if label_names is not None else [str(i) for i in range(logits.shape[1])]
+    per_class = {names[i]: float(2 * true_positives[i] / denominator[i]) for i in np.flatnonzero(denominator)}
+    all_positives = 2 * true_positives.sum() + errors.sum()
+    return {
+        "macro_f1": float(np.mean(list(per_class.values()))) if per_class else float("nan"),
+        "micro_f1": float(2 * true_positives.sum() / all_positives) if all_positives else float("nan"),
+        "label_accuracy": float(np.mean(decided == targets)),
+        "exact_match": float(np.mean((decided == targets).all(axis=1))),
+        "per_class_f1": per_class,
+    }
+
+
+def probe_embeddings(
+    train_features: np.ndarray,
+    train_targets: np.ndarray,
+    eval_features: np.ndarray,
+    eval_targets: np.ndarray,
+    *,
+    multi_label: bool,
+    label_names: Sequence[str] | None = None,
+    weight_decays: Sequence[float] = DEFAULT_WEIGHT_DECAYS,
+    seed: int = 0,
+    device: Any = None,
+) -> dict[str, Any]:
+    """Fit `fit_linear_classifier` on one set of embeddings and score it on another: `classification_metrics`
+    (mAP or accuracy), plus `multi_label_decision_metrics` for multi-label targets, the chosen weight decay and the
+    embedding width."""
+    from llm_aac.eval.audio_classification import classification_metrics
+
+    num_labels = train_targets.shape[1] if multi_label else int(max(train_targets.max(), eval_targets.max())) + 1
+    classifier, validation = fit_linear_classifier(
+        train_features, train_targets, multi_label=multi_label, num_labels=num_labels, weight_decays=weight_decays,
+        seed=seed, device=device,
+    )
+    logits = classifier.logits(eval_features)
+    metrics = classification_metrics(logits, eval_targets, multi_label, label_names)
+    if multi_label:
+        metrics.update(multi_label_decision_metrics(logits, eval_targets, label_names))
+    shape = np.asarray(train_features).shape
+    metrics.update(weight_decay=classifier.weight_decay, validation=validation, dim=int(shape[1]),
+                   num_train_clips=int(shape[0]))
+    return metrics
 
 
 # ------------------------------------------------------------------------------------------ the probe

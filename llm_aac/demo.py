@@ -109,6 +109,8 @@ class DemoSizes:
 # Where the candidates ablation's names meet `CandidateOptions.strategy`.
 CANDIDATE_STRATEGIES = {"slam": "slam", "single_pass": "single"}
 TRAINING_MODES = ("lora", "projector_only")
+ENCODER_INITS = ("pretrained", "scratch")
+ENCODER_TRAINING = ("trained", "frozen")
 
 
 @dataclass(frozen=True)
@@ -119,13 +121,17 @@ class RecipeChoices:
     (SLAM-AAC); `projector_only` = the projector alone over the frozen LM for the same steps (the original LLM-AAC).
     `candidates`: what CLAP rescoring picks from, `slam` (SLAM-AAC's 7 beam searches, beam 2..8) or `single_pass`
     (one beam search of 7 beams returning all 7). `lm_caption_files`: caption files (e.g. AudioCaps' CSV) added to
-    the synthetic training captions of the tokenizer and text LM.
+    the synthetic training captions of the tokenizer and text LM. The captioner's encoder: `encoder_init`
+    `pretrained` (the EAT stage's weights) or `scratch` (its architecture with fresh weights); `encoder_training`
+    `trained` with the projector and adapter, or `frozen` (SLAM-AAC).
     """
 
     feature_type: str = "cwt"
     projector_type: str = "linear"
     training: str = "lora"
     candidates: str = "slam"
+    encoder_init: str = "pretrained"
+    encoder_training: str = "trained"
     device: str = "cpu"
     dataloader_workers: int = 0
     progress_bars: bool = True
@@ -145,6 +151,10 @@ class RecipeChoices:
             problems.append(f"training must be one of {TRAINING_MODES}, got {self.training!r}")
         if self.candidates not in CANDIDATE_STRATEGIES:
             problems.append(f"candidates must be one of {tuple(CANDIDATE_STRATEGIES)}, got {self.candidates!r}")
+        if self.encoder_init not in ENCODER_INITS:
+            problems.append(f"encoder_init must be one of {ENCODER_INITS}, got {self.encoder_init!r}")
+        if self.encoder_training not in ENCODER_TRAINING:
+            problems.append(f"encoder_training must be one of {ENCODER_TRAINING}, got {self.encoder_training!r}")
         if self.dataloader_workers < 0:
             problems.append(f"dataloader_workers must be >= 0, got {self.dataloader_workers}")
         if problems:
@@ -372,9 +382,11 @@ def train_captioner(work: str, features_dir: str, encoder_dir: str, language_mod
         "--logging_steps", _logging_steps(sizes.projector_steps, sizes), "--eval_steps", str(sizes.captioner_eval_steps),
         # Toy-size departures from SLAM-AAC (frozen encoder, LoRA r 8 on q/v), measured on this corpus: a minute
         # of CPU pretraining leaves EAT-tiny's features no better than random ones, so the encoder is trained with
-        # the captioner (as in the GPU learning recipe); a wider projector and LoRA on every linear layer of the
-        # tiny LM let the captions depend on the audio within a few hundred steps.
-        "--freeze_encoder", "false", "--projector_hidden_size", str(sizes.projector_hidden_size),
+        # the captioner by default (as in the GPU learning recipe); a wider projector and LoRA on every linear
+        # layer of the tiny LM let the captions depend on the audio within a few hundred steps.
+        "--encoder_init", choices.encoder_init,
+        "--freeze_encoder", "true" if choices.encoder_training == "frozen" else "false",
+        "--projector_hidden_size", str(sizes.projector_hidden_size),
         "--lora_r", str(sizes.lora_r), "--lora_alpha", str(sizes.lora_alpha),
         "--lora_target_modules", sizes.lora_target_modules,
         "--output_dir", output, *_common_training_arguments(seed, choices),

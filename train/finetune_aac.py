@@ -17,7 +17,8 @@
 Stages (`--stage`): `projector` trains the projector alone over the frozen LM (the original LLM-AAC set-up);
 `lora` trains projector + a LoRA adapter on the LM (SLAM-AAC); `both` runs `projector`, then `lora` starting
 from its result, each stage with its own `--projector_max_steps` / `--lora_max_steps` and learning rates (by
-default `--max_steps` / `--learning_rate`). The encoder stays frozen unless `--freeze_encoder false`.
+default `--max_steps` / `--learning_rate`). The encoder stays frozen unless `--freeze_encoder false`;
+`--encoder_init scratch` gives it the architecture of `--encoder_path` with fresh weights (what pretraining adds).
 The projector-only stage relies on the LM being steerable by its input embeddings, which large instruction-tuned
 LMs are and small ones are not: over a small LM (the `small` preset's stand-in) it only learns the caption
 language, so keep it short there (a warm-up) and give the `lora` stage the steps.
@@ -64,6 +65,7 @@ STAGE_COMPLETE_FILE = "stage_complete.json"
 CAPTIONER_DIR = "captioner"
 FEATURE_TYPES = ("fbank", "cwt", "cwt_seed")
 ENCODER_SIZES = ("tiny", "small", "base")
+ENCODER_INITS = ("pretrained", "scratch")
 ALL_LINEAR = "all-linear"
 
 # Argument defaults per preset; anything given on the command line wins.
@@ -110,6 +112,11 @@ class ModelArguments:
                                 "default: a random encoder of --encoder_size"}
     )
     encoder_size: str = field(default="tiny", metadata={"help": "random encoder size without --encoder_path: tiny, small, base"})
+    encoder_init: str = field(
+        default="pretrained", metadata={"help": "pretrained: the weights of --encoder_path; scratch: its architecture "
+                                        "(config) with freshly initialised weights, its feature extractor kept (a "
+                                        "control for what pretraining gives the captioner)"}
+    )
     language_model: str | None = field(
         default=None, metadata={"help": "causal LM folder or hub id (pretrain_text_lm output, lmsys/vicuna-7b-v1.5); "
                                 "default: a random LM of --language_model_size with a tokenizer trained on the captions"}
@@ -189,6 +196,13 @@ def check_arguments(model_args: ModelArguments, data_args: CorpusDataArguments, 
         problems.append(f"--feature_type must be one of {FEATURE_TYPES}, got {model_args.feature_type!r}")
     if model_args.encoder_size not in ENCODER_SIZES:
         problems.append(f"--encoder_size must be one of {ENCODER_SIZES}, got {model_args.encoder_size!r}")
+    if model_args.encoder_init not in ENCODER_INITS:
+        problems.append(f"--encoder_init must be one of {ENCODER_INITS}, got {model_args.encoder_init!r}")
+    elif model_args.encoder_init == "scratch" and (not model_args.encoder_path or model_args.init_from):
+        problems.append("--encoder_init scratch takes the architecture of --encoder_path and cannot restart the "
+                        f"encoder of --init_from (got --encoder_path {model_args.encoder_path!r}, --init_from "
+                        f"{model_args.init_from!r}); without --encoder_path the encoder is random already "
+                        "(--encoder_size)")
     if bool(data_args.dataset_path) == (data_args.synthetic_clips > 0):
         problems.append("give exactly one training input: --dataset_path DIR [DIR ...] or --synthetic_clips N")
     if data_args.synthetic_clips > 0 and data_args.synthetic_eval_clips < 1:
@@ -236,6 +250,20 @@ def random_encoder_config(size: str, num_bins: int):
     if size == "base":
         return EATConfig.base(num_mel_bins=num_bins)
     raise ValueError(f"unknown encoder size {size!r}; choose one of {ENCODER_SIZES}")
+
+
+def encoder_architecture(path: str):
+    """The `EATConfig` of an EAT folder (encoder or classifier) or hub id, for an encoder of the same shape with
+    fresh weights."""
+    from transformers import AutoConfig
+
+    from modeling_llm_aac import EATConfig
+
+    config = AutoConfig.from_pretrained(path)
+    if not isinstance(config, EATConfig):
+        raise ValueError(f"--encoder_path {path!r} holds a {config.model_type!r} model, not an EAT encoder: "
+                         "--encoder_init scratch needs an EAT config to copy")
+    return config
 
 
 def _raw_feature_settings(feature_extractor) -> dict:
@@ -303,7 +331,11 @@ def build_captioner(model_args: ModelArguments, feature_extractor, training_capt
     from modeling_llm_aac import LLMAACForConditionalGeneration, LLMAACProcessor
     from modeling_llm_aac.processing_llm_aac import DEFAULT_PROMPT
 
-    if model_args.encoder_path:
+    if model_args.encoder_path and model_args.encoder_init == "scratch":
+        encoder = encoder_architecture(model_args.encoder_path)
+        logger.warning("--encoder_init scratch: the encoder has the architecture of %s and random weights",
+                       model_args.encoder_path)
+    elif model_args.encoder_path:
         encoder = model_args.encoder_path
     else:
         encoder = random_encoder_config(model_args.encoder_size, feature_extractor.feature_size)

@@ -14,8 +14,11 @@ from llm_aac.eval.linear_probe import (
     extract_embeddings,
     fit_linear_classifier,
     load_audio_encoder,
+    multi_label_decision_metrics,
     pool_hidden_states,
+    probe_embeddings,
     run_linear_probe,
+    time_statistics_embeddings,
 )
 
 
@@ -68,18 +71,63 @@ def test_embeddings_are_batch_independent_and_layers_differ(tmp_path, tiny_eat_d
         extract_embeddings(encoder, feature_extractor, dataset, layer=9, progress=False)
 
 
+def test_decision_metrics_of_a_multi_label_classifier():
+    targets = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 0], [0, 1, 0]], dtype=np.float32)
+    logits = np.array([[2.0, -1, -1], [3.0, -2, -1], [1.0, -1, -1], [-1.0, 2, -1]])
+    metrics = multi_label_decision_metrics(logits, targets, ["a", "b", "c"])
+    # a: 2 true positives, 1 false positive -> 4/5; b: 1 true positive, 1 miss -> 2/3; c: never true nor decided
+    assert metrics["per_class_f1"] == {"a": pytest.approx(0.8), "b": pytest.approx(2 / 3)}
+    assert metrics["macro_f1"] == pytest.approx((0.8 + 2 / 3) / 2)
+    assert metrics["micro_f1"] == pytest.approx(2 * 3 / (2 * 3 + 2))
+    assert metrics["label_accuracy"] == pytest.approx(10 / 12) and metrics["exact_match"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="same"):
+        multi_label_decision_metrics(logits[:, :2], targets)
+
+
+def test_probe_embeddings_scores_separable_labels_perfectly():
+    features, labels = blobs(30, 3)
+    test_features, test_labels = blobs(10, 3, seed=0)
+    multi_hot = np.stack([labels == 0, labels != 2], axis=1).astype(np.float32)
+    test_hot = np.stack([test_labels == 0, test_labels != 2], axis=1).astype(np.float32)
+    metrics = probe_embeddings(features, multi_hot, test_features, test_hot, multi_label=True, label_names=["x", "y"],
+                               weight_decays=(1e-2,))
+    assert metrics["macro_f1"] == metrics["map"] == metrics["exact_match"] == 1.0
+    assert (metrics["dim"], metrics["num_train_clips"], metrics["weight_decay"]) == (8, 90, 1e-2)
+    noise = np.random.default_rng(1).standard_normal(features.shape).astype(np.float32)
+    chance = probe_embeddings(noise, multi_hot, noise[:30], multi_hot[:30], multi_label=True, weight_decays=(10.0,))
+    assert chance["macro_f1"] < 1.0
+
+
+def test_time_statistics_of_the_normalised_input(tmp_path):
+    from datasets import Dataset
+
+    from modeling_llm_aac import LLMAACFeatureExtractor
+
+    extractor = LLMAACFeatureExtractor(feature_type="cwt", feature_mean=1.0, feature_std=2.0)
+    rng = np.random.default_rng(0)
+    clips = [rng.standard_normal((frames, 64)).astype(np.float32) for frames in (20, 37)]
+    dataset = Dataset.from_dict({"input_features": clips, "num_frames": [20, 37]})
+    pooled = time_statistics_embeddings(extractor, dataset, batch_size=2)  # padded to 48 frames: padding ignored
+    assert pooled.shape == (2, 128)
+    for row, clip in zip(pooled, clips):
+        normalised = (clip - 1.0) / 2.0
+        np.testing.assert_allclose(row[:64], normalised.mean(axis=0), atol=1e-5)
+        np.testing.assert_allclose(row[64:], normalised.std(axis=0), atol=1e-5)
+
+
 def test_encoder_of_a_saved_captioner_is_read_alone(tmp_path):
     sys.path.insert(0, str(Path(__file__).parents[1] / "modeling_llm_aac"))
     from captioning_test_utils import tiny_captioner
 
     model, processor = tiny_captioner()
+    processor.feature_extractor.feature_mean = -1.25  # its own normalisation, not the fbank defaults
     model.save_pretrained(tmp_path / "captioner")
     processor.save_pretrained(tmp_path / "captioner")
     encoder, feature_extractor = load_audio_encoder(tmp_path / "captioner", device="cpu")
     expected = model.get_encoder().state_dict()
     for key, value in encoder.state_dict().items():
         torch.testing.assert_close(value, expected[key])
-    assert feature_extractor.feature_type == "fbank"
+    assert feature_extractor.feature_type == "fbank" and feature_extractor.feature_mean == -1.25
     with pytest.raises(ValueError, match="no model config"):
         load_audio_encoder(tmp_path / "nowhere", device="cpu")
 

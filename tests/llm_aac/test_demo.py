@@ -82,6 +82,31 @@ def test_stage_failure_names_the_stage_and_the_cause(tmp_path, monkeypatch, caps
     assert not (tmp_path / "out").exists()
 
 
+def test_encoder_choices_reach_the_captioner_training(tmp_path, monkeypatch):
+    from llm_aac.demo import SIZES, RecipeChoices, train_captioner
+    from llm_aac.train import finetune_aac
+
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def record(argv):
+        calls.append(argv)
+        raise Stop
+
+    monkeypatch.setattr(finetune_aac, "main", record)
+    scratch_frozen = RecipeChoices(encoder_init="scratch", encoder_training="frozen")
+    for choices, init, frozen in ((RecipeChoices(), "pretrained", "false"), (scratch_frozen, "scratch", "true")):
+        with pytest.raises(Stop):
+            train_captioner(str(tmp_path), "features", "eat", "lm", SIZES["quick"], 0, choices)
+        argv = calls[-1]
+        assert argv[argv.index("--encoder_init") + 1] == init and argv[argv.index("--freeze_encoder") + 1] == frozen
+        assert argv[argv.index("--encoder_path") + 1] == "eat"
+    with pytest.raises(ValueError, match="encoder_init must be one of.*encoder_training must be one of"):
+        RecipeChoices(encoder_init="random", encoder_training="partly").check()
+
+
 def test_refuses_a_folder_it_did_not_write(tmp_path, capsys):
     output = tmp_path / "mine"
     output.mkdir()

@@ -252,6 +252,49 @@ def test_all_linear_lora_adapts_every_linear_layer_but_the_head(tiny_lm_dir, tmp
         finetune_aac.lora_settings(finetune_aac.ModelArguments(lora_target_modules="all-linear,q_proj"))
 
 
+def test_scratch_encoder_has_new_weights_and_a_frozen_one_no_gradient(tmp_path, tiny_lm_dir):
+    from modeling_llm_aac import EATModel
+
+    eat_dir = tmp_path / "eat"
+    trained = EATModel(EATConfig.tiny(max_length=96, num_mel_bins=64))
+    with torch.no_grad():  # "pretrained": every parameter away from any initialisation (LayerNorm ones, zero biases)
+        for parameter in trained.parameters():
+            parameter.add_(0.5)
+    trained.save_pretrained(eat_dir)
+    extractor = LLMAACFeatureExtractor(feature_type="cwt")
+    extractor.save_pretrained(eat_dir)
+    pretrained = EATModel.from_pretrained(eat_dir).state_dict()
+
+    def build(**kwargs):
+        model_args = finetune_aac.ModelArguments(encoder_path=str(eat_dir), language_model=str(tiny_lm_dir),
+                                                 projector_hidden_size=16, **kwargs)
+        return finetune_aac.build_captioner(model_args, extractor, [], with_lora=False)[0]
+
+    loaded = build().encoder.state_dict()
+    scratch = build(encoder_init="scratch").encoder
+    assert all(torch.equal(loaded[k], pretrained[k]) for k in pretrained)
+    assert scratch.config.to_diff_dict() == EATConfig.from_pretrained(eat_dir).to_diff_dict()
+    changed = {k for k in pretrained if not torch.equal(scratch.state_dict()[k], pretrained[k])}
+    assert changed == {name for name, _ in trained.named_parameters()}  # fixed position tables stay as they are
+
+    for frozen in (True, False):
+        model = build(freeze_encoder=frozen)
+        model.train()
+        features = torch.randn(2, 96, 64)
+        ids = torch.tensor([[1] + [model.config.audio_token_id] * model.config.num_audio_tokens(96) + [7, 8]] * 2)
+        model(input_ids=ids, input_features=features, feature_attention_mask=torch.ones(2, 96, dtype=torch.long),
+              labels=ids).loss.backward()
+        encoder_grads = [p.grad for p in model.encoder.parameters()]
+        assert all(g is None for g in encoder_grads) == frozen
+        assert all(p.grad is not None for p in model.projector.parameters())
+
+    for argv, message in ((["--encoder_init", "scratch"], "takes the architecture of --encoder_path"),
+                          (["--encoder_init", "random", "--encoder_path", str(eat_dir)], "--encoder_init must be one")):
+        with pytest.raises(ValueError, match=message):
+            finetune_aac.main(argv + ["--synthetic_clips", "2", "--synthetic_eval_clips", "1", "--max_steps", "1",
+                                      "--output_dir", str(tmp_path / "bad")])
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

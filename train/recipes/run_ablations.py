@@ -12,10 +12,19 @@ on one GPU, and a table of mean ± spread.
     python train/recipes/run_ablations.py --aggregate runs/abl-seed0 runs/abl-seed1 --table docs/ablations.md
     # CPU check of the machinery at smoke size
     python train/recipes/run_ablations.py --output /tmp/abl --smoke --configs baseline,single_pass --seeds 0
+    # diagnostics of the captioner's encoder, one seed, plus configurations of your own (knobs and sizes)
+    python train/recipes/run_ablations.py --output runs/diagnose --seeds 0 --budget-scale 0.3 --parallel 6 \
+        --configs baseline,scratch,fbank,frozen --config batch32:captioner_batch_size=32 \
+        --config fbank_scratch:features=fbank,encoder_init=scratch --deadline-minutes 9.5
 
 Configurations (`CONFIGS`): the baseline (cwt features, linear projector, projector warm-up then LoRA, SLAM
-candidates) and one change each: `fbank`, `cwt_seed` (features), `qformer` (projector), `projector_only`
-(no LoRA), `single_pass` (one beam search's 7 hypotheses as the CLAP candidates instead of SLAM's 7 searches).
+candidates, the pretrained EAT trained with the captioner) and one change each: `fbank`, `cwt_seed` (features),
+`qformer` (projector), `projector_only` (no LoRA), `single_pass` (one beam search's 7 hypotheses as the CLAP
+candidates instead of SLAM's 7 searches) - these six, issue 7 §3's ablations, are the default `--configs` - and the
+encoder diagnostics `scratch` (the captioner's encoder from random weights instead of the EAT stage's) and `frozen`
+(the pretrained encoder kept frozen). `--config NAME:ITEM[,ITEM...]` defines another, named NAME in the tables:
+recipe knobs (`features=fbank`, `encoder_init=scratch`, ...) and sizes (`captioner_batch_size=32`: the recipe's
+`--set`). `--set FIELD=VALUE` sets a size of every run (a configuration's own sizes win); both count in the plan.
 `single_pass` reuses the baseline's captioner and CLAP of its seed from the shared stage cache (only decoding
 differs): it waits on the cache lock while the baseline run trains them, then decodes. Runs of one seed share the
 corpus, the features of each type, the text LM, and the EAT and CLAP of each feature type, each built once by
@@ -51,6 +60,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -71,9 +81,61 @@ CONFIGS: dict[str, dict[str, str]] = {
     "qformer": {"projector": "qformer"},
     "projector_only": {"training": "projector_only"},
     "single_pass": {"candidates": "single_pass"},
+    # Diagnostics of the captioner's encoder (not in the default set): random weights instead of the EAT stage's,
+    # and the pretrained encoder kept frozen.
+    "scratch": {"encoder_init": "scratch"},
+    "frozen": {"encoder_training": "frozen"},
 }
-# Configurations that only decode: their trained stages are the baseline's (the same cache entries).
-DECODING_ONLY = ("single_pass",)
+# The ablations of issue 7 §3: what `--configs` runs by default.
+ISSUE_CONFIGS = ("baseline", "fbank", "cwt_seed", "qformer", "projector_only", "single_pass")
+CONFIG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Configuration:
+    """A named configuration: recipe knobs that differ from the baseline and size overrides (the recipe's --set)."""
+
+    name: str
+    knobs: Mapping[str, str]
+    sizes: tuple[str, ...] = ()
+
+    @property
+    def decoding_only(self) -> bool:
+        """Only the decoding differs from the baseline: its trained stages are the baseline's (the same cache
+        entries), so it only waits for them and decodes."""
+        return set(self.knobs) == {"candidates"} and not self.sizes
+
+
+def parse_config(text: str, knobs: Mapping[str, Sequence[str]], parse_sizes) -> Configuration:
+    """`NAME:ITEM[,ITEM...]` -> a `Configuration`; an ITEM is `knob=value` for a recipe knob (`knobs`: name ->
+    allowed values, e.g. `features=fbank`, `encoder_init=scratch`) or `FIELD=VALUE` for a size, checked by
+    `parse_sizes` (the recipe's `parse_overrides`), e.g. `captioner_batch_size=32`."""
+    name, separator, spec = text.partition(":")
+    name = name.strip()
+    if not separator or not CONFIG_NAME.match(name):
+        raise ValueError(f"--config takes NAME:ITEM[,ITEM...] with a folder-safe NAME, got {text!r}")
+    if name in CONFIGS:
+        raise ValueError(f"--config {name!r}: the name of a predefined configuration; choose another")
+    chosen: dict[str, str] = {}
+    sizes: list[str] = []
+    for item in (part.strip() for part in spec.split(",") if part.strip()):
+        key, equals, value = (piece.strip() for piece in item.partition("="))
+        if not equals:
+            raise ValueError(f"--config {name!r}: {item!r} is not KEY=VALUE")
+        if key in knobs:
+            if value not in knobs[key]:
+                raise ValueError(f"--config {name!r}: {key} must be one of {list(knobs[key])}, got {value!r}")
+            chosen[key] = value
+        else:
+            parse_sizes([item])  # a ValueError names an unknown field
+            sizes.append(f"{key}={value}")
+    if not chosen and not sizes:
+        raise ValueError(f"--config {name!r} changes nothing (give knob=value or FIELD=VALUE items)")
+    return Configuration(name, chosen, tuple(sizes))
+
+
+def named_configuration(name: str) -> Configuration:
+    return Configuration(name, CONFIGS[name])
 
 
 def _load_recipe():
@@ -102,35 +164,48 @@ class Job:
     seconds: float = 0.0
 
 
-def plan_runs(configs: Sequence[str], seeds: Sequence[int]) -> list[tuple[str, str, int]]:
+def plan_runs(configs: Sequence[str], seeds: Sequence[int],
+              custom: Mapping[str, Configuration] | None = None) -> list[tuple[str, str, int]]:
     """(run name, configuration, seed) in launch order: for each seed the runs that build different features
-    first (they share least), then the other training runs, then the decoding-only ones."""
-    unknown = [c for c in configs if c not in CONFIGS]
+    first (they share least), then the other training runs, then the decoding-only ones. `custom`: configurations
+    of `--config` by name, after the predefined ones of the same tier."""
+    known = {**{name: named_configuration(name) for name in CONFIGS}, **(custom or {})}
+    unknown = [c for c in configs if c not in known]
     if unknown:
-        raise ValueError(f"unknown configuration(s) {unknown}; choose from {list(CONFIGS)}")
+        raise ValueError(f"unknown configuration(s) {unknown}; choose from {list(known)} or define one with --config")
     if not configs or not seeds:
         raise ValueError("give at least one configuration and one seed")
+    if len(set(configs)) != len(configs):
+        raise ValueError(f"configurations repeat: {list(configs)}")
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds repeat: {list(seeds)}")
 
     def tier(config: str) -> int:
-        if config in DECODING_ONLY:
+        if known[config].decoding_only:
             return 2
         return 0 if config in ("baseline", "fbank", "cwt_seed") else 1
 
+    order = list(known)
     ordered = sorted(((c, s) for c in configs for s in seeds),
-                     key=lambda cs: (tier(cs[0]), list(seeds).index(cs[1]), list(CONFIGS).index(cs[0])))
+                     key=lambda cs: (tier(cs[0]), list(seeds).index(cs[1]), order.index(cs[0])))
     return [(f"{config}-seed{seed}", config, seed) for config, seed in ordered]
 
 
 def recipe_command(recipe: str, run_dir: str, cache_dir: str, config: str, seed: int, *, budget_scale: float,
                    smoke: bool, workers: int, dataloader_workers: int, threads: int,
-                   extra: Sequence[str] = ()) -> list[str]:
+                   extra: Sequence[str] = (), configuration: Configuration | None = None,
+                   sizes: Sequence[str] = ()) -> list[str]:
+    """The recipe's command line for one run of `config` (a predefined name, or `configuration` for a custom one):
+    `sizes` (FIELD=VALUE of every run) go first as --set, so that the configuration's own sizes win; `extra`
+    arguments are appended."""
+    configuration = configuration or named_configuration(config)
     command = [sys.executable, recipe, "--output", run_dir, "--cache-dir", cache_dir, "--seed", str(seed),
                "--budget-scale", repr(budget_scale), "--label", config, "--no-progress",
                "--workers", str(workers), "--threads", str(threads)]
-    for knob, value in CONFIGS[config].items():
-        command += [f"--{knob}", value]
+    for knob, value in configuration.knobs.items():
+        command += ["--" + knob.replace("_", "-"), value]  # the recipe's option of a knob
+    for item in (*sizes, *configuration.sizes):
+        command += ["--set", item]
     if smoke:
         command.append("--smoke")
     else:
@@ -242,9 +317,20 @@ def _metric(split: str, system: str, key: str):
     return read
 
 
-def _last_audio_gain(results: Mapping[str, Any]) -> float | None:
-    gains = [e["eval_audio_gain"] for e in results.get("audio_gain_curve", []) if "eval_audio_gain" in e]
-    return gains[-1] if gains else None
+def _last_validation(key: str):
+    """The captioner's last validation value of `key` (e.g. `eval_audio_gain`)."""
+    def read(results: Mapping[str, Any]) -> float | None:
+        values = [e[key] for e in results.get("audio_gain_curve", []) if key in e]
+        return values[-1] if values else None
+
+    return read
+
+
+def _probe_f1(key: str):
+    def read(results: Mapping[str, Any]) -> float | None:
+        return ((results.get("encoder_probe") or {}).get("summary") or {}).get(key)
+
+    return read
 
 
 def _rescoring_gain_percent(results: Mapping[str, Any]) -> float | None:
@@ -266,8 +352,12 @@ COLUMNS: tuple[tuple[str, Any, int], ...] = (
     ("order acc. CLAP", _metric("test", "clap_rescoring", "order_accuracy"), 3),
     ("compos. CIDEr-D CLAP", _metric("compositional", "clap_rescoring", "cider_d"), 3),
     ("compos. event F1 CLAP", _metric("compositional", "clap_rescoring", "event_f1"), 3),
-    ("audio gain", _last_audio_gain, 3),
+    ("audio gain", _last_validation("eval_audio_gain"), 3),
+    ("val CIDEr-D", _last_validation("eval_cider_d"), 3),
     ("training min", lambda results: results.get("training_minutes_built"), 1),
+    # Event-type probes (macro F1, mean-pooled) of the captioner's encoder before and after captioner training.
+    ("probe F1 enc. start", _probe_f1("captioner_start"), 3),
+    ("probe F1 enc. end", _probe_f1("captioner_end"), 3),
 )
 
 
@@ -368,8 +458,11 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     lines += ["", "Mean ± sample standard deviation over seeds (n - 1 denominator; one seed: the value alone). "
               "Test split unless marked compositional; CLAP = CLAP-rescored candidates; rescoring gain = relative "
               "CIDEr-D gain over beam search; audio gain = the captioner's last mismatched- minus true-audio "
-              "validation loss (nats/token); training min = build minutes of the training stages behind the model "
-              f"(a shared stage counts in every run using it). Devices: {', '.join(devices)}."]
+              "validation loss (nats/token); val CIDEr-D = its last validation CIDEr-D (during training, beam search on the "
+              "validation clips it scores); training min = build minutes of the training stages behind the model "
+              "(a shared stage counts in every run using it); probe F1 enc. start / end = macro F1 of a logistic "
+              "regression per event type on the mean-pooled encoder outputs (validation clips), for the encoder "
+              f"the captioner started from and the one it ended with. Devices: {', '.join(devices)}."]
     return "\n".join(lines) + "\n"
 
 
@@ -446,8 +539,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default=None, help="folder for runs/, logs/, cache/ and the table")
-    parser.add_argument("--configs", default=",".join(CONFIGS),
-                        help=f"comma-separated configurations (default all: {','.join(CONFIGS)})")
+    parser.add_argument("--configs", default=None,
+                        help=f"comma-separated predefined configurations ({','.join(CONFIGS)}; default the issue's: "
+                             f"{','.join(ISSUE_CONFIGS)}, or none when --config is given)")
+    parser.add_argument("--config", dest="custom_configs", action="append", default=[], metavar="NAME:ITEM[,ITEM]",
+                        help="a configuration of your own, run after --configs: recipe knobs (features=fbank, "
+                             "encoder_init=scratch, encoder_training=frozen, ...) and sizes (captioner_batch_size=32, "
+                             "lora_learning_rate=3e-4: the recipe's --set); repeatable")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a size of every run (the recipe's --set, e.g. test_clips=300), counted in the plan; "
+                             "repeatable")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="training seeds (default 0 1)")
     parser.add_argument("--budget-scale", type=float, default=1.0,
                         help="the recipe's budget scale for every run (steps, time limits, training clips)")
@@ -467,6 +568,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--aggregate", nargs="+", default=None, metavar="PATH",
                         help="only aggregate: results.json files or folders holding them (several commands' outputs)")
     parser.add_argument("--table", default=None, help="also write the markdown table here")
+    parser.add_argument("--skip-evaluation", action="store_true",
+                        help="diagnostic runs: each stops after the captioner and its encoder probe (the recipe's "
+                             "--skip-evaluation: no CLAP, no test-split captions), planned without those stages")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and the commands, run nothing")
     return parser
 
@@ -502,20 +606,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         problems.append(f"--deadline-minutes must be > 0, got {args.deadline_minutes}")
     if not os.path.isfile(args.recipe):
         problems.append(f"--recipe {args.recipe!r} does not exist")
-    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    recipe = _load_recipe()
+    size = "smoke" if args.smoke else "gpu"
+    custom: dict[str, Configuration] = {}
+    for text in args.custom_configs:
+        try:
+            configuration = parse_config(text, recipe.KNOBS, recipe.parse_overrides)
+        except ValueError as error:
+            problems.append(str(error))
+            continue
+        if configuration.name in custom:
+            problems.append(f"--config {configuration.name!r} is given twice")
+        custom[configuration.name] = configuration
+    if args.configs is None:
+        configs = [] if args.custom_configs else list(ISSUE_CONFIGS)
+    else:
+        configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    configs += [name for name in custom if name not in configs]
     try:
-        planned = plan_runs(configs, args.seeds)
+        planned = plan_runs(configs, args.seeds, custom)
     except ValueError as error:
         problems.append(str(error))
         planned = []
-    recipe = None
-    if not problems:
+    configurations = {**{name: named_configuration(name) for name in CONFIGS}, **custom}
+    if args.skip_evaluation:
+        idle = [config for _, config, _ in planned if configurations[config].decoding_only]
+        if idle:
+            problems.append(f"{sorted(set(idle))} only change the decoding, which --skip-evaluation leaves out")
+    worst: dict[str, tuple[float, float]] = {}  # configuration -> (whole run, decoding only), with its sizes
+    for config in dict.fromkeys(config for _, config, _ in planned):
         try:
-            recipe = _load_recipe()
-            size = "smoke" if args.smoke else "gpu"
-            values = recipe.size_values(size, args.budget_scale)
+            overrides = recipe.parse_overrides([*args.overrides, *configurations[config].sizes])
+            values = recipe.size_values(size, args.budget_scale, overrides)
         except (ValueError, AttributeError) as error:
-            problems.append(f"the recipe refuses budget scale {args.budget_scale}: {error}")
+            problems.append(f"the recipe refuses budget scale {args.budget_scale} with the sizes of {config!r}: "
+                            f"{error}")
+            continue
+        decoding = sum(v for k, v in recipe.stage_minutes(values, size).items() if k in ("save", "evaluate"))
+        worst[config] = (recipe.worst_case_minutes(values, size, args.skip_evaluation), decoding)
     if problems:
         for problem in problems:
             print(f"run_ablations: error: {problem}", file=sys.stderr)
@@ -530,17 +658,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     share = max(1, cpus // args.parallel)
     dataloader_workers = max(1, share - 1)
     threads = max(1, min(4, share))
-    full_run = recipe.worst_case_minutes(values, size)
-    decoding_only = sum(v for k, v in recipe.stage_minutes(values, size).items() if k in ("save", "evaluate"))
+    full_run = max(whole for whole, _ in worst.values())
+    decoding_only = max(decoding for _, decoding in worst.values())
     jobs = []
     for name, config, seed in planned:
         run_dir = os.path.join(output, "runs", name)
+        configuration = configurations[config]
         jobs.append(Job(
             name=name, log=os.path.join(output, "logs", f"{name}.log"), result=os.path.join(run_dir, "results.json"),
-            worst_minutes=decoding_only if config in DECODING_ONLY else full_run,
+            worst_minutes=worst[config][1] if configuration.decoding_only else worst[config][0],
             command=recipe_command(args.recipe, run_dir, cache_dir, config, seed, budget_scale=args.budget_scale,
                                    smoke=args.smoke, workers=workers, dataloader_workers=dataloader_workers,
-                                   threads=threads, extra=args.recipe_arg),
+                                   threads=threads, configuration=configuration, sizes=args.overrides,
+                                   extra=[*(["--skip-evaluation"] if args.skip_evaluation else []), *args.recipe_arg]),
         ))
     for job in jobs:
         if not args.rerun and os.path.isfile(job.result):
@@ -554,6 +684,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         bounds += f", ~{full_run:.1f} min with the sharing (one run's chain)"
     print(f"worst case per run: {full_run:.1f} min building every stage, {decoding_only:.1f} min decoding only; "
           f"makespan: {bounds}" + ("" if args.deadline_minutes is None else f"; deadline {args.deadline_minutes:.1f} min"))
+    if args.deadline_minutes is not None and full_run > args.deadline_minutes:
+        print(f"note: a run that builds every stage may need up to {full_run:.1f} min (time limits + estimated "
+              f"overheads) > the {args.deadline_minutes:.1f}-minute deadline: runs stop (exit 3) before a stage "
+              "that could end late, and the same command again continues them")
     for job in jobs:
         print(f"  {job.name:<24} {job.status}")
     if args.dry_run:

@@ -21,13 +21,24 @@ Knobs (the ablations of issue 7 §3; the defaults are the baseline): `--features
 `--projector linear|qformer`, `--training lora|projector_only` (projector_only: the LM stays frozen, without
 adapter, for the same steps; the encoder still trains with the projector so that only the adapter differs),
 `--candidates slam|single_pass` (SLAM-AAC's 7 beam searches, beam 2..8, or one beam search of 7 beams returning
-all 7: decoding only). `--budget-scale S` multiplies every step count, time limit and the number of training clips
-(validation and test splits keep their size). `--set FIELD=VALUE` overrides any size (`DemoSizes` field).
+all 7: decoding only). Diagnostics of the captioner's encoder: `--encoder-init pretrained|scratch` (the EAT stage's
+weights, or the same architecture from random weights; the EAT stage is still built, for CLAP and the probe) and
+`--encoder-training trained|frozen` (trained with the projector and adapter, or frozen as in SLAM-AAC).
+`--budget-scale S` multiplies every step count, time limit and the number of training clips (validation and test
+splits keep their size). `--set FIELD=VALUE` overrides any size (a `DemoSizes` field, e.g. `captioner_batch_size=32`,
+`lora_learning_rate=3e-4`, or `probe_train_clips` / `probe_eval_clips`).
+
+Encoder probes (what the features carry, independent of the captioner): after the EAT stage, the event types of
+each clip (which of the corpus's 10 types it contains) are predicted by a logistic regression per type from frozen
+representations of `probe_train_clips` training clips and scored on `probe_eval_clips` validation clips (macro /
+micro F1, per-label and exact-set accuracy, mAP): the input features alone (per-bin mean and std over time), the
+pretrained EAT and the same architecture with random weights (mean-pooled patch tokens and CLS); after the captioner,
+the same probe of its trained encoder. `--set probe_train_clips=0` skips them.
 
 Outputs in OUTPUT: `results.json` (configuration, device, stage timings, training steps done and whether a
 time limit stopped them, the captioner's validation curve with `eval_audio_gain` = mismatched-audio minus
-true-audio validation loss, test and compositional metrics for beam search and CLAP rescoring, the relative
-CIDEr-D gain of rescoring, pass/fail against the targets), `report.md` (the same as tables, also printed),
+true-audio validation loss, the encoder probes, test and compositional metrics for beam search and CLAP rescoring,
+the relative CIDEr-D gain of rescoring, pass/fail against the targets), `report.md` (the same as tables, also printed),
 `curves.png`, `model/` (load with `pipeline("audio-captioning", model=OUTPUT/model, trust_remote_code=True)`),
 `evaluation/` (per-clip predictions with candidates).
 Targets on the test split (issue 7 §2), judged on the CLAP-rescored captions: CIDEr-D >= 1.5, event F1 >= 0.9,
@@ -35,7 +46,7 @@ rescoring gain >= +5 % relative CIDEr-D over plain beam search. The rescoring's 
 log-probability (fused with the CLAP similarity) is chosen on the validation split first (`llm-aac evaluate
 --tune-lm-weight validation`), so the test-split figures do not pick their own weight.
 
-Stage cache: the corpus, features, EAT, text LM, CLAP and captioner live in `--cache-dir` (default OUTPUT/cache)
+Stage cache: the corpus, features, EAT, text LM, CLAP, captioner and probes live in `--cache-dir` (default OUTPUT/cache)
 under a key of everything that determines them, built under a file lock. A rerun of the same command resumes
 after the last finished stage; runs that share a stage (the same seed with other knobs: `run_ablations.py`)
 build it once, and `--candidates single_pass` reuses the baseline's captioner and CLAP (only decoding differs).
@@ -86,8 +97,15 @@ KNOBS: dict[str, tuple[str, ...]] = {
     "projector": ("linear", "qformer"),
     "training": ("lora", "projector_only"),
     "candidates": ("slam", "single_pass"),
+    # The captioner's encoder: the EAT stage's weights or the same architecture from random weights, trained with
+    # the captioner or frozen (diagnostics of what the pretrained encoder gives the captioner).
+    "encoder_init": ("pretrained", "scratch"),
+    "encoder_training": ("trained", "frozen"),
 }
 BASELINE = {name: values[0] for name, values in KNOBS.items()}
+# Knobs added after the first GPU runs: only a non-baseline value enters the captioner's cache key, so that the
+# baseline (and every configuration that keeps them at the baseline) finds the stages of earlier runs.
+ENCODER_KNOBS = ("encoder_init", "encoder_training")
 # (metric, threshold, what is judged): issue 7 §2, on the test split.
 TARGETS = (
     ("cider_d", 1.5, "CIDEr-D of the CLAP-rescored captions"),
@@ -155,6 +173,7 @@ SIZES: dict[str, dict[str, Any]] = {
         lora_r=16, lora_alpha=32, lora_target_modules="all-linear",
         clap_preset="small", clap_steps=600, clap_learning_rate=3e-4, clap_batch_size=256, clap_minutes=2.0,
         log_points=50, feature_batch_size=64, eval_batch_size=32,
+        probe_train_clips=2_000, probe_eval_clips=500,
     ),
     # CPU check of the chain (the demo's --quick sizes, plus the compositional split): ~1-2 minutes on 2 cores.
     "smoke": dict(
@@ -165,8 +184,13 @@ SIZES: dict[str, dict[str, Any]] = {
         lora_steps=4, lora_learning_rate=1e-3, lora_minutes=0.4, captioner_eval_minutes=0.05,
         captioner_batch_size=4, captioner_eval_steps=100,
         clap_steps=4, clap_learning_rate=1e-3, clap_batch_size=4, clap_minutes=0.5,
+        probe_train_clips=16, probe_eval_clips=4,
     ),
 }
+# Sizes of this recipe that are not `DemoSizes` fields (the demo has no such stage): the encoder probes' clips
+# (0 training clips: no probe) and the captioner's per-validation-pass allowance (folded into its time limits).
+PROBE_FIELDS = ("probe_train_clips", "probe_eval_clips")
+RECIPE_FIELDS = ("captioner_eval_minutes", *PROBE_FIELDS)
 
 # Scaled by --budget-scale: step counts, time limits, and training clips (held-out splits keep their size).
 SCALED_FIELDS = ("train_clips", "text_clips", "eat_steps", "eat_minutes", "lm_steps", "lm_minutes", "projector_steps",
@@ -178,16 +202,21 @@ MIN_TRAIN_CLIPS = 16
 # time limit and saving); smoke: measured on the shared 2-core machine, doubled.
 UNTIMED_MINUTES: dict[str, dict[str, float]] = {
     "gpu": dict(startup=0.5, synthesize_per_1k=0.05, features_per_1k=0.06, features_fixed=0.3, stage=0.5,
-                captioner_stage=1.0, save=0.25, evaluate_per_1k=0.6, evaluate_fixed=0.4),
+                captioner_stage=1.0, save=0.25, evaluate_per_1k=0.6, evaluate_fixed=0.4, probe_fixed=0.3,
+                probe_per_1k=0.05),
     "smoke": dict(startup=0.2, synthesize_per_1k=0.5, features_per_1k=8.0, features_fixed=0.1, stage=0.3,
-                  captioner_stage=0.4, save=0.1, evaluate_per_1k=15.0, evaluate_fixed=0.2),
+                  captioner_stage=0.4, save=0.1, evaluate_per_1k=15.0, evaluate_fixed=0.2, probe_fixed=0.2,
+                  probe_per_1k=4.0),
 }
+# Passes over the probe clips: the EAT stage's probe reads the input features, the pretrained and the randomly
+# initialised EAT; the captioner's probe reads its encoder.
+PROBE_PASSES = {"probe": 3, "captioner_probe": 1}
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     """`["lora_steps=2000", "lm_preset=small"]` -> typed values (ints, floats, strings), checked against
     the size fields."""
-    known = _size_field_names() | {"captioner_eval_minutes"}
+    known = _size_field_names() | set(RECIPE_FIELDS)
     values: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
@@ -210,12 +239,12 @@ def _size_field_names() -> set[str]:
     try:
         from llm_aac.demo import DemoSizes
     except ImportError:
-        return set(SIZES["gpu"]) | set(SIZES["smoke"])
+        return (set(SIZES["gpu"]) | set(SIZES["smoke"])) - set(RECIPE_FIELDS)
     return {f.name for f in dataclasses.fields(DemoSizes)}
 
 
 def size_values(size: str, budget_scale: float = 1.0, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The recipe's sizes (`DemoSizes` fields) for `size` (gpu | smoke), scaled and overridden.
+    """The recipe's sizes (`DemoSizes` fields and `PROBE_FIELDS`) for `size` (gpu | smoke), scaled and overridden.
 
     `projector_minutes` / `lora_minutes` (also when overridden) are training minutes: the returned time limits add
     `captioner_eval_minutes` for each validation pass of the stage."""
@@ -233,6 +262,11 @@ def size_values(size: str, budget_scale: float = 1.0, overrides: Mapping[str, An
             floor = MIN_TRAIN_CLIPS if name.endswith("_clips") else 1
             values[name] = max(floor, int(round(values[name] * budget_scale)))
     values.update(overrides or {})
+    train_probe, eval_probe = (values.get(name, 0) for name in PROBE_FIELDS)
+    if not (isinstance(train_probe, int) and isinstance(eval_probe, int) and (train_probe == 0 or
+                                                                            (train_probe >= 2 and eval_probe >= 1))):
+        raise ValueError(f"probe_train_clips must be 0 (no encoder probe) or >= 2 with probe_eval_clips >= 1, got "
+                         f"{train_probe!r} and {eval_probe!r}")
     if "{" in values.get("eat_config_overrides", ""):
         values["eat_config_overrides"] = values["eat_config_overrides"].format(**values)
     # The captioner stages' limits: training minutes + an unscaled allowance per validation pass (eval on start,
@@ -251,21 +285,39 @@ def stage_minutes(values: Mapping[str, Any], size: str) -> dict[str, float]:
                        if k in values) / 1000
     featurized = (values["train_clips"] + values["validation_clips"]) / 1000
     evaluated = (values["test_clips"] + values.get("compositional_clips", 0)) / 1000
+    probed = (min(values.get("probe_train_clips", 0), values["train_clips"]) +
+              min(values.get("probe_eval_clips", 0), values["validation_clips"])) / 1000
+    probes = {name: (untimed["probe_fixed"] + untimed["probe_per_1k"] * passes * probed
+                     if values.get("probe_train_clips", 0) > 0 else 0.0) for name, passes in PROBE_PASSES.items()}
     return {
         "synthesize": untimed["stage"] + untimed["synthesize_per_1k"] * corpus_clips,
         "features": untimed["features_fixed"] + untimed["features_per_1k"] * featurized,
         "eat": values["eat_minutes"] + untimed["stage"],
+        "probe": probes["probe"],
         "lm": values["lm_minutes"] + untimed["stage"],
         "clap": values["clap_minutes"] + untimed["stage"],
         "captioner": values["projector_minutes"] + values["lora_minutes"] + untimed["captioner_stage"],
+        "captioner_probe": probes["captioner_probe"],
         "save": untimed["save"],
         "evaluate": untimed["evaluate_fixed"] + untimed["evaluate_per_1k"] * evaluated,
     }
 
 
-def worst_case_minutes(values: Mapping[str, Any], size: str) -> float:
-    """Worst-case minutes of a whole run that builds every stage itself."""
-    return UNTIMED_MINUTES[size]["startup"] + sum(stage_minutes(values, size).values())
+# Stages that `--skip-evaluation` leaves out (CLAP only rescores the evaluation's candidates).
+EVALUATION_STAGES = ("clap", "save", "evaluate")
+
+
+def worst_case_minutes(values: Mapping[str, Any], size: str, skip_evaluation: bool = False) -> float:
+    """Worst-case minutes of a whole run that builds every stage itself (without the evaluation stages when
+    `skip_evaluation`)."""
+    stages = stage_minutes(values, size)
+    return UNTIMED_MINUTES[size]["startup"] + sum(minutes for name, minutes in stages.items()
+                                                  if not (skip_evaluation and name in EVALUATION_STAGES))
+
+
+def knob_option(name: str) -> str:
+    """The command-line option of a knob (`encoder_init` -> `--encoder-init`)."""
+    return "--" + name.replace("_", "-")
 
 
 def run_label(knobs: Mapping[str, str]) -> str:
@@ -360,6 +412,131 @@ class StageCache:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+# ----------------------------------------------------------------------------------------- encoder probes
+
+# What each probed representation is, in report order.
+PROBE_REPRESENTATIONS = {
+    "input_features": "input features: per-bin mean and std over time (no encoder)",
+    "pretrained_eat": "EAT after the EAT stage",
+    "random_eat": "the same EAT architecture with random weights",
+    "captioner_encoder": "the captioner's encoder after captioner training",
+}
+PROBE_POOLINGS = ("mean", "cls")
+PROBE_FILE = "encoder_probe.json"
+
+
+def probe_encoders(folder: str, features_dir: str, encoders: Mapping[str, tuple[str, bool]], *, train_clips: int,
+                   eval_clips: int, seed: int, device: str, batch_size: int,
+                   with_input_features: bool = False) -> tuple[str, dict]:
+    """Linear probes of the clips' event types (which of the corpus's event types each clip contains) on frozen
+    representations: the first `train_clips` training and `eval_clips` validation clips of `features_dir` (the
+    precomputed features the captioner trains on), an L2-regularised logistic regression per event type
+    (`eval/linear_probe.py`, weight decay picked on held-out training clips), scored on the validation clips.
+
+    `encoders`: name -> (EAT or captioner folder, whether to replace its weights by a random initialisation of the
+    same architecture, seeded with `seed`), each read with the first folder's normalisation, mean-pooled over the
+    patch tokens and as the CLS token. `with_input_features` adds the no-encoder reference (the first folder's
+    normalised features, per-bin mean and std over time). Writes `folder/encoder_probe.json`; returns its path and
+    contents.
+    """
+    import numpy as np
+    import torch
+
+    from llm_aac.eval.audio_classification import encode_targets, synthetic_class_ids
+    from llm_aac.eval.linear_probe import (
+        extract_embeddings,
+        load_audio_encoder,
+        probe_embeddings,
+        time_statistics_embeddings,
+    )
+    from llm_aac.processing.precompute import load_precomputed
+    from llm_aac.processing.synthetic import EVENT_TYPES
+    from modeling_llm_aac import EATModel
+
+    started = time.monotonic()
+    data = {}
+    for split, limit in (("train", train_clips), ("validation", eval_clips)):
+        dataset = load_precomputed(os.path.join(features_dir, split))
+        dataset = dataset.select(range(min(limit, len(dataset))))
+        labels = synthetic_class_ids(dataset.select_columns(["event_labels"])["event_labels"], f"{split} features")
+        data[split] = (dataset, encode_targets(labels, len(EVENT_TYPES), multi_label=True))
+    (train, train_targets), (validation, eval_targets) = data["train"], data["validation"]
+    representations: dict[str, Any] = {}
+
+    def probe(name: str, source: str, pooled: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        representations[name] = {"description": PROBE_REPRESENTATIONS.get(name, name), "source": source, "poolings": {
+            pooling: probe_embeddings(train_x, train_targets, eval_x, eval_targets, multi_label=True,
+                                      label_names=EVENT_TYPES, seed=seed, device=device)
+            for pooling, (train_x, eval_x) in pooled.items()}}
+
+    reference_extractor = None
+    for name, (path, random_init) in encoders.items():
+        encoder, extractor = load_audio_encoder(path, device=device)
+        reference_extractor = reference_extractor or extractor
+        if random_init:
+            torch.manual_seed(seed)
+            encoder = EATModel(encoder.config).to(encoder.device).eval()
+        embedded = [extract_embeddings(encoder, reference_extractor, dataset, poolings=PROBE_POOLINGS,
+                                       batch_size=batch_size, progress=False) for dataset in (train, validation)]
+        probe(name, path, {p: (embedded[0][p], embedded[1][p]) for p in PROBE_POOLINGS})
+        max_frames = encoder.config.max_frames
+        del encoder
+    if with_input_features and reference_extractor is not None:
+        statistics = [time_statistics_embeddings(reference_extractor, dataset, batch_size=batch_size,
+                                                 max_frames=max_frames) for dataset in (train, validation)]
+        probe("input_features", features_dir, {"time statistics": tuple(statistics)})
+    order = list(PROBE_REPRESENTATIONS)
+    result = {
+        "train_split": "train", "eval_split": "validation", "train_clips": len(train), "eval_clips": len(validation),
+        "labels": list(EVENT_TYPES), "train_label_frequency": [round(float(f), 4) for f in train_targets.mean(axis=0)],
+        "representations": dict(sorted(representations.items(),
+                                       key=lambda item: order.index(item[0]) if item[0] in order else len(order))),
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    path = os.path.join(folder, PROBE_FILE)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=1)
+    return path, result
+
+
+def probe_summary(eat_probe: Mapping[str, Any] | None, captioner_probe: Mapping[str, Any] | None,
+                  encoder_init: str) -> dict[str, float | None]:
+    """Macro F1 of the mean-pooled probes: the input features, the encoder the captioner started from (pretrained
+    or random, as `encoder_init` chose) and the captioner's encoder after training."""
+    def macro_f1(probe: Mapping[str, Any] | None, name: str) -> float | None:
+        poolings = ((probe or {}).get("representations", {}).get(name) or {}).get("poolings", {})
+        block = poolings.get("mean") or poolings.get("time statistics")
+        return None if block is None else block.get("macro_f1")
+
+    start = "random_eat" if encoder_init == "scratch" else "pretrained_eat"
+    return {"input_features": macro_f1(eat_probe, "input_features"),
+            "pretrained_eat": macro_f1(eat_probe, "pretrained_eat"), "random_eat": macro_f1(eat_probe, "random_eat"),
+            "captioner_start": macro_f1(eat_probe, start),
+            "captioner_end": macro_f1(captioner_probe, "captioner_encoder")}
+
+
+PROBE_COLUMNS = (("macro F1", "macro_f1"), ("micro F1", "micro_f1"), ("label acc.", "label_accuracy"),
+                 ("exact set", "exact_match"), ("mAP", "map"))
+
+
+def probe_table(probes: Sequence[Mapping[str, Any] | None]) -> list[str]:
+    """Markdown rows of `probe_encoders` results: one per representation and pooling."""
+    lines = ["| representation | pooling | dim | " + " | ".join(title for title, _ in PROBE_COLUMNS) + " |",
+             "|---" * (len(PROBE_COLUMNS) + 3) + "|"]
+    for probe in probes:
+        for name, block in (probe or {}).get("representations", {}).items():
+            for pooling, metrics in block["poolings"].items():
+                cells = " | ".join(_cell(metrics.get(key)) for _, key in PROBE_COLUMNS)
+                lines.append(f"| {block['description']} | {pooling} | {metrics.get('dim')} | {cells} |")
+    return lines
+
+
+def print_probe(probe: Mapping[str, Any] | None) -> None:
+    if probe:
+        print(f"  probe of the event types ({probe['train_clips']} train / {probe['eval_clips']} validation clips, "
+              f"{probe['seconds']:.1f} s):\n  " + "\n  ".join(probe_table([probe])), flush=True)
+
+
 # ------------------------------------------------------------------------------------------------ results
 
 
@@ -416,15 +593,14 @@ def _steps_done(history: Sequence[dict]) -> int:
 
 def training_summary(paths: Mapping[str, str], values: Mapping[str, Any], training: str) -> tuple[dict, dict]:
     """(per training stage: steps planned / done and whether a time limit stopped it; the log histories)."""
-    histories = {
-        "EAT pretraining": _history(os.path.join(paths["eat"], "log_history.json")),
-        "text LM": _history(os.path.join(paths["lm"], "log_history.json")),
-        "EAT-CLAP": _history(os.path.join(paths["clap"], "log_history.json")),
-        "captioner": _history(os.path.join(paths["captioner"], "log_history.json")),
-    }
+    # A stage that did not run (no CLAP with --skip-evaluation: its path is None) has no history and no entry.
+    stages = {"EAT pretraining": ("eat", "eat_steps"), "text LM": ("lm", "lm_steps"), "EAT-CLAP": ("clap", "clap_steps"),
+              "captioner": ("captioner", None)}
+    histories = {name: _history(os.path.join(paths[key], "log_history.json"))
+                 for name, (key, _) in stages.items() if paths.get(key)}
     with open(os.path.join(paths["captioner"], "summary.json"), encoding="utf-8") as f:
         captioner = json.load(f)
-    planned = {"EAT pretraining": values["eat_steps"], "text LM": values["lm_steps"], "EAT-CLAP": values["clap_steps"]}
+    planned = {name: values[steps] for name, (_, steps) in stages.items() if steps and name in histories}
     summary: dict[str, Any] = {}
     for name, steps in planned.items():
         done = _steps_done(histories[name])
@@ -514,7 +690,7 @@ def markdown_report(results: Mapping[str, Any]) -> str:
     config = results["config"]
     lines = [f"# Synthetic recipe run `{results['label']}` (seed {config['seed']})", "",
              f"{results['device']}, {results['date']}, `{results['command']}`", "",
-             "Knobs: " + ", ".join(f"{k} {config[k]}" for k in KNOBS) +
+             "Knobs: " + ", ".join(f"{k} {config.get(k, BASELINE[k])}" for k in KNOBS) +
              f"; size {config['size']}, budget scale {config['budget_scale']}", ""]
     for split, info in results["splits"].items():
         lines += [f"## {split} ({info['num_clips']} clips)", "",
@@ -532,6 +708,8 @@ def markdown_report(results: Mapping[str, Any]) -> str:
         if skipped:
             lines += [f"Skipped metrics: {skipped}", ""]
     lines += ["## Targets (test split)", ""]
+    if not config.get("evaluated", True):
+        lines += ["Not evaluated: a diagnostic run (--skip-evaluation) stops after the captioner and its probe.", ""]
     for target in results["targets"]:
         lines.append(f"- {'PASS' if target['passed'] else 'FAIL'}: {target['description']} = {_cell(target['value'])} "
                      f"(target >= {target['target']})")
@@ -541,7 +719,15 @@ def markdown_report(results: Mapping[str, Any]) -> str:
         lines.append(f"| {e['stage']} | {e['step']} | {_cell(e.get('eval_loss'))} | "
                      f"{_cell(e.get('eval_mismatched_audio_loss'))} | {_cell(e.get('eval_audio_gain'))} | "
                      f"{_cell(e.get('eval_cider_d'))} |")
-    lines += ["", "## Training steps", "", "| stage | planned | done | stopped by time limit |", "|---|---|---|---|"]
+    probes = results.get("encoder_probe") or {}
+    if probes.get("eat_stage") or probes.get("captioner"):
+        first = probes.get("eat_stage") or probes["captioner"]
+        lines += ["", f"## Encoder probe (logistic regression per event type: {first['train_clips']} training clips -> "
+                      f"{first['eval_clips']} validation clips)", "", *probe_table([probes.get("eat_stage"),
+                                                                                   probes.get("captioner")]),
+                  "", "Macro F1 over the event types, decisions at probability 0.5; label acc. = right (clip, type) "
+                      "decisions; exact set = clips whose whole set of types is right. The captioner started from "
+                      f"the {'random' if config.get('encoder_init') == 'scratch' else 'pretrained'} EAT."]
     for name, info in results["training"].items():
         lines.append(f"| {name} | {info['steps_planned']} | {info['steps_done']} | {info['stopped_by_time_limit']} |")
     lines += ["", "## Wall time per stage", "", "| stage | seconds | reused from cache (built in s) |", "|---|---|---|"]
@@ -573,12 +759,16 @@ def run_recipe(args: argparse.Namespace, output: str) -> dict:
     Raises `DemoStageError` (its `__cause__` a `DeadlineReached` when the deadline stopped it)."""
     from llm_aac import demo
 
-    sizes = demo.DemoSizes(**size_values(args.size, args.budget_scale, args.overrides))
+    all_values = size_values(args.size, args.budget_scale, args.overrides)
+    sizes = demo.DemoSizes(**{k: v for k, v in all_values.items() if k not in PROBE_FIELDS})
     values = dataclasses.asdict(sizes)  # every field, defaults included: cache keys and the results
+    probe_sizes = {name: all_values[name] for name in PROBE_FIELDS}
+    probing = probe_sizes["probe_train_clips"] > 0
     knobs = {name: getattr(args, name) for name in KNOBS}
     label = args.label or run_label(knobs)
     choices = demo.RecipeChoices(
         feature_type=args.features, projector_type=args.projector, training=args.training, candidates=args.candidates,
+        encoder_init=args.encoder_init, encoder_training=args.encoder_training,
         device=args.device, dataloader_workers=args.dataloader_workers, progress_bars=not args.no_progress,
         lm_caption_files=tuple(os.path.abspath(p) for p in args.lm_caption_file),
     )
@@ -586,8 +776,8 @@ def run_recipe(args: argparse.Namespace, output: str) -> dict:
     feature_choices = dataclasses.replace(choices, device=args.feature_device)
     deadline = Deadline(args.deadline_minutes, started=PROCESS_START)
     cache = StageCache(args.cache_dir or os.path.join(output, "cache"))
-    worst = stage_minutes(values, args.size)
-    runner = demo.StageRunner(total=8)
+    worst = stage_minutes({**values, **probe_sizes}, args.size)
+    runner = demo.StageRunner(total=8 + 2 * probing - 3 * args.skip_evaluation)
     records: list[dict] = []
 
     def stage(name: str, description: str, worst_key: str, cache_name: str | None, settings: Mapping | None,
@@ -610,7 +800,8 @@ def run_recipe(args: argparse.Namespace, output: str) -> dict:
         return done
 
     print(f"synthetic recipe '{label}': {knobs}, seed {args.seed}, size {args.size} x {args.budget_scale}, device "
-          f"{args.device} (features on {args.feature_device}), worst case {worst_case_minutes(values, args.size):.1f} "
+          f"{args.device} (features on {args.feature_device}), worst case "
+          f"{worst_case_minutes({**values, **probe_sizes}, args.size, args.skip_evaluation):.1f} "
           f"min{'' if args.deadline_minutes is None else f', deadline {args.deadline_minutes:.1f} min'}", flush=True)
     started = time.monotonic()
     corpus_settings = {"corpus_seed": args.corpus_seed, **{k: values[k] for k in
@@ -629,6 +820,19 @@ def run_recipe(args: argparse.Namespace, output: str) -> dict:
     encoder = stage("EAT pretraining", f"EAT-{sizes.eat_preset}, {sizes.eat_steps} steps or {sizes.eat_minutes} min",
                     "eat", f"eat-{args.features}", eat_settings,
                     lambda folder: demo.pretrain_encoder(folder, features.result, sizes, args.seed, choices))
+    eat_probe = None
+    probe_options = dict(train_clips=probe_sizes["probe_train_clips"], eval_clips=probe_sizes["probe_eval_clips"],
+                         seed=args.seed, device=args.device, batch_size=sizes.feature_batch_size)
+    if probing:
+        eat_probe = stage(
+            "encoder probe", f"event-type probes of the input features and of the pretrained and a random-init EAT "
+            f"({probe_sizes['probe_train_clips']} train / {probe_sizes['probe_eval_clips']} validation clips)",
+            "probe", f"probe-{args.features}", {**eat_settings, **probe_sizes},
+            lambda folder: probe_encoders(
+                folder, features.result,
+                {"pretrained_eat": (encoder.result, False), "random_eat": (encoder.result, True)},
+                with_input_features=True, **probe_options))
+        print_probe(eat_probe.extra)
     lm_settings = {"corpus_seed": args.corpus_seed, "seed": args.seed, "text_clips": sizes.text_clips,
                    "vocab_size": sizes.vocab_size, "log_points": sizes.log_points,
                    **{k: v for k, v in values.items() if k.startswith("lm_")},
@@ -639,48 +843,65 @@ def run_recipe(args: argparse.Namespace, output: str) -> dict:
         lambda folder: demo.pretrain_language_model(folder, sizes, args.seed, choices, corpus_seed=args.corpus_seed))
     clap_settings = {**eat_settings, **{k: v for k, v in values.items() if k.startswith("clap_")},
                      "validation_clips": sizes.validation_clips}
-    clap = stage("CLAP", f"EAT-CLAP ({sizes.clap_preset}), {sizes.clap_steps} steps or {sizes.clap_minutes} min", "clap",
-                 f"clap-{args.features}", clap_settings,
-                 lambda folder: demo.train_clap_scorer(folder, features.result, encoder.result, sizes, args.seed, choices))
+    clap = None
+    if not args.skip_evaluation:  # the CLAP scorer only rescores the evaluation's candidates
+        clap = stage("CLAP", f"EAT-CLAP ({sizes.clap_preset}), {sizes.clap_steps} steps or {sizes.clap_minutes} min",
+                     "clap", f"clap-{args.features}", clap_settings,
+                     lambda folder: demo.train_clap_scorer(folder, features.result, encoder.result, sizes, args.seed,
+                                                           choices))
     captioner_fields = ("projector_steps", "projector_learning_rate", "projector_minutes", "lora_steps",
                         "lora_learning_rate", "lora_minutes", "captioner_batch_size", "captioner_eval_steps",
                         "captioner_eval_clips", "captioner_eval_beams", "captioner_preset", "projector_hidden_size",
                         "lora_r", "lora_alpha", "lora_target_modules", "validation_clips")
-    captioner_settings = {"eat": eat_settings, "lm": lm_settings, "projector": args.projector,
-                          "training": args.training, **{k: values[k] for k in captioner_fields}}
+    captioner_name, captioner_settings = captioner_cache_entry(
+        knobs, {"eat": eat_settings, "lm": lm_settings, "projector": args.projector, "training": args.training,
+                **{k: values[k] for k in captioner_fields}})
     steps = (f"{sizes.projector_steps} projector-only steps, then {sizes.lora_steps} with LoRA"
              if args.training == "lora" else f"{sizes.projector_steps + sizes.lora_steps} projector-only steps")
-    captioner = stage("captioner", f"{args.projector} projector, {steps}; the encoder trains with them", "captioner",
-                      f"captioner-{args.features}-{args.projector}-{args.training}", captioner_settings,
+    encoder_role = (f"the {'pretrained' if args.encoder_init == 'pretrained' else 'randomly initialised'} encoder "
+                    f"{'trains with them' if args.encoder_training == 'trained' else 'stays frozen'}")
+    captioner = stage("captioner", f"{args.projector} projector, {steps}; {encoder_role}", "captioner",
+                      captioner_name, captioner_settings,
                       lambda folder: demo.train_captioner(folder, features.result, encoder.result,
                                                           language_model.result, sizes, args.seed, choices))
-    model_dir = os.path.join(output, MODEL_DIR)
-    stage("save model folder", f"captioner + CLAP scorer -> {model_dir}", "save", None, None,
-          lambda _: demo.save_model_folder(model_dir, captioner.result, clap.result, choices))
-    evaluation = stage(
-        "caption + evaluate", f"{' + '.join(EVALUATION_SPLITS)} splits: beam search vs CLAP rescoring ({args.candidates})",
-        "evaluate", None, None,
-        lambda _: demo.evaluate(model_dir, output, corpus.result, sizes, choices, splits=EVALUATION_SPLITS,
-                                tune_lm_weight_on=LM_WEIGHT_SPLIT))
+    captioner_probe = None
+    if probing:
+        captioner_probe = stage(
+            "captioner encoder probe", "the same event-type probe of the captioner's trained encoder",
+            "captioner_probe", "captioner-probe", {"captioner": os.path.basename(captioner.folder), **probe_sizes},
+            lambda folder: probe_encoders(folder, features.result, {"captioner_encoder": (captioner.result, False)},
+                                          **probe_options))
+        print_probe(captioner_probe.extra)
+    model_dir = evaluation_dir = None
+    splits: dict[str, Any] = {}
+    if not args.skip_evaluation:
+        model_dir, evaluation_dir = os.path.join(output, MODEL_DIR), os.path.join(output, "evaluation")
+        stage("save model folder", f"captioner + CLAP scorer -> {model_dir}", "save", None, None,
+              lambda _: demo.save_model_folder(model_dir, captioner.result, clap.result, choices))
+        evaluation = stage(
+            "caption + evaluate",
+            f"{' + '.join(EVALUATION_SPLITS)} splits: beam search vs CLAP rescoring ({args.candidates})", "evaluate",
+            None, None, lambda _: demo.evaluate(model_dir, output, corpus.result, sizes, choices,
+                                                splits=EVALUATION_SPLITS, tune_lm_weight_on=LM_WEIGHT_SPLIT))
+        # The evaluation summary is the stage's return value (not a path): `stage` stored it as the result.
+        splits = summarize_evaluation(evaluation.result)
     total_seconds = time.monotonic() - started
 
-    # The evaluation summary is the stage's return value (not a path): `stage` stored it as the result.
-    splits = summarize_evaluation(evaluation.result)
     targets = judge_targets(splits)
-    paths = {"eat": os.path.dirname(encoder.result), "lm": language_model.result, "clap": clap.result,
-             "captioner": captioner.result}
+    paths = {"eat": os.path.dirname(encoder.result), "lm": language_model.result,
+             "clap": clap.result if clap else None, "captioner": captioner.result}
     training, histories = training_summary(paths, values, args.training)
     results = {
         "format": FORMAT_VERSION,
         "label": label,
         "config": {**knobs, "seed": args.seed, "corpus_seed": args.corpus_seed, "size": args.size,
                    "budget_scale": args.budget_scale, "overrides": dict(args.overrides),
-                   "lm_caption_files": list(choices.lm_caption_files)},
+                   "lm_caption_files": list(choices.lm_caption_files), "evaluated": not args.skip_evaluation},
         "device": _device_name(args.device),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "command": " ".join([os.path.relpath(sys.argv[0]) if sys.argv and sys.argv[0] else "synthetic_gpu.py",
                              *sys.argv[1:]]),
-        "sizes": values,
+        "sizes": {**values, **probe_sizes},
         "stages": records,
         "total_seconds": round(total_seconds, 1),
         "training_minutes_built": round(sum(r["built_seconds"] for r in records if r["name"] in
@@ -688,12 +909,16 @@ def run_recipe(args: argparse.Namespace, output: str) -> dict:
         "training": training,
         "captioner_validation": captioner.extra,
         "audio_gain_curve": audio_gain_curve(captioner.result),
+        "encoder_probe": {"eat_stage": eat_probe.extra if eat_probe else None,
+                          "captioner": captioner_probe.extra if captioner_probe else None,
+                          "summary": probe_summary(eat_probe.extra if eat_probe else None,
+                                                   captioner_probe.extra if captioner_probe else None,
+                                                   args.encoder_init)},
         "splits": splits,
         "targets": targets,
         "passed": all(t["passed"] for t in targets),
-        "examples": demo._examples(os.path.join(output, "evaluation"), demo.NUM_EXAMPLES),
-        "paths": {"model": model_dir, "corpus": corpus.result, "evaluation": os.path.join(output, "evaluation"),
-                  "cache": cache.root},
+        "examples": demo._examples(evaluation_dir, demo.NUM_EXAMPLES) if evaluation_dir else [],
+        "paths": {"model": model_dir, "corpus": corpus.result, "evaluation": evaluation_dir, "cache": cache.root},
     }
     curves = plot_recipe_curves(histories, os.path.join(output, CURVES_FILE),
                                 title=f"synthetic recipe '{label}', seed {args.seed} ({results['device']})")
@@ -703,6 +928,18 @@ def run_recipe(args: argparse.Namespace, output: str) -> dict:
     with open(os.path.join(output, REPORT_FILE), "w", encoding="utf-8") as f:
         f.write(markdown_report(results))
     return results
+
+
+def captioner_cache_entry(knobs: Mapping[str, str], settings: Mapping[str, Any]) -> tuple[str, dict]:
+    """(cache name, settings) of the captioner stage: the encoder knobs enter both only when they leave the
+    baseline, so that a baseline-encoder captioner keeps the key it had before those knobs existed."""
+    name = f"captioner-{knobs['features']}-{knobs['projector']}-{knobs['training']}"
+    settings = dict(settings)
+    for knob in ENCODER_KNOBS:
+        if knobs[knob] != BASELINE[knob]:
+            settings[knob] = knobs[knob]
+            name += f"-{knobs[knob]}"
+    return name, settings
 
 
 def _device_name(device: str) -> str:
@@ -725,7 +962,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder for results.json, report.md, curves.png, model/ (a folder of an earlier run is "
                              "reused; any other non-empty folder is refused)")
     for name, values in KNOBS.items():
-        parser.add_argument(f"--{name}", choices=values, default=BASELINE[name], help=f"default {BASELINE[name]}")
+        parser.add_argument(knob_option(name), dest=name, choices=values, default=BASELINE[name],
+                            help=f"default {BASELINE[name]}")
     parser.add_argument("--seed", type=int, default=0, help="seed of every training stage (default 0)")
     parser.add_argument("--corpus-seed", type=int, default=0, help="seed of the synthetic corpus (default 0)")
     parser.add_argument("--smoke", action="store_true", help="toy sizes on the CPU: the whole chain in ~1-2 minutes")
@@ -747,6 +985,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="DataLoader worker processes per training stage (default: 4 on a GPU, 0 on a CPU)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 1 on a CPU, 4 on a GPU)")
     parser.add_argument("--label", default=None, help="name of this configuration in tables (default from the knobs)")
+    parser.add_argument("--skip-evaluation", action="store_true",
+                        help="stop after the captioner and its encoder probe (diagnostic runs): no CLAP, no model "
+                             "folder, no test-split captions; results.json keeps the training curves, the captioner's "
+                             "validation scores and the probes")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs written to files)")
     return parser
 

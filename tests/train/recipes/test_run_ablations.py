@@ -13,10 +13,11 @@ import pytest
 from recipe_modules import load_recipe_module
 
 ablations = load_recipe_module("run_ablations")
+recipe = load_recipe_module("synthetic_gpu")
 
 
 def test_plan_order_dependencies_and_errors():
-    plan = ablations.plan_runs(list(ablations.CONFIGS), [0, 1])
+    plan = ablations.plan_runs(list(ablations.ISSUE_CONFIGS), [0, 1])
     names = [name for name, _, _ in plan]
     assert names[:6] == ["baseline-seed0", "fbank-seed0", "cwt_seed-seed0", "baseline-seed1", "fbank-seed1",
                          "cwt_seed-seed1"]
@@ -25,6 +26,8 @@ def test_plan_order_dependencies_and_errors():
         ablations.plan_runs(["baseline", "mfcc"], [0])
     with pytest.raises(ValueError, match="seeds repeat"):
         ablations.plan_runs(["baseline"], [1, 1])
+    with pytest.raises(ValueError, match="configurations repeat"):
+        ablations.plan_runs(["baseline", "baseline"], [0])
 
     command = ablations.recipe_command("recipe.py", "runs/x", "cache", "projector_only", 3, budget_scale=0.4,
                                        smoke=False, workers=16, dataloader_workers=2, threads=3)
@@ -36,6 +39,46 @@ def test_plan_order_dependencies_and_errors():
     smoke = ablations.recipe_command("r.py", "o", "c", "baseline", 0, budget_scale=1.0, smoke=True, workers=1,
                                      dataloader_workers=1, threads=1)
     assert "--smoke" in smoke and "--dataloader-workers" not in smoke
+
+
+def test_custom_configurations_knobs_and_sizes():
+    knobs = recipe.KNOBS
+    batch = ablations.parse_config("batch32:captioner_batch_size=32, lora_learning_rate=3e-4", knobs,
+                                   recipe.parse_overrides)
+    assert (batch.name, dict(batch.knobs), batch.sizes) == (
+        "batch32", {}, ("captioner_batch_size=32", "lora_learning_rate=3e-4"))
+    both = ablations.parse_config("fbank_scratch:features=fbank,encoder_init=scratch", knobs, recipe.parse_overrides)
+    assert dict(both.knobs) == {"features": "fbank", "encoder_init": "scratch"} and not both.decoding_only
+    assert ablations.parse_config("beams:candidates=single_pass", knobs, recipe.parse_overrides).decoding_only
+    assert ablations.named_configuration("single_pass").decoding_only
+    for text, message in (("nocolon", "NAME:ITEM"), ("bad name:features=fbank", "NAME:ITEM"),
+                          ("scratch:features=fbank", "predefined configuration"),
+                          ("x:features=mfcc", "features must be one of"), ("x:lora_stepz=3", "unknown size field"),
+                          ("x:features", "not KEY=VALUE"), ("x:", "changes nothing")):
+        with pytest.raises(ValueError, match=message):
+            ablations.parse_config(text, knobs, recipe.parse_overrides)
+
+    # custom runs go after the predefined ones of their tier; decoding-only ones last
+    custom = {c.name: c for c in (batch, ablations.parse_config("beams:candidates=single_pass", knobs,
+                                                                   recipe.parse_overrides))}
+    plan = ablations.plan_runs(["beams", "batch32", "frozen", "scratch", "fbank", "baseline"], [0], custom)
+    assert [name for name, _, _ in plan] == ["baseline-seed0", "fbank-seed0", "scratch-seed0", "frozen-seed0",
+                                             "batch32-seed0", "beams-seed0"]
+
+    command = ablations.recipe_command("recipe.py", "runs/x", "cache", "fbank_scratch", 0, budget_scale=0.3,
+                                       smoke=False, workers=16, dataloader_workers=2, threads=3, configuration=both,
+                                       sizes=["test_clips=300"])
+    joined = " ".join(command)
+    assert "--features fbank" in joined and "--encoder-init scratch" in joined and "--label fbank_scratch" in joined
+    assert "--set test_clips=300" in joined
+    sized = ablations.recipe_command("recipe.py", "runs/x", "cache", "batch32", 0, budget_scale=0.3, smoke=False,
+                                     workers=1, dataloader_workers=1, threads=1, configuration=batch,
+                                     sizes=["captioner_batch_size=64"])
+    # the configuration's own size comes last: the recipe keeps the last --set of a field
+    assert sized.index("captioner_batch_size=32") > sized.index("captioner_batch_size=64")
+    frozen = ablations.recipe_command("r.py", "o", "c", "frozen", 0, budget_scale=1.0, smoke=True, workers=1,
+                                      dataloader_workers=1, threads=1)
+    assert "--encoder-training frozen" in " ".join(frozen)
 
 
 def test_worst_case_makespan():
@@ -219,6 +262,33 @@ def test_command_line_with_a_stand_in_recipe(tmp_path, capsys):
 
     assert ablations.main(["--output", str(output), "--configs", "baseline,mfcc", "--smoke"]) == 2
     assert "unknown configuration(s) ['mfcc']" in capsys.readouterr().err
+
+    # Configurations of one's own and sizes of every run: planned with their sizes, passed on as --set.
+    diagnose = ["--output", str(tmp_path / "diagnose"), "--seeds", "0", "--budget-scale", "0.3", "--dry-run",
+                "--configs", "baseline,scratch", "--config", "batch32:captioner_batch_size=32,lora_minutes=9",
+                "--set", "test_clips=300", "--deadline-minutes", "9.5"]
+    assert ablations.main(diagnose) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("$ ")]
+    assert len(lines) == 3 and all("--set test_clips=300" in line for line in lines)
+    assert "--encoder-init scratch" in lines[1] and "--set captioner_batch_size=32 --set lora_minutes=9" in lines[2]
+    longest = recipe.worst_case_minutes(recipe.size_values("gpu", 0.3, {"test_clips": 300, "lora_minutes": 9}), "gpu")
+    assert f"worst case per run: {longest:.1f} min" in out and "> the 9.5-minute deadline" in out
+    assert ablations.main(diagnose[:-2] + ["--config", "bad:lora_stepz=1"]) == 2
+    assert "unknown size field 'lora_stepz'" in capsys.readouterr().err
+    # Diagnostic runs without the evaluation stages: planned without them, told to skip them.
+    assert ablations.main(diagnose + ["--skip-evaluation"]) == 0
+    out = capsys.readouterr().out
+    assert all("--skip-evaluation" in line for line in out.splitlines() if line.startswith("$ "))
+    shorter = recipe.worst_case_minutes(recipe.size_values("gpu", 0.3, {"test_clips": 300, "lora_minutes": 9}), "gpu",
+                                        skip_evaluation=True)
+    assert shorter < longest and f"worst case per run: {shorter:.1f} min" in out
+    assert ablations.main(diagnose + ["--skip-evaluation", "--configs", "baseline,single_pass"]) == 2
+    assert "only change the decoding" in capsys.readouterr().err
+    # --config alone runs only the configurations defined
+    assert ablations.main(["--output", str(tmp_path / "d2"), "--seeds", "0", "--dry-run",
+                           "--config", "lr:lora_learning_rate=3e-4"]) == 0
+    assert "1 runs (0 already done)" in capsys.readouterr().out
     assert ablations.main(["--output", str(output), "--configs", "baseline", "--parallel", "0"]) == 2
     assert ablations.main(["--configs", "baseline"]) == 2
     assert "--output is required" in capsys.readouterr().err

@@ -44,6 +44,39 @@ def test_gpu_training_stages_fit_the_issue_budget_and_scale():
         recipe.size_values("huge")
 
 
+def test_probe_sizes_are_recipe_fields_checked_and_counted():
+    values = recipe.size_values("gpu", 0.3)
+    assert (values["probe_train_clips"], values["probe_eval_clips"]) == (2000, 500)  # not scaled
+    assert recipe.parse_overrides(["probe_train_clips=0"]) == {"probe_train_clips": 0}
+    with_probe = recipe.stage_minutes(values, "gpu")
+    assert with_probe["probe"] > with_probe["captioner_probe"] > 0
+    without = recipe.stage_minutes(recipe.size_values("gpu", 0.3, {"probe_train_clips": 0}), "gpu")
+    assert without["probe"] == without["captioner_probe"] == 0
+    assert recipe.worst_case_minutes(values, "gpu") == pytest.approx(
+        recipe.worst_case_minutes({**values, "probe_train_clips": 0}, "gpu") + with_probe["probe"] +
+        with_probe["captioner_probe"])
+    for bad in ({"probe_train_clips": 1}, {"probe_train_clips": -5}, {"probe_eval_clips": 0}):
+        with pytest.raises(ValueError, match="probe_train_clips must be 0"):
+            recipe.size_values("gpu", 1.0, bad)
+
+
+def test_encoder_knobs_keep_the_baseline_captioner_key():
+    settings = {"eat": {"seed": 0}, "projector": "linear", "training": "lora", "lora_steps": 10}
+    name, kept = recipe.captioner_cache_entry(recipe.BASELINE, settings)
+    # the key the captioner had before the encoder knobs existed: earlier runs' stages stay reusable
+    assert name == "captioner-cwt-linear-lora" and kept == settings
+    name, changed = recipe.captioner_cache_entry(
+        {**recipe.BASELINE, "features": "fbank", "encoder_init": "scratch", "encoder_training": "frozen"}, settings)
+    assert name == "captioner-fbank-linear-lora-scratch-frozen"
+    assert changed == {**settings, "encoder_init": "scratch", "encoder_training": "frozen"}
+    assert recipe.StageCache.key(name, changed) != recipe.StageCache.key(name, settings)
+    args = recipe.resolve_arguments(["--output", "x", "--smoke", "--encoder-init", "scratch",
+                                     "--encoder-training", "frozen"])
+    knobs = {name: getattr(args, name) for name in recipe.KNOBS}
+    assert (args.encoder_init, args.encoder_training) == ("scratch", "frozen")
+    assert recipe.run_label(knobs) == "scratch+frozen"
+
+
 def test_overrides_are_typed_and_checked():
     assert recipe.parse_overrides(["lora_steps=2000", "lora_minutes=4.5", "lm_preset=small",
                                    "eat_config_overrides=ema_decay=0.99"]) == {
@@ -59,6 +92,7 @@ def test_arguments_defaults_and_errors(monkeypatch, capsys):
     assert (args.size, args.device, args.feature_device, args.dataloader_workers, args.threads) == (
         "smoke", "cpu", "cpu", 0, 1)
     assert (args.features, args.projector, args.training, args.candidates) == ("cwt", "linear", "lora", "slam")
+    assert (args.encoder_init, args.encoder_training) == ("pretrained", "trained")
     args = recipe.resolve_arguments(["--output", "x", "--features", "fbank", "--feature-device", "cpu"])
     assert (args.size, args.device, args.feature_device, args.dataloader_workers) == ("gpu", "cuda", "cpu", 4)
 
@@ -203,9 +237,10 @@ def test_smoke_recipe_end_to_end(tmp_path):
         capture_output=True, text=True, env=environment, timeout=600,
     )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-    for number, name in enumerate(("synthesize corpus", "features", "EAT pretraining", "tokenizer + text LM", "CLAP",
-                                   "captioner", "save model folder", "caption + evaluate"), start=1):
-        assert f"[{number}/8] {name} done in" in completed.stdout
+    stages = ("synthesize corpus", "features", "EAT pretraining", "encoder probe", "tokenizer + text LM", "CLAP",
+              "captioner", "captioner encoder probe", "save model folder", "caption + evaluate")
+    for number, name in enumerate(stages, start=1):
+        assert f"[{number}/10] {name} done in" in completed.stdout
     assert "## Targets (test split)" in completed.stdout and "targets: not all met" in completed.stdout
 
     results = json.loads((output / recipe.RESULTS_FILE).read_text())
@@ -219,10 +254,66 @@ def test_smoke_recipe_end_to_end(tmp_path):
     assert [e["stage"] for e in curve][:1] == ["projector"] and curve[-1]["stage"] == "lora"
     assert all("eval_audio_gain" in e for e in curve)
     assert results["training"]["captioner lora"]["steps_done"] == results["sizes"]["lora_steps"]
-    assert len(results["stages"]) == 8 and not any(stage["reused"] for stage in results["stages"])
-    assert (output / recipe.REPORT_FILE).read_text().startswith("# Synthetic recipe run `baseline`")
+    assert len(results["stages"]) == 10 and not any(stage["reused"] for stage in results["stages"])
+    report = (output / recipe.REPORT_FILE).read_text()
+    assert report.startswith("# Synthetic recipe run `baseline`")
     assert (output / recipe.CURVES_FILE).stat().st_size > 10_000
     assert (output / recipe.MODEL_DIR / "config.json").is_file()
+
+    # The encoder probes: every representation and pooling scored on the smoke size's clips, in the report too.
+    probes = results["encoder_probe"]
+    eat_probe = probes["eat_stage"]
+    assert (eat_probe["train_clips"], eat_probe["eval_clips"]) == (16, 4)
+    assert list(eat_probe["representations"]) == ["input_features", "pretrained_eat", "random_eat"]
+    assert list(probes["captioner"]["representations"]) == ["captioner_encoder"]
+    for probe in (eat_probe, probes["captioner"]):
+        for block in probe["representations"].values():
+            for metrics in block["poolings"].values():
+                assert 0 <= metrics["label_accuracy"] <= 1 and 0 <= metrics["map"] <= 1
+                assert {"macro_f1", "micro_f1", "exact_match", "weight_decay"} <= set(metrics)
+    summary = probes["summary"]
+    assert summary["captioner_start"] == summary["pretrained_eat"] == \
+        eat_probe["representations"]["pretrained_eat"]["poolings"]["mean"]["macro_f1"]
+    assert "## Encoder probe" in report and "the same EAT architecture with random weights | cls | 32 |" in report
+
+    # A diagnostic run of the frozen-encoder variant on the same cache: it reuses every stage up to the captioner,
+    # skips CLAP and the evaluation, and its captioner keeps the EAT stage's weights exactly (so its probe gives the
+    # EAT probe's numbers), while the baseline's trained encoder moved.
+    import torch
+
+    from llm_aac.eval.linear_probe import load_audio_encoder
+
+    frozen_output = tmp_path / "frozen"
+    completed = subprocess.run(
+        [sys.executable, os.path.join(RECIPES_DIR, "synthetic_gpu.py"), "--smoke", "--output", str(frozen_output),
+         "--cache-dir", results["paths"]["cache"], "--encoder-training", "frozen", "--skip-evaluation",
+         "--no-progress", "--workers", "1"],
+        capture_output=True, text=True, env=environment, timeout=600,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert "[7/7] captioner encoder probe done in" in completed.stdout
+    frozen = json.loads((frozen_output / recipe.RESULTS_FILE).read_text())
+    assert frozen["label"] == "frozen" and frozen["splits"] == {} and not frozen["config"]["evaluated"]
+    assert {r["name"]: r["reused"] for r in frozen["stages"]} == {
+        "synthesize corpus": True, "features": True, "EAT pretraining": True, "encoder probe": True,
+        "tokenizer + text LM": True, "captioner": False, "captioner encoder probe": False}
+    assert "EAT-CLAP" not in frozen["training"] and frozen["paths"]["model"] is None
+    assert "Not evaluated" in (frozen_output / recipe.REPORT_FILE).read_text()
+
+    def stage_result(run, name):
+        entry = next(r["cache_entry"] for r in run["stages"] if r["name"] == name)
+        folder = os.path.join(run["paths"]["cache"], entry)
+        return os.path.join(folder, json.loads(open(os.path.join(folder, recipe.DONE_FILE)).read())["result"])
+
+    pretrained = load_audio_encoder(stage_result(results, "EAT pretraining"), device="cpu")[0].state_dict()
+    kept = load_audio_encoder(stage_result(frozen, "captioner"), device="cpu")[0].state_dict()
+    trained = load_audio_encoder(stage_result(results, "captioner"), device="cpu")[0].state_dict()
+    assert all(torch.equal(kept[k], pretrained[k]) for k in pretrained)
+    assert any(not torch.equal(trained[k], pretrained[k]) for k in pretrained)
+    ours = frozen["encoder_probe"]["captioner"]["representations"]["captioner_encoder"]["poolings"]["mean"]
+    reference = eat_probe["representations"]["pretrained_eat"]["poolings"]["mean"]
+    assert ours["map"] == pytest.approx(reference["map"], abs=1e-3)
+    assert ours["label_accuracy"] == pytest.approx(reference["label_accuracy"])
 
 
 def test_stage_failure_and_deadline_exit_statuses(tmp_path, monkeypatch, capsys):
@@ -240,7 +331,7 @@ def test_stage_failure_and_deadline_exit_statuses(tmp_path, monkeypatch, capsys)
     output = tmp_path / "broken"
     assert recipe.main(["--smoke", "--output", str(output)]) == 1
     err = capsys.readouterr().err
-    assert "stage 1/8 'synthesize corpus' failed" in err and "no space left on the device" in err
+    assert "stage 1/10 'synthesize corpus' failed" in err and "no space left on the device" in err
     log = (output / recipe.ERROR_LOG).read_text()
     assert "Traceback" in log and "failing_synthesis" in log
     assert not (output / recipe.RESULTS_FILE).exists()
