@@ -103,6 +103,7 @@ def main() -> int:
     # "graphs" generator runs eagerly too).
     for generator in (eager, graphs):
         generator.decoder.attend_written_only = False
+        generator.decoder.merge_repeated_paths = False  # a captured step computes every row
     captures = []
     capture = graphs.decoder._capture_graph
 
