@@ -349,7 +349,7 @@ def time_phases(fast: FastCaptionGenerator, call, device: torch.device) -> dict:
     rounded = {name: round(value, 3) for name, value in seconds.items()}
     outer = sum(value for name, value in seconds.items() if "." not in name)
     return {"wall_s": round(wall, 3), **rounded, "rest": round(wall - outer, 3),
-            "computed_row_fraction": round(rows[0] / max(1, rows[1]), 3)}
+            "computed_row_fraction": round(rows[0] / rows[1], 3) if rows[1] else None}
 
 
 def run_clap(rows, audio, args, device):

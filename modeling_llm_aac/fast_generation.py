@@ -651,7 +651,9 @@ class FastCaptionGenerator:
         mask = attention_mask[clip_indices]
         width = int(mask.sum(-1).max())  # leading columns that are padding in every row are dropped
         ids, mask = ids[:, -width:].to(device), mask[:, -width:].to(device)
-        per_batch = max(1, self.max_prefill_tokens // width)
+        # Sub-batches of (nearly) equal size: a small remainder batch would run weight-bound GEMMs.
+        num_batches = -(-len(clip_indices) // max(1, self.max_prefill_tokens // width))
+        per_batch = -(-len(clip_indices) // num_batches)
         self.decoder.begin(len(clip_indices), buffer_width, rows_per_clip, max_new_tokens)
         logits = []
         for start in range(0, len(clip_indices), per_batch):
