@@ -8,10 +8,13 @@ generated tokens. All searches of a clip (e.g. the seven beam sizes of CLAP-Refi
 diverse beam search) run in one decoding loop over the same prefix. Clips are processed in chunks sized to
 a key/value memory budget.
 
-A decoding step has the same shapes and kernels at every step: a row's generated keys / values stay where they
-were computed (a reordering beam search copies nothing; an attention mask follows each row's path), and the step
-number is a device tensor. So the step can be replayed as a CUDA graph (`FastCaptionGenerator(...,
-cuda_graphs=True)`), which removes the launch gaps of its ~45 small kernels per layer.
+A row's generated keys / values stay where they were computed (a reordering beam search copies nothing; an
+attention mask follows each row's path). Rows of a clip whose paths are equal (CLAP-Refine's searches keep many
+of the same hypotheses: ~30 % of its rows hold a distinct path on a 7B captioner) are computed once per step and
+share their entries and logits. An eager step attends over the entries written so far. With every row computed
+and the whole buffer attended, a step has the same shapes at every step and reads its step number from a device
+tensor, so it can instead be replayed as a CUDA graph (`FastCaptionGenerator(..., cuda_graphs=True)`), which
+removes the launch gaps of its ~45 small kernels per layer.
 
 The decoding semantics are transformers' (v5 vectorised beam search: `2 * num_beams` candidates per step,
 finished hypotheses ranked by `sum_log_prob / length ** length_penalty`, the `early_stopping` heuristics;
@@ -553,10 +556,11 @@ class FastCaptionGenerator:
             share it, so a call typically needs one shape plus one for its last, smaller chunk, each capture
             costing about three eager steps. The graph removes the launch gaps of the ~45 small kernels per layer
             and step; results are those of the eager step. A step that cannot be captured (e.g. a dynamic RoPE
-            variant, which synchronises) falls back to eager decoding with a `RuntimeWarning`. Default `False`: graphs keep a private copy of the step's
-            activations per shape, and the gain is largest for long decodes of many clips (benchmarks/
-            bench_generate.py `--cuda-graphs`, verified by benchmarks/check_fast_generation_cuda.py). Can be
-            changed later through the `cuda_graphs` attribute.
+            variant, which synchronises) falls back to eager decoding with a `RuntimeWarning`. Default `False`:
+            graphs keep a private copy of the step's activations per shape, and a captured step computes every
+            row and attends over the whole buffer, which costs CLAP-Refine more than the launches it saves (H100:
+            1.02x for beam 4; docs/benchmarks.md, `bench_generate.py --cuda-graphs`, verified by
+            benchmarks/check_fast_generation_cuda.py). Can be changed later through the `cuda_graphs` attribute.
     """
 
     def __init__(self, model, *, kv_cache_bytes: int | None = None, max_prefill_tokens: int = 16384,
