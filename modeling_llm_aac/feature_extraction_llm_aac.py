@@ -460,30 +460,7 @@ class LLMAACFeatureExtractor(SequenceFeatureExtractor):
             tensor = item.detach().to(torch.float32)
         else:
             raise TypeError(f"clip {index}: expected an array, tensor or list of samples, got {type(item).__name__}")
-
-        if tensor.dim() == 2:
-            channels_axis = 0 if tensor.shape[0] <= tensor.shape[1] else 1
-            if tensor.shape[channels_axis] > MAX_CHANNELS:
-                raise ValueError(
-                    f"clip {index}: shape {tuple(tensor.shape)} is not [channels, samples] or [samples, channels] "
-                    f"with at most {MAX_CHANNELS} channels"
-                )
-            tensor = tensor.mean(dim=channels_axis)
-        elif tensor.dim() != 1:
-            raise ValueError(
-                f"clip {index} has {tensor.dim()} dims (shape {tuple(tensor.shape)}); expected [samples] or "
-                "[channels, samples]"
-            )
-        if tensor.numel() == 0:
-            raise ValueError(f"clip {index} is empty (0 samples)")
-        finite = torch.isfinite(tensor)
-        if not bool(finite.all()):
-            bad = (~finite).nonzero().flatten()
-            raise ValueError(
-                f"clip {index} has {bad.numel()} NaN/Inf samples (first at index {int(bad[0])}: "
-                f"{float(tensor[bad[0]])})"
-            )
-        return tensor
+        return checked_mono_samples(tensor, f"clip {index}", mix_channels=True)
 
     def _resample(self, clip: torch.Tensor, rate: int) -> torch.Tensor:
         if rate == self.sampling_rate:
@@ -519,20 +496,31 @@ def mono_float32_samples(samples: Any, name: str, *, mix_channels: bool = False)
         raise ValueError(f"{name} is empty (0 samples), shape {array.shape}")
     if np.issubdtype(array.dtype, np.integer):
         array = _scale_pcm(array)  # before any channel mix, which would turn the PCM into unscaled floats
-    array = array.astype(np.float32, copy=False)
-    if mix_channels and array.ndim == 2 and min(array.shape) <= MAX_CHANNELS:
-        array = array.mean(axis=0 if array.shape[0] <= array.shape[1] else 1)
-    if array.ndim != 1:
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    return checked_mono_samples(torch.from_numpy(array), name, mix_channels=mix_channels).numpy()
+
+
+def checked_mono_samples(samples: torch.Tensor, name: str, *, mix_channels: bool) -> torch.Tensor:
+    """The checks every clip gets, on float32 samples on any device: not empty, one channel (with `mix_channels`, a
+    2-D clip of at most `MAX_CHANNELS` channels, `[channels, samples]` or `[samples, channels]`, is averaged),
+    finite. Returns the 1-D clip; errors start with `name`."""
+    if samples.numel() == 0:
+        raise ValueError(f"{name} is empty (0 samples), shape {tuple(samples.shape)}")
+    if mix_channels and samples.dim() == 2 and min(samples.shape) <= MAX_CHANNELS:
+        samples = samples.mean(dim=0 if samples.shape[0] <= samples.shape[1] else 1)
+    if samples.dim() != 1:
         expected = f"mono samples [samples] or at most {MAX_CHANNELS} channels" if mix_channels else "1-D mono samples"
         raise ValueError(
-            f"{name} must be {expected}, got an array of shape {array.shape}; mix multi-channel audio down to mono "
-            "first and pass several clips as a list"
+            f"{name} must be {expected}, got an array of shape {tuple(samples.shape)}; mix multi-channel audio down "
+            "to mono first and pass several clips as a list"
         )
-    array = np.ascontiguousarray(array, dtype=np.float32)
-    if not np.isfinite(array).all():
-        bad = np.flatnonzero(~np.isfinite(array))
-        raise ValueError(f"{name} has {bad.size} NaN/Inf samples (first at index {bad[0]}: {array[bad[0]]})")
-    return array
+    finite = torch.isfinite(samples)
+    if not bool(finite.all()):
+        bad = (~finite).nonzero().flatten()
+        raise ValueError(
+            f"{name} has {bad.numel()} NaN/Inf samples (first at index {int(bad[0])}: {float(samples[bad[0]])})"
+        )
+    return samples.contiguous()
 
 
 def _scale_pcm(samples: np.ndarray) -> np.ndarray:

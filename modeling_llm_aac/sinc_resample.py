@@ -63,11 +63,16 @@ def _checked_rates(orig_freq, new_freq) -> tuple[int, int]:
     return int(orig_freq), int(new_freq)
 
 
+def _reduced_steps(orig: int, new: int) -> tuple[int, int]:
+    """(M, L): every M input samples map onto L output samples."""
+    gcd = math.gcd(orig, new)
+    return orig // gcd, new // gcd
+
+
 @functools.lru_cache(maxsize=16)
 def _polyphase_matrix(orig: int, new: int) -> tuple[torch.Tensor, int, int, int]:
     """`(matrix [frame, r * L] float64 on CPU, left_pad, block_in, block_out)` for the reduced ratio L / M."""
-    gcd = math.gcd(orig, new)
-    steps_in, steps_out = orig // gcd, new // gcd  # M, L
+    steps_in, steps_out = _reduced_steps(orig, new)
     # The filter is designed at the lower of the two rates; `scale` maps that rate to input samples.
     scale = min(1.0, steps_out / steps_in)
     cutoff = 0.5 * (PASSBAND_END + STOPBAND_BEGIN) * 0.5 * scale  # cycles per input sample
@@ -165,8 +170,7 @@ def sinc_resample_clips(
     orig_freq, new_freq = _checked_rates(orig_freq, new_freq)  # before the filter design divides by them
     if len(clips) == 1 or orig_freq == new_freq:
         return [sinc_resample(clip, orig_freq, new_freq, dtype=dtype) for clip in clips]
-    gcd = math.gcd(orig_freq, new_freq)
-    steps_in, steps_out = orig_freq // gcd, new_freq // gcd
+    steps_in, steps_out = _reduced_steps(orig_freq, new_freq)
     _, reach, _, _ = _polyphase_matrix(orig_freq, new_freq)
     starts, position = [], 0
     for clip in clips:
