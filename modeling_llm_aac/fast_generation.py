@@ -358,7 +358,8 @@ class _PrefixSharedDecoder:
             owners = self.row_range.expand(num_clips, -1)
         else:
             parent_owners = self.owners.gather(1, self.parent_rows)
-            paths = parent_owners * self.body.embed_tokens.num_embeddings + self.tokens.view(num_clips, per_clip)
+            # (owner of the parent's path, token) as one integer; token ids are below 2**32 for any vocabulary
+            paths = parent_owners * (1 << 32) + self.tokens.view(num_clips, per_clip)
             same = paths[:, :, None] == paths[:, None, :]
             owners = torch.where(same, self.row_range, per_clip).amin(-1)
         self.next_owners.copy_(owners)
