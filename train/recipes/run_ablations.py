@@ -12,10 +12,14 @@ on one GPU, and a table of mean ± spread.
     python train/recipes/run_ablations.py --aggregate runs/abl-seed0 runs/abl-seed1 --table docs/ablations.md
     # CPU check of the machinery at smoke size
     python train/recipes/run_ablations.py --output /tmp/abl --smoke --configs baseline,single_pass --seeds 0
-    # diagnostics of the captioner's encoder, one seed, plus configurations of your own (knobs and sizes)
-    python train/recipes/run_ablations.py --output runs/diagnose --seeds 0 --budget-scale 0.3 --parallel 6 \
-        --configs baseline,scratch,fbank,frozen --config batch32:captioner_batch_size=32 \
-        --config fbank_scratch:features=fbank,encoder_init=scratch --deadline-minutes 9.5
+    # why the captioner ignores the audio, in one 10-minute command on one H100: the encoder diagnostics and
+    # configurations of your own (knobs and sizes), one seed, the EAT stage at its full-recipe length, the
+    # captioner at a quarter of its steps, no CLAP / test-split evaluation (validation curves and probes only)
+    python train/recipes/run_ablations.py --output runs/diagnose --seeds 0 --budget-scale 0.25 --parallel 5 \
+        --configs baseline,scratch,frozen --config batch32:captioner_batch_size=32 \
+        --config fbank_scratch:features=fbank,encoder_init=scratch,eat_steps=300,eat_minutes=0.75 \
+        --set eat_steps=1200 --set eat_minutes=3.0 --set captioner_eval_clips=100 --set captioner_eval_steps=200 \
+        --set captioner_eval_minutes=0.15 --skip-evaluation --deadline-minutes 9.4
 
 Configurations (`CONFIGS`): the baseline (cwt features, linear projector, projector warm-up then LoRA, SLAM
 candidates, the pretrained EAT trained with the captioner) and one change each: `fbank`, `cwt_seed` (features),
@@ -25,6 +29,8 @@ encoder diagnostics `scratch` (the captioner's encoder from random weights inste
 (the pretrained encoder kept frozen). `--config NAME:ITEM[,ITEM...]` defines another, named NAME in the tables:
 recipe knobs (`features=fbank`, `encoder_init=scratch`, ...) and sizes (`captioner_batch_size=32`: the recipe's
 `--set`). `--set FIELD=VALUE` sets a size of every run (a configuration's own sizes win); both count in the plan.
+`--skip-evaluation` makes diagnostic runs: each stops after its captioner and encoder probe (no CLAP, no test split),
+and the table's test columns stay empty while the validation and probe columns fill.
 `single_pass` reuses the baseline's captioner and CLAP of its seed from the shared stage cache (only decoding
 differs): it waits on the cache lock while the baseline run trains them, then decodes. Runs of one seed share the
 corpus, the features of each type, the text LM, and the EAT and CLAP of each feature type, each built once by
@@ -47,8 +53,10 @@ Table (printed, OUTPUT/ablations.md, OUTPUT/ablations.json): per configuration a
 mean ± sample standard deviation over seeds (n - 1 denominator; "±" is left out for one seed) of test CIDEr-D
 (beam search and CLAP rescoring), the relative rescoring gain, event F1, METEOR / BLEU-4 / ROUGE-L, count and
 order accuracy of the rescored captions, compositional CIDEr-D and event F1, the captioner's last audio gain
-(mismatched- minus true-audio validation loss) and the build minutes of the training stages behind its model (a
-shared stage counts in every run that uses it).
+(mismatched- minus true-audio validation loss) and validation CIDEr-D, the build minutes of the training stages
+behind its model (a shared stage counts in every run that uses it), and the event-type probes (macro F1) of the
+captioner's encoder before and after captioner training. A second table gives each configuration's per-seed
+differences from the baseline.
 """
 
 from __future__ import annotations
@@ -467,7 +475,8 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 # Columns compared seed by seed with the baseline (the ablation question is "what does this one change do").
-PAIRED_COLUMNS = ("test CIDEr-D CLAP", "test CIDEr-D beam", "event F1 CLAP", "compos. CIDEr-D CLAP")
+PAIRED_COLUMNS = ("test CIDEr-D CLAP", "test CIDEr-D beam", "event F1 CLAP", "compos. CIDEr-D CLAP", "audio gain",
+                  "val CIDEr-D")
 
 
 def paired_deltas(rows: Sequence[Mapping[str, Any]], baseline: str = "baseline") -> list[dict[str, Any]]:
@@ -545,7 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", dest="custom_configs", action="append", default=[], metavar="NAME:ITEM[,ITEM]",
                         help="a configuration of your own, run after --configs: recipe knobs (features=fbank, "
                              "encoder_init=scratch, encoder_training=frozen, ...) and sizes (captioner_batch_size=32, "
-                             "lora_learning_rate=3e-4: the recipe's --set); repeatable")
+                             "lora_learning_rate=3e-4: the recipe's --set; values without commas); repeatable")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                         help="a size of every run (the recipe's --set, e.g. test_clips=300), counted in the plan; "
                              "repeatable")

@@ -378,6 +378,9 @@ class StageCache:
         digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
         return f"{name}-{digest}"
 
+    def is_built(self, name: str, settings: Mapping[str, Any]) -> bool:
+        return os.path.isfile(os.path.join(self.root, self.key(name, settings), DONE_FILE))
+
     def get_or_build(self, name: str, settings: Mapping[str, Any], build: Callable[[str], Any], *,
                      before_build: Callable[[], None] | None = None) -> CachedStage:
         """`build(folder)` returns a path inside `folder`, or `(path, extra JSON-able data)`."""
@@ -692,6 +695,8 @@ def markdown_report(results: Mapping[str, Any]) -> str:
              f"{results['device']}, {results['date']}, `{results['command']}`", "",
              "Knobs: " + ", ".join(f"{k} {config.get(k, BASELINE[k])}" for k in KNOBS) +
              f"; size {config['size']}, budget scale {config['budget_scale']}", ""]
+    if results.get("skipped_stages"):
+        lines += [f"Optional stages left out to keep the deadline: {', '.join(results['skipped_stages'])}.", ""]
     for split, info in results["splits"].items():
         lines += [f"## {split} ({info['num_clips']} clips)", "",
                   "| system | " + " | ".join(title for title, _ in REPORT_COLUMNS) + " |",
@@ -780,15 +785,28 @@ def run_recipe(args: argparse.Namespace, output: str) -> dict:
     runner = demo.StageRunner(total=8 + 2 * probing - 3 * args.skip_evaluation)
     records: list[dict] = []
 
+    skipped: list[str] = []
+
     def stage(name: str, description: str, worst_key: str, cache_name: str | None, settings: Mapping | None,
-              build: Callable[[str], Any]) -> CachedStage:
+              build: Callable[[str], Any], *, optional: bool = False) -> CachedStage | None:
+        """Runs (or reuses) a stage; an `optional` one (a diagnostic the results can do without) that the deadline
+        stops is left out (None) instead of stopping the run."""
+        if optional and cache_name is not None and not cache.is_built(cache_name, settings):
+            try:
+                deadline.check(name, worst[worst_key])
+            except DeadlineReached as reason:
+                print(f"\nskipped '{name}' (optional): {reason}", flush=True)
+                skipped.append(name)
+                return None
+
         def step():
             if cache_name is None:
                 deadline.check(name, worst[worst_key])
                 start = time.monotonic()
                 return CachedStage(output, build(output), None, time.monotonic() - start, reused=False)
+            # an optional stage passed its deadline check above: once started, it finishes
             return cache.get_or_build(cache_name, settings, build,
-                                      before_build=lambda: deadline.check(name, worst[worst_key]))
+                                      before_build=None if optional else lambda: deadline.check(name, worst[worst_key]))
 
         done = runner.run(name, description, step)
         _free_accelerator_memory()
@@ -870,8 +888,8 @@ def run_recipe(args: argparse.Namespace, output: str) -> dict:
             "captioner encoder probe", "the same event-type probe of the captioner's trained encoder",
             "captioner_probe", "captioner-probe", {"captioner": os.path.basename(captioner.folder), **probe_sizes},
             lambda folder: probe_encoders(folder, features.result, {"captioner_encoder": (captioner.result, False)},
-                                          **probe_options))
-        print_probe(captioner_probe.extra)
+                                          **probe_options), optional=True)
+        print_probe(captioner_probe.extra if captioner_probe else None)
     model_dir = evaluation_dir = None
     splits: dict[str, Any] = {}
     if not args.skip_evaluation:
@@ -909,6 +927,7 @@ def run_recipe(args: argparse.Namespace, output: str) -> dict:
         "training": training,
         "captioner_validation": captioner.extra,
         "audio_gain_curve": audio_gain_curve(captioner.result),
+        "skipped_stages": skipped,
         "encoder_probe": {"eat_stage": eat_probe.extra if eat_probe else None,
                           "captioner": captioner_probe.extra if captioner_probe else None,
                           "summary": probe_summary(eat_probe.extra if eat_probe else None,

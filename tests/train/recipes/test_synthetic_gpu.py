@@ -227,7 +227,7 @@ def test_summary_and_targets():
 
 
 @pytest.mark.slow
-def test_smoke_recipe_end_to_end(tmp_path):
+def test_smoke_recipe_end_to_end(tmp_path, monkeypatch):
     """The whole chain at toy size (~40 s on a 2-core machine): every stage, the results files, the model folder."""
     output = tmp_path / "run"
     environment = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
@@ -314,6 +314,24 @@ def test_smoke_recipe_end_to_end(tmp_path):
     reference = eat_probe["representations"]["pretrained_eat"]["poolings"]["mean"]
     assert ours["map"] == pytest.approx(reference["map"], abs=1e-3)
     assert ours["label_accuracy"] == pytest.approx(reference["label_accuracy"])
+
+    # A frozen random-init encoder, in this process, with a deadline the captioner's probe cannot keep: the run
+    # leaves out that optional stage and still writes its results; the encoder has the EAT's shape, new weights.
+    monkeypatch.setitem(recipe.UNTIMED_MINUTES["smoke"], "probe_per_1k", 1e6)  # only the uncached probe is checked
+    late_output = tmp_path / "scratch-frozen"
+    assert recipe.main(["--smoke", "--output", str(late_output), "--cache-dir", results["paths"]["cache"],
+                        "--encoder-init", "scratch", "--encoder-training", "frozen", "--skip-evaluation",
+                        "--no-progress", "--workers", "1", "--deadline-minutes", "60"]) == 0
+    late = json.loads((late_output / recipe.RESULTS_FILE).read_text())
+    assert late["label"] == "scratch+frozen" and late["skipped_stages"] == ["captioner encoder probe"]
+    assert late["encoder_probe"]["captioner"] is None and late["encoder_probe"]["summary"]["captioner_end"] is None
+    assert late["encoder_probe"]["summary"]["captioner_start"] == summary["random_eat"]
+    scratch = load_audio_encoder(stage_result(late, "captioner"), device="cpu")[0]
+    assert scratch.config.to_diff_dict() == load_audio_encoder(stage_result(results, "EAT pretraining"),
+                                                               device="cpu")[0].config.to_diff_dict()
+    assert all(not torch.equal(scratch.state_dict()[k], pretrained[k])
+               for k, _ in scratch.named_parameters())
+    assert "left out to keep the deadline: captioner encoder probe" in (late_output / recipe.REPORT_FILE).read_text()
 
 
 def test_stage_failure_and_deadline_exit_statuses(tmp_path, monkeypatch, capsys):
