@@ -348,6 +348,14 @@ def pretrain_language_model(work: str, sizes: DemoSizes, seed: int, choices: Rec
     return lm_dir
 
 
+def captioner_stage_budgets(projector: float, lora: float, training: str) -> dict[str, float]:
+    """Steps (or minutes) of each captioner stage: the projector warm-up then LoRA, or with `projector_only` one
+    projector stage that gets the budget of both (so that only the adapter differs between the two)."""
+    if training == "projector_only":
+        return {"projector": projector + lora}
+    return {"projector": projector, "lora": lora}
+
+
 def train_captioner(work: str, features_dir: str, encoder_dir: str, language_model_dir: str, sizes: DemoSizes,
                     seed: int, choices: RecipeChoices = DEMO_CHOICES) -> tuple[str, dict]:
     """`train/finetune_aac.py --stage both`: the projector over the frozen LM, then projector + LoRA on the LM
@@ -360,16 +368,14 @@ def train_captioner(work: str, features_dir: str, encoder_dir: str, language_mod
 
     output = os.path.join(work, "captioner")
     eval_clips = sizes.captioner_eval_clips or sizes.validation_clips
-    if choices.training == "lora":
-        stages = ["--stage", "both", "--projector_max_steps", str(sizes.projector_steps),
-                  "--projector_learning_rate", str(sizes.projector_learning_rate),
-                  "--projector_max_minutes", str(sizes.projector_minutes),
-                  "--lora_max_steps", str(sizes.lora_steps), "--lora_learning_rate", str(sizes.lora_learning_rate),
-                  "--lora_max_minutes", str(sizes.lora_minutes)]
-    else:
-        stages = ["--stage", "projector", "--projector_max_steps", str(sizes.projector_steps + sizes.lora_steps),
-                  "--projector_learning_rate", str(sizes.projector_learning_rate),
-                  "--projector_max_minutes", str(sizes.projector_minutes + sizes.lora_minutes)]
+    steps = captioner_stage_budgets(sizes.projector_steps, sizes.lora_steps, choices.training)
+    minutes = captioner_stage_budgets(sizes.projector_minutes, sizes.lora_minutes, choices.training)
+    stages = ["--stage", "both" if "lora" in steps else "projector",
+              "--projector_max_steps", str(steps["projector"]), "--projector_max_minutes", str(minutes["projector"]),
+              "--projector_learning_rate", str(sizes.projector_learning_rate)]
+    if "lora" in steps:
+        stages += ["--lora_max_steps", str(steps["lora"]), "--lora_max_minutes", str(minutes["lora"]),
+                   "--lora_learning_rate", str(sizes.lora_learning_rate)]
     finetune_aac.main([
         "--preset", sizes.captioner_preset, *stages, "--encoder_path", encoder_dir,
         "--language_model", language_model_dir, "--projector_type", choices.projector_type,

@@ -82,29 +82,55 @@ def test_stage_failure_names_the_stage_and_the_cause(tmp_path, monkeypatch, caps
     assert not (tmp_path / "out").exists()
 
 
-def test_encoder_choices_reach_the_captioner_training(tmp_path, monkeypatch):
-    from llm_aac.demo import SIZES, RecipeChoices, train_captioner
+@pytest.fixture
+def captioner_arguments(tmp_path, monkeypatch):
+    """Runs `train_captioner` up to its `finetune_aac.main` call; returns that call's `--option value` pairs."""
+    from llm_aac.demo import train_captioner
     from llm_aac.train import finetune_aac
-
-    calls = []
 
     class Stop(Exception):
         pass
+
+    calls = []
 
     def record(argv):
         calls.append(argv)
         raise Stop
 
     monkeypatch.setattr(finetune_aac, "main", record)
+
+    def arguments(sizes, choices) -> dict:
+        with pytest.raises(Stop):
+            train_captioner(str(tmp_path), "features", "eat", "lm", sizes, 0, choices)
+        argv = calls[-1]
+        return {argv[i]: argv[i + 1] for i in range(len(argv) - 1) if argv[i].startswith("--")}
+
+    return arguments
+
+
+def test_encoder_choices_reach_the_captioner_training(captioner_arguments):
+    from llm_aac.demo import SIZES, RecipeChoices
+
     scratch_frozen = RecipeChoices(encoder_init="scratch", encoder_training="frozen")
     for choices, init, frozen in ((RecipeChoices(), "pretrained", "false"), (scratch_frozen, "scratch", "true")):
-        with pytest.raises(Stop):
-            train_captioner(str(tmp_path), "features", "eat", "lm", SIZES["quick"], 0, choices)
-        argv = calls[-1]
-        assert argv[argv.index("--encoder_init") + 1] == init and argv[argv.index("--freeze_encoder") + 1] == frozen
-        assert argv[argv.index("--encoder_path") + 1] == "eat"
+        arguments = captioner_arguments(SIZES["quick"], choices)
+        assert arguments["--encoder_init"] == init and arguments["--freeze_encoder"] == frozen
+        assert arguments["--encoder_path"] == "eat"
     with pytest.raises(ValueError, match="encoder_init must be one of.*encoder_training must be one of"):
         RecipeChoices(encoder_init="random", encoder_training="partly").check()
+
+
+def test_projector_only_training_is_one_projector_stage_with_the_budget_of_both(captioner_arguments):
+    from llm_aac.demo import SIZES, RecipeChoices
+
+    sizes = SIZES["quick"]
+    lora = captioner_arguments(sizes, RecipeChoices(training="lora"))
+    projector_only = captioner_arguments(sizes, RecipeChoices(training="projector_only"))
+    assert lora["--stage"] == "both" and int(lora["--projector_max_steps"]) == sizes.projector_steps
+    assert int(lora["--lora_max_steps"]) == sizes.lora_steps
+    assert projector_only["--stage"] == "projector" and "--lora_max_steps" not in projector_only
+    assert int(projector_only["--projector_max_steps"]) == sizes.projector_steps + sizes.lora_steps
+    assert float(projector_only["--projector_max_minutes"]) == pytest.approx(sizes.projector_minutes + sizes.lora_minutes)
 
 
 def test_refuses_a_folder_it_did_not_write(tmp_path, capsys):

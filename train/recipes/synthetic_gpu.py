@@ -608,9 +608,9 @@ def training_summary(paths: Mapping[str, str], values: Mapping[str, Any], traini
     for name, steps in planned.items():
         done = _steps_done(histories[name])
         summary[name] = {"steps_planned": steps, "steps_done": done, "stopped_by_time_limit": done < steps}
-    stage_steps = {"projector": values["projector_steps"], "lora": values["lora_steps"]}
-    if training == "projector_only":
-        stage_steps = {"projector": values["projector_steps"] + values["lora_steps"]}
+    from llm_aac.demo import captioner_stage_budgets
+
+    stage_steps = captioner_stage_budgets(values["projector_steps"], values["lora_steps"], training)
     for stage, steps in stage_steps.items():
         info = captioner["stages"].get(stage, {})
         done = max((e.get("stage_step", 0) for e in captioner["evaluations"] if e["stage"] == stage), default=0)
