@@ -100,6 +100,7 @@ class DemoSizes:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_target_modules: str = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+    encoder_learning_rate: float = 0.0  # peak rate of the captioner's encoder when it trains (0: the stage's rate)
     clap_preset: str = "tiny"
     log_points: int = 4  # training-loss log entries per stage
     feature_batch_size: int = 8
@@ -395,6 +396,7 @@ def train_captioner(work: str, features_dir: str, encoder_dir: str, language_mod
         "--projector_hidden_size", str(sizes.projector_hidden_size),
         "--lora_r", str(sizes.lora_r), "--lora_alpha", str(sizes.lora_alpha),
         "--lora_target_modules", sizes.lora_target_modules,
+        "--encoder_learning_rate", str(sizes.encoder_learning_rate),
         "--output_dir", output, *_common_training_arguments(seed, choices),
     ])
     with open(os.path.join(output, "summary.json"), encoding="utf-8") as f:

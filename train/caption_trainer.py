@@ -159,6 +159,9 @@ class CaptionTrainer(Trainer):
             or None; when given, evaluations of the validation set log `eval_mismatched_audio_loss` and
             `eval_audio_gain`.
         save_trainable_only: checkpoints hold only parameters with `requires_grad` (+ the config).
+        encoder_learning_rate: peak learning rate of the audio encoder's parameters (when it trains), or None for
+            the run's `learning_rate`; the schedule scales it like the others. A pretrained encoder usually wants a
+            lower rate than the freshly initialised projector and adapter.
         All other arguments are `Trainer`'s.
     """
 
@@ -168,13 +171,37 @@ class CaptionTrainer(Trainer):
         caption_evaluator: CaptionEvaluator | None = None,
         mismatched_eval_dataset=None,
         save_trainable_only: bool = False,
+        encoder_learning_rate: float | None = None,
         **kwargs,
     ):
+        if encoder_learning_rate is not None and not encoder_learning_rate > 0:
+            raise ValueError(f"encoder_learning_rate must be positive (or None), got {encoder_learning_rate!r}")
         super().__init__(*args, **kwargs)
         self.caption_evaluator = caption_evaluator
         self.mismatched_eval_dataset = mismatched_eval_dataset
         self.save_trainable_only = save_trainable_only
+        self.encoder_learning_rate = encoder_learning_rate
         self._validation_extras_pending = False
+
+    # ------------------------------------------------------------------------------------ optimizer
+    def create_optimizer(self, *args, **kwargs):
+        """`Trainer`'s optimizer, with the encoder's parameters moved into groups of their own at
+        `encoder_learning_rate` (same weight decay split)."""
+        optimizer = super().create_optimizer(*args, **kwargs)
+        encoder = getattr(self.accelerator.unwrap_model(self.model), "encoder", None)
+        if self.encoder_learning_rate is None or encoder is None or getattr(optimizer, "_encoder_groups_split", False):
+            return optimizer
+        encoder_parameters = {id(p) for p in encoder.parameters()}
+        groups, optimizer.param_groups = optimizer.param_groups, []
+        for group in groups:
+            settings = {key: value for key, value in group.items() if key != "params"}
+            rest = [p for p in group["params"] if id(p) not in encoder_parameters]
+            encoder_part = [p for p in group["params"] if id(p) in encoder_parameters]
+            for params, learning_rate in ((rest, group["lr"]), (encoder_part, self.encoder_learning_rate)):
+                if params:
+                    optimizer.add_param_group({**settings, "params": params, "lr": learning_rate})
+        optimizer._encoder_groups_split = True
+        return optimizer
 
     # ------------------------------------------------------------------------------------ evaluation
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):

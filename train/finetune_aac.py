@@ -155,6 +155,10 @@ class StageArguments:
     projector_learning_rate: float = field(default=0.0, metadata={"help": "its learning rate (0: --learning_rate)"})
     lora_max_steps: int = field(default=0, metadata={"help": "steps of the lora stage (0: --max_steps)"})
     lora_learning_rate: float = field(default=0.0, metadata={"help": "its learning rate (0: --learning_rate)"})
+    encoder_learning_rate: float = field(
+        default=0.0, metadata={"help": "peak learning rate of the audio encoder when it trains (--freeze_encoder "
+                               "false), in every stage (0: the stage's learning rate)"}
+    )
     projector_max_minutes: float = field(default=0.0, metadata={"help": "stop the projector stage after this long (0: no limit)"})
     lora_max_minutes: float = field(default=0.0, metadata={"help": "stop the lora stage after this long (0: no limit)"})
     generation_num_beams: int = field(default=4, metadata={"help": "beam size of validation captions"})
@@ -209,6 +213,8 @@ def check_arguments(model_args: ModelArguments, data_args: CorpusDataArguments, 
         problems.append(f"--synthetic_eval_clips must be >= 1, got {data_args.synthetic_eval_clips}")
     if model_args.model_dtype not in ("float32", "bfloat16", "float16"):
         problems.append(f"--model_dtype must be float32, bfloat16 or float16, got {model_args.model_dtype!r}")
+    if stage_args.encoder_learning_rate < 0:
+        problems.append(f"--encoder_learning_rate must be >= 0 (0: the stage's rate), got {stage_args.encoder_learning_rate}")
     if stage_args.generation_num_beams < 1 or stage_args.generation_max_new_tokens < 1:
         problems.append("--generation_num_beams and --generation_max_new_tokens must be >= 1")
     from llm_aac.eval.caption_metrics import resolve_metrics
@@ -516,6 +522,7 @@ def run_stage(stage, model, processor, training_args, model_args, stage_args, da
         caption_evaluator=evaluator,
         mismatched_eval_dataset=mismatched_pairs,
         save_trainable_only=stage_args.save_trainable_only,
+        encoder_learning_rate=stage_args.encoder_learning_rate or None,
         callbacks=callbacks,
     )
     checkpoint = None

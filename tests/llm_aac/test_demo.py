@@ -1,5 +1,6 @@
 """`llm-aac demo`: the whole recipe end to end (`--quick`), the saved pipeline folder, and stage failures."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -115,7 +116,9 @@ def test_encoder_choices_reach_the_captioner_training(captioner_arguments):
     for choices, init, frozen in ((RecipeChoices(), "pretrained", "false"), (scratch_frozen, "scratch", "true")):
         arguments = captioner_arguments(SIZES["quick"], choices)
         assert arguments["--encoder_init"] == init and arguments["--freeze_encoder"] == frozen
-        assert arguments["--encoder_path"] == "eat"
+        assert arguments["--encoder_path"] == "eat" and float(arguments["--encoder_learning_rate"]) == 0.0
+    slower_encoder = dataclasses.replace(SIZES["quick"], encoder_learning_rate=1e-4)
+    assert float(captioner_arguments(slower_encoder, RecipeChoices())["--encoder_learning_rate"]) == 1e-4
     with pytest.raises(ValueError, match="encoder_init must be one of.*encoder_training must be one of"):
         RecipeChoices(encoder_init="random", encoder_training="partly").check()
 

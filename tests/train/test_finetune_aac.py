@@ -210,6 +210,35 @@ def test_audio_gain_is_zero_when_the_mismatched_set_is_the_true_one(tmp_path, ti
     assert "eval_mismatched_audio_loss" not in trainer.evaluate(eval_dataset=pairs)  # only for the validation set
 
 
+def test_encoder_learning_rate_puts_the_encoder_in_its_own_groups(tmp_path, tiny_lm_dir):
+    from transformers import TrainingArguments
+
+    from llm_aac.train.caption_trainer import CaptionTrainer
+
+    model, _ = finetune_aac.build_captioner(
+        finetune_aac.ModelArguments(language_model=str(tiny_lm_dir), projector_hidden_size=16),
+        LLMAACFeatureExtractor(feature_type="fbank"), [], with_lora=True,
+    )
+    for parameter in model.encoder.parameters():
+        parameter.requires_grad_(True)
+    args = TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-3, weight_decay=0.1, report_to="none",
+                             use_cpu=True, lr_scheduler_type="linear", warmup_steps=0)
+    trainer = CaptionTrainer(model=model, args=args, encoder_learning_rate=1e-5)
+    trainer.create_optimizer_and_scheduler(num_training_steps=10)
+    encoder = {id(p) for p in model.encoder.parameters()}
+    trained = [p for p in model.parameters() if p.requires_grad]
+    groups = trainer.optimizer.param_groups
+    assert sorted(id(p) for g in groups for p in g["params"]) == sorted(id(p) for p in trained)  # each once
+    for group in groups:
+        in_encoder = {id(p) in encoder for p in group["params"]}
+        assert len(in_encoder) == 1 and group["lr"] == (1e-5 if in_encoder.pop() else 1e-3)
+    assert {g["weight_decay"] for g in groups} == {0.0, 0.1} and len(groups) == 4
+    trainer.lr_scheduler.step()  # the schedule scales every group from its own peak
+    assert sorted({g["lr"] for g in groups}) == pytest.approx([0.9e-5, 0.9e-3])
+    with pytest.raises(ValueError, match="encoder_learning_rate must be positive"):
+        CaptionTrainer(model=model, args=args, encoder_learning_rate=0.0)
+
+
 def test_adding_lora_keeps_the_model_and_trains_only_adapter_and_projector(tiny_lm_dir):
     tokenizer = AutoTokenizer.from_pretrained(tiny_lm_dir)
     model = LLMAACForConditionalGeneration.from_pretrained_parts(
@@ -302,6 +331,7 @@ def test_scratch_encoder_has_new_weights_and_a_frozen_one_no_gradient(tmp_path, 
         ([], "give exactly one training input"),
         (["--synthetic_clips", "2", "--feature_type", "mfcc"], "--feature_type must be one of"),
         (["--synthetic_clips", "2", "--eval_metrics", "bogus"], "unknown metric"),
+        (["--synthetic_clips", "2", "--encoder_learning_rate", "-1"], "--encoder_learning_rate must be >= 0"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(tmp_path, argv, message):
