@@ -12,14 +12,16 @@ on one GPU, and a table of mean ± spread.
     python train/recipes/run_ablations.py --aggregate runs/abl-seed0 runs/abl-seed1 --table docs/ablations.md
     # CPU check of the machinery at smoke size
     python train/recipes/run_ablations.py --output /tmp/abl --smoke --configs baseline,single_pass --seeds 0
-    # why the captioner ignores the audio, in one 10-minute command on one H100: the encoder diagnostics and
-    # configurations of your own (knobs and sizes), one seed, the EAT stage at its full-recipe length, the
-    # captioner at a quarter of its steps, no CLAP / test-split evaluation (validation curves and probes only)
-    python train/recipes/run_ablations.py --output runs/diagnose --seeds 0 --budget-scale 0.25 --parallel 5 \
+    # why the captioner ignores the audio, in ~11 minutes on one H100 (worst case 10.8 min: detach it or give
+    # --deadline-minutes and rerun): the encoder diagnostics and configurations of your own (knobs and sizes),
+    # one seed, the EAT stage at its full-recipe length, the captioner at a quarter of its steps, no CLAP /
+    # test-split evaluation (validation curves and probes only)
+    python train/recipes/run_ablations.py --output runs/diagnose --seeds 0 --budget-scale 0.25 --parallel 6 \
         --configs baseline,scratch,frozen --config batch32:captioner_batch_size=32 \
+        --config encoder_lr:encoder_learning_rate=1e-4 \
         --config fbank_scratch:features=fbank,encoder_init=scratch,eat_steps=300,eat_minutes=0.75 \
         --set eat_steps=1200 --set eat_minutes=3.0 --set captioner_eval_clips=100 --set captioner_eval_steps=200 \
-        --set captioner_eval_minutes=0.15 --skip-evaluation --deadline-minutes 9.4
+        --set captioner_eval_minutes=0.15 --skip-evaluation
 
 Configurations (`CONFIGS`): the baseline (cwt features, linear projector, projector warm-up then LoRA, SLAM
 candidates, the pretrained EAT trained with the captioner) and one change each: `fbank`, `cwt_seed` (features),
