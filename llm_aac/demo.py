@@ -110,7 +110,6 @@ class DemoSizes:
 # Where the candidates ablation's names meet `CandidateOptions.strategy`.
 CANDIDATE_STRATEGIES = {"slam": "slam", "single_pass": "single"}
 TRAINING_MODES = ("lora", "projector_only")
-ENCODER_INITS = ("pretrained", "scratch")
 ENCODER_TRAINING = ("trained", "frozen")
 
 
@@ -141,21 +140,14 @@ class RecipeChoices:
     def check(self) -> None:
         """Raises a ValueError naming every bad choice (not at construction: the feature types live in a module
         that imports torch, which `llm-aac --help` should not pay for)."""
+        from llm_aac.train.finetune_aac import ENCODER_INITS
         from modeling_llm_aac.feature_extraction_llm_aac import FEATURE_TYPES
 
-        problems = []
-        if self.feature_type not in FEATURE_TYPES:
-            problems.append(f"feature_type must be one of {FEATURE_TYPES}, got {self.feature_type!r}")
-        if self.projector_type not in ("linear", "qformer"):
-            problems.append(f"projector_type must be 'linear' or 'qformer', got {self.projector_type!r}")
-        if self.training not in TRAINING_MODES:
-            problems.append(f"training must be one of {TRAINING_MODES}, got {self.training!r}")
-        if self.candidates not in CANDIDATE_STRATEGIES:
-            problems.append(f"candidates must be one of {tuple(CANDIDATE_STRATEGIES)}, got {self.candidates!r}")
-        if self.encoder_init not in ENCODER_INITS:
-            problems.append(f"encoder_init must be one of {ENCODER_INITS}, got {self.encoder_init!r}")
-        if self.encoder_training not in ENCODER_TRAINING:
-            problems.append(f"encoder_training must be one of {ENCODER_TRAINING}, got {self.encoder_training!r}")
+        allowed = {"feature_type": FEATURE_TYPES, "projector_type": ("linear", "qformer"),
+                   "training": TRAINING_MODES, "candidates": tuple(CANDIDATE_STRATEGIES),
+                   "encoder_init": ENCODER_INITS, "encoder_training": ENCODER_TRAINING}
+        problems = [f"{name} must be one of {choices}, got {getattr(self, name)!r}"
+                    for name, choices in allowed.items() if getattr(self, name) not in choices]
         if self.dataloader_workers < 0:
             problems.append(f"dataloader_workers must be >= 0, got {self.dataloader_workers}")
         if problems:

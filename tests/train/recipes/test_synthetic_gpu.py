@@ -353,3 +353,12 @@ def test_stage_failure_and_deadline_exit_statuses(tmp_path, monkeypatch, capsys)
     log = (output / recipe.ERROR_LOG).read_text()
     assert "Traceback" in log and "failing_synthesis" in log
     assert not (output / recipe.RESULTS_FILE).exists()
+
+
+def test_every_knob_value_is_a_choice_the_demo_stages_accept():
+    from llm_aac.demo import RecipeChoices
+
+    fields = {"features": "feature_type", "projector": "projector_type"}
+    for name, values in recipe.KNOBS.items():
+        for value in values:
+            RecipeChoices(**{fields.get(name, name): value}).check()
