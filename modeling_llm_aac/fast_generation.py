@@ -208,6 +208,7 @@ class _PrefixSharedDecoder:
             self.owners = torch.zeros(num_clips, rows_per_clip, **long)
             self.next_owners = torch.zeros_like(self.owners)
             self.row_range = torch.arange(rows_per_clip, **long)
+            self.all_rows = torch.arange(rows, **long)
             self.step_range = torch.arange(max_new_tokens, **long)
             # Static inputs of a step (written before each step).
             self.tokens = torch.zeros(rows, **long)
@@ -228,7 +229,7 @@ class _PrefixSharedDecoder:
         self.cache = self.attention_mask = self.generated_mask = None
         self.history = self.next_history = self.tokens = self.parent_rows = self.step_index = None
         self.owners = self.next_owners = None
-        self.row_positions = self.row_range = self.step_range = None
+        self.row_positions = self.row_range = self.all_rows = self.step_range = None
         self.shape = None
 
     # ------------------------------------------------------------------------------------- prefill
@@ -391,13 +392,12 @@ class _PrefixSharedDecoder:
         self.generated_mask.copy_(torch.where(visible, 0.0, float("-inf")))
 
         # The rows computed (all, or the owners) and where each row finds its result among them.
-        computed = torch.arange(rows, device=self.device)
-        result_of_row = None
+        computed, result_of_row = self.all_rows, None
         if merge:
             is_owner = (owners == self.row_range).flatten()
             computed = is_owner.nonzero().squeeze(1)  # synchronises: the count sizes the step
-            owner_flat = owners + torch.arange(num_clips, device=self.device)[:, None] * per_clip
-            result_of_row = (is_owner.cumsum(0) - 1)[owner_flat.flatten()]
+            owner_flat = owners.flatten() + self.all_rows - self.all_rows % per_clip  # the owner's row in the chunk
+            result_of_row = (is_owner.cumsum(0) - 1)[owner_flat]
         write_clip = computed // per_clip
         write_at = width + step * per_clip + computed % per_clip
 
