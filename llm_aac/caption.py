@@ -41,12 +41,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_clips(files: list[str]) -> tuple[list[tuple[str, dict]], list[tuple[str, str]]]:
+    """Decoded clips, and (file, reason) for files that cannot be read or that the captioner's input check would
+    refuse (e.g. NaN samples): such a file gets its own error instead of stopping the whole batch."""
     from llm_aac.processing.audio_io import decode_audio
+    from modeling_llm_aac.feature_extraction_llm_aac import mono_float32_samples
 
     clips, failures = [], []
     for path in files:
         try:
             samples, rate = decode_audio(path)
+            samples = mono_float32_samples(samples, "the audio")
         except (ValueError, TypeError, OSError) as error:
             failures.append((path, str(error)))
             continue

@@ -78,3 +78,18 @@ def test_a_file_longer_than_the_encoder_takes_is_one_error_line(folder, tmp_path
     assert [line.split("\t")[0] for line in out.strip().splitlines()] == [str(tmp_path / "a.wav")]
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "long.wav" in errors[0] and "max_length" in errors[0]
+
+
+def test_a_file_with_nan_samples_is_one_error_line(folder, tmp_path, capsys):
+    path, pipe, clips = folder
+    broken = clips[1].astype(np.float32).copy()
+    broken[5] = np.nan
+    soundfile.write(tmp_path / "nan.wav", broken, 16000, subtype="FLOAT")
+    soundfile.write(tmp_path / "a.wav", clips[0], 16000, subtype="FLOAT")
+
+    code = main(["caption", str(tmp_path / "nan.wav"), str(tmp_path / "a.wav"), "--model", str(path), "--device", "cpu"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert [line.split("\t")[0] for line in out.strip().splitlines()] == [str(tmp_path / "a.wav")]
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "nan.wav" in errors[0] and "1 NaN/Inf samples (first at index 5" in errors[0]
