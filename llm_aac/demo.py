@@ -92,6 +92,9 @@ class DemoSizes:
     eat_preset: str = "tiny"
     # EAT-tiny's position table is widened to 192 time patches (30.7 s): the captioner encodes whole clips.
     eat_config_overrides: str = "max_length=192"
+    # > 0: the EAT stage stops after this many steps while its learning-rate schedule spans `eat_steps` (the first
+    # part of a longer run's trajectory rather than a compressed copy of it; `train/pretrain_eat.py --stop_after_steps`)
+    eat_stop_steps: int = 0
     lm_preset: str = "tiny"
     captioner_preset: str = "tiny"
     captioner_eval_clips: int = 0  # validation clips scored during captioner training (0: every validation clip)
@@ -302,7 +305,8 @@ def pretrain_encoder(work: str, features_dir: str, sizes: DemoSizes, seed: int,
         "--max_frames", str(sizes.eat_max_frames),
         "--per_device_train_batch_size", str(sizes.eat_batch_size), "--max_steps", str(sizes.eat_steps),
         "--warmup_steps", str(max(1, sizes.eat_steps // 10)), "--logging_steps", _logging_steps(sizes.eat_steps, sizes),
-        "--max_train_minutes", str(sizes.eat_minutes), "--output_dir", output, *_common_training_arguments(seed, choices),
+        "--max_train_minutes", str(sizes.eat_minutes), "--stop_after_steps", str(sizes.eat_stop_steps),
+        "--output_dir", output, *_common_training_arguments(seed, choices),
     ])
     return os.path.join(output, "encoder")
 

@@ -56,4 +56,33 @@ class TimeLimitCallback(TrainerCallback):
         return control
 
 
-__all__ = ["TimeLimitCallback"]
+class StepLimitCallback(TrainerCallback):
+    """Stops training after `steps` optimizer steps of a longer `max_steps` schedule, saving at that step.
+
+    The learning-rate (and any step-based) schedule keeps the shape of the full `max_steps` run, so a short run
+    follows the first part of a long run's trajectory instead of a compressed copy of it. EAT pretraining needs
+    this: its loss drops sharply around step 1,200 of a 3,000-step schedule, and a run scheduled over fewer steps
+    decays the learning rate before getting there.
+
+    Args:
+        steps: optimizer steps after which to stop (> 0); no effect when `max_steps` is not larger.
+    """
+
+    def __init__(self, steps: int):
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        self.steps = steps
+        self.stopped_at: int | None = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.steps and state.global_step < state.max_steps and not control.should_training_stop:
+            logger.info("step limit reached at step %d of a %d-step schedule: stopping", state.global_step,
+                        state.max_steps)
+            self.stopped_at = state.global_step
+            control.should_training_stop = True
+            control.should_save = True
+            control.should_evaluate = args.eval_strategy != "no"
+        return control
+
+
+__all__ = ["StepLimitCallback", "TimeLimitCallback"]

@@ -108,6 +108,11 @@ class PretrainEATArguments:
     max_train_minutes: float = field(
         default=0.0, metadata={"help": "stop (and save) once training has run this long; 0 disables"}
     )
+    stop_after_steps: int = field(
+        default=0,
+        metadata={"help": "stop (and save) after this many optimizer steps while the learning-rate and EMA schedules "
+                  "keep the length of --max_steps; 0: train all --max_steps"},
+    )
 
 
 @dataclass
@@ -296,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import HfArgumentParser, set_seed
 
     import modeling_llm_aac  # noqa: F401  (registers the Auto classes)
-    from llm_aac.train.callbacks import TimeLimitCallback
+    from llm_aac.train.callbacks import StepLimitCallback, TimeLimitCallback
     from llm_aac.train.ema import EMATeacherCallback, unwrap_model
     from llm_aac.train.plot_curves import plot_loss_curves
     from modeling_llm_aac.modeling_eat_pretraining import EATForPreTraining
@@ -309,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"--preset must be one of {PRESETS}, got {args.preset!r}")
     if args.feature_type not in ("cwt", "fbank", "cwt_seed"):
         raise ValueError(f"--feature_type must be cwt, fbank or cwt_seed, got {args.feature_type!r}")
+    if args.stop_after_steps < 0:
+        raise ValueError(f"--stop_after_steps must be >= 0, got {args.stop_after_steps}")
     set_seed(training_args.seed)
 
     dataset, collator, feature_extractor = load_training_data(args, training_args)
@@ -323,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_train_minutes > 0:
         # pretraining steps are short: a clock check (a collective under DDP) every 10 steps is plenty
         callbacks.append(TimeLimitCallback(args.max_train_minutes, check_every=10))
+    if args.stop_after_steps:
+        callbacks.append(StepLimitCallback(args.stop_after_steps))
     trainer = _make_trainer_class()(
         model=model, args=training_args, train_dataset=dataset, data_collator=collator, callbacks=callbacks
     )

@@ -4,7 +4,7 @@ import pytest
 from transformers import TrainerControl, TrainerState
 
 from llm_aac.train import callbacks
-from llm_aac.train.callbacks import TimeLimitCallback
+from llm_aac.train.callbacks import StepLimitCallback, TimeLimitCallback
 
 
 class FakeClock:
@@ -66,3 +66,23 @@ def test_rejects_non_positive_minutes(minutes):
 def test_rejects_bad_check_every(check_every):
     with pytest.raises(ValueError, match="check_every must be a positive integer"):
         TimeLimitCallback(1.0, check_every=check_every)
+
+
+def test_step_limit_stops_inside_the_longer_schedule(clock):
+    callback = StepLimitCallback(4)
+    stopped, control = run_steps(callback, clock, steps=10, seconds_per_step=1.0, eval_strategy="steps")
+    assert stopped == 4 and callback.stopped_at == 4
+    assert control.should_save and control.should_evaluate
+
+
+def test_step_limit_at_or_past_the_schedule_end_changes_nothing(clock):
+    for steps in (10, 12):
+        callback = StepLimitCallback(steps)
+        stopped, _ = run_steps(callback, clock, steps=10, seconds_per_step=1.0)
+        assert stopped is None and callback.stopped_at is None
+
+
+@pytest.mark.parametrize("steps", [0, -2, 3.0, True])
+def test_step_limit_rejects_bad_steps(steps):
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        StepLimitCallback(steps)

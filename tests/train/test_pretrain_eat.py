@@ -122,6 +122,22 @@ def test_time_limit_stops_and_saves_at_the_first_clock_check(pretraining_run, tm
     assert (output_dir / "checkpoint-10").is_dir() and (output_dir / "encoder" / "config.json").is_file()
 
 
+def test_stop_after_steps_keeps_the_longer_schedule(pretraining_run, tmp_path):
+    output_dir = tmp_path / "stopped"
+    assert main(tiny_run_args(output_dir, max_steps=20, save_steps=100, extra=(
+        "--stop_after_steps", "6", "--feature_cache_dir", str(pretraining_run / "feature_cache"),
+    ))) == 0
+    history = json.load(open(output_dir / "log_history.json"))
+    assert max(entry["step"] for entry in history) == 6
+    full = {e["step"]: e for e in json.load(open(pretraining_run / "log_history.json")) if "learning_rate" in e}
+    stopped = {e["step"]: e for e in history if "learning_rate" in e}
+    # the same learning rate at the same step as the full 20-step run: the schedule was not compressed
+    assert stopped and all(stopped[s]["learning_rate"] == pytest.approx(full[s]["learning_rate"]) for s in stopped)
+    assert (output_dir / "checkpoint-6").is_dir() and (output_dir / "encoder" / "config.json").is_file()
+    with pytest.raises(ValueError, match="--stop_after_steps must be >= 0"):
+        main(tiny_run_args(tmp_path / "bad", max_steps=4, save_steps=100, extra=("--stop_after_steps", "-1")))
+
+
 def test_precomputed_arrow_features(tmp_path):
     from llm_aac.processing.precompute import precompute_features
     from llm_aac.processing.synthetic import synthesize_corpus

@@ -128,12 +128,16 @@ LM_WEIGHT_SPLIT = "validation"
 # * Features: CWT on the GPU ~25,000 clips/s (H200, docs/benchmarks.md "Features"), so decoding FLAC, the Arrow
 #   writes (float32, ~0.37 MB per CWT clip: ~7.5 GB for 20,500 clips, twice that for fbank) and the statistics
 #   pass dominate: ~1 minute on 16 cores.
-# * EAT-small (12 x 384, 16 masked views per clip) pretraining: EAT-base costs 1.08 TFLOP per clip at 512 patches
-#   (docs/benchmarks.md "EAT pretraining step"); ViT-S width is 1/4 of the matmul FLOPs and a 1,024-frame CWT crop
-#   has 256 patches, so ~0.14 TFLOP per clip (fbank: 0.27). At the ~17 % MFU of the eager base run that is ~0.05 s
-#   per 48-clip step plus ~0.05 s of launch and EMA overhead: ~8 steps/s -> 1,200 steps in ~2.5 of the 3 minutes
-#   for CWT; fbank reaches ~800 steps by the time limit. EMA decay 0.999 -> 0.9999 over the run (EAT's 100 k-step
-#   schedule would leave the teacher at its initialisation).
+# * EAT-small (12 x 384, 16 masked views per clip) pretraining: learning-rate (warm-up 10 %, cosine) and EMA
+#   (0.999 -> 0.9999; EAT's 100 k-step schedule would leave the teacher at its initialisation) schedules over 3,000
+#   steps, stopped after 2,100 (`eat_stop_steps`) or by the 4.5-minute limit, whichever comes first (an H100 alone
+#   makes 2,060-2,110 steps in 4.5 minutes at 48 clips per step, measured 2026-11-27). --budget-scale leaves the
+#   EAT stage alone: a shorter one gives a useless encoder (below), which would void any reduced-budget comparison;
+#   runs sharing a GPU should raise `eat_minutes` (`--set eat_minutes=9`) so the step count decides. The length matters more than anything else in the recipe: the utterance loss stays on a plateau
+#   (~2,600-7,000) until a sharp drop near step 1,200 of a 3,000-step schedule (docs/runs/eat_small_*_log_history
+#   .json); an encoder stopped before the drop is *worse* for the captioner than a random one (event-type probe,
+#   macro F1 from mean-pooled outputs: 0.18 after 1,200 steps on a 1,200-step schedule, 0.62 random, 0.78 after
+#   the 2,110 steps here; docs/results.md, diagnosis 2).
 # * Text LM (8 x 512 Llama, 64 blocks of 512 tokens per step): the first H100 captioner run trained it at ~10
 #   steps/s (700 steps in 81 s with start-up, docs/results.md) -> 800 steps within 1.5 minutes.
 # * EAT-CLAP: the pretrained EAT-small on whole clips + a 4-layer BERT, 600 steps within 2 minutes (retrieval
@@ -141,20 +145,19 @@ LM_WEIGHT_SPLIT = "validation"
 #   took 86 s with its evaluations (~0.12 s per step for ~3 TFLOP of work: launch-bound), reaching validation
 #   R@1 0.34 both ways; so 256 clips per step (4x the in-batch negatives InfoNCE learns from, for a little more
 #   time per step; not yet measured).
-# * Captioner (`small` preset, lr 1e-3, linear projector 1,024 wide, LoRA r 16 on every linear layer of the LM,
-#   encoder trained), batch 96 instead of the preset's 32: the H100 runs of issue 4 made ~6-7 steps/s at batch 32
-#   (1,641 steps in 274 s with evaluations; a 6-layer encoder on 128-bin fbank), ~140 ms per step for ~1 TFLOP of
-#   work, so a step is bound by kernel launches and Python, not by the GPU: three times the clips per step cost
-#   little more time per step, and 1,600 steps see ~150,000 pairs (1.5 epochs) instead of 51,000 (the 12-layer
-#   encoder here on 64-bin CWT sees half the patches of that run per clip). A 100-step
-#   projector-only warm-up (issue 4: a small frozen LM cannot be steered by input embeddings, so the adapter gets
-#   the time; ~20 s), then 1,600 LoRA steps at ~4.5 steps/s (~5.9 minutes; estimated, not yet measured at
-#   batch 96). The time limits count the validation passes too (loss, mismatched-audio loss and beam-4
-#   captions of 200 clips: ~10 s each, 2 in the warm-up and 5 in the LoRA stage at 400-step spacing), so each
-#   stage's limit is its training minutes plus
-#   `captioner_eval_minutes` per validation pass; that allowance does not shrink with --budget-scale.
-# Training stages: 3 + 1.5 + 2 + (0.4 + 2 x 0.2) + (5.9 + 5 x 0.2) = 14.2 minutes (<= 15, issue 7 §2); with
-# synthesis, features, saving and evaluating 1,500 clips (SLAM 7-pass + CLAP) ~18 minutes, ~21 in the worst
+# * Captioner (`small` preset, lr 1e-3 for projector and adapter, linear projector 1,024 wide, LoRA r 16 on every
+#   linear layer of the LM), batch 96 instead of the preset's 32: the H100 runs of issue 4 made ~6-7 steps/s at
+#   batch 32, bound by kernel launches and Python, not by the GPU, so three times the clips per step cost little
+#   more time per step. The encoder trains with it at lr 1e-4 (its own optimizer group): at the adapter's 1e-3 it
+#   is wrecked within ~200 steps (probe macro F1 0.78 -> 0.22, audio gain 0.004 nats/token), at 1e-4 it sharpens
+#   (0.78 -> 0.92, audio gain 0.59, validation CIDEr-D 1.13 after 190 LoRA steps; frozen: 0.36 / 0.72 after 267;
+#   diagnosis 2 in docs/results.md). A 100-step projector-only warm-up (~20 s), then 1,600 LoRA steps (4.8 min
+#   measured on an H100 at batch 96, 2026-11-26) within 5.2 minutes. The time limits count the validation passes
+#   too (loss, mismatched-audio loss and beam-4 captions of 200 clips: ~10 s each, 2 in the warm-up and 5 in the
+#   LoRA stage at 400-step spacing), so each stage's limit is its training minutes plus `captioner_eval_minutes`
+#   per validation pass; that allowance does not shrink with --budget-scale.
+# Training stages: 4.5 + 1.5 + 2 + (0.4 + 2 x 0.2) + (5.2 + 5 x 0.2) = 15.0 minutes (<= 15, issue 7 §2); with
+# synthesis, features, probes, saving and evaluating 1,500 clips (SLAM 7-pass + CLAP) ~21 minutes, ~24 in the worst
 # case (`worst_case_minutes`).
 # Every stage keeps its time limit, so a slower card trains fewer steps instead of running late; the results
 # record the steps done.
@@ -164,11 +167,12 @@ EAT_GPU_OVERRIDES = "ema_decay=0.999,ema_end_decay=0.9999,ema_anneal_end_step={e
 SIZES: dict[str, dict[str, Any]] = {
     "gpu": dict(
         train_clips=20_000, validation_clips=500, test_clips=1_000, compositional_clips=500,
-        eat_preset="small", eat_config_overrides=EAT_GPU_OVERRIDES, eat_steps=1_200, eat_batch_size=48,
-        eat_max_frames=1024, eat_minutes=3.0,
+        eat_preset="small", eat_config_overrides=EAT_GPU_OVERRIDES, eat_steps=3_000, eat_stop_steps=2_100,
+        eat_batch_size=48, eat_max_frames=1024, eat_minutes=4.5,
         text_clips=20_000, vocab_size=2_000, lm_preset="small", lm_steps=800, lm_batch_size=64, lm_minutes=1.5,
         captioner_preset="small", projector_steps=100, projector_learning_rate=1e-3, projector_minutes=0.4,
-        lora_steps=1_600, lora_learning_rate=1e-3, lora_minutes=5.9, captioner_eval_minutes=0.2, captioner_batch_size=96,
+        lora_steps=1_600, lora_learning_rate=1e-3, lora_minutes=5.2, captioner_eval_minutes=0.2, captioner_batch_size=96,
+        encoder_learning_rate=1e-4,
         captioner_eval_steps=400, captioner_eval_clips=200, captioner_eval_beams=4, projector_hidden_size=1024,
         lora_r=16, lora_alpha=32, lora_target_modules="all-linear",
         clap_preset="small", clap_steps=600, clap_learning_rate=3e-4, clap_batch_size=256, clap_minutes=2.0,
@@ -192,8 +196,9 @@ SIZES: dict[str, dict[str, Any]] = {
 PROBE_FIELDS = ("probe_train_clips", "probe_eval_clips")
 RECIPE_FIELDS = ("captioner_eval_minutes", *PROBE_FIELDS)
 
-# Scaled by --budget-scale: step counts, time limits, and training clips (held-out splits keep their size).
-SCALED_FIELDS = ("train_clips", "text_clips", "eat_steps", "eat_minutes", "lm_steps", "lm_minutes", "projector_steps",
+# Scaled by --budget-scale: step counts, time limits, and training clips (held-out splits keep their size); not the
+# EAT stage, whose encoder is useless before its loss drop (see the sizes' notes).
+SCALED_FIELDS = ("train_clips", "text_clips", "lm_steps", "lm_minutes", "projector_steps",
                  "projector_minutes", "lora_steps", "lora_minutes", "captioner_eval_steps", "clap_steps", "clap_minutes")
 MIN_TRAIN_CLIPS = 16
 
@@ -594,6 +599,12 @@ def _steps_done(history: Sequence[dict]) -> int:
     return max((int(e["step"]) for e in history if "step" in e), default=0)
 
 
+def eat_steps_text(sizes) -> str:
+    if sizes.eat_stop_steps and sizes.eat_stop_steps < sizes.eat_steps:
+        return f"{sizes.eat_stop_steps} steps of a {sizes.eat_steps}-step schedule"
+    return f"{sizes.eat_steps} steps"
+
+
 def training_summary(paths: Mapping[str, str], values: Mapping[str, Any], training: str) -> tuple[dict, dict]:
     """(per training stage: steps planned / done and whether a time limit stopped it; the log histories)."""
     # A stage that did not run (no CLAP with --skip-evaluation: its path is None) has no history and no entry.
@@ -604,10 +615,14 @@ def training_summary(paths: Mapping[str, str], values: Mapping[str, Any], traini
     with open(os.path.join(paths["captioner"], "summary.json"), encoding="utf-8") as f:
         captioner = json.load(f)
     planned = {name: values[steps] for name, (_, steps) in stages.items() if steps and name in histories}
+    if values.get("eat_stop_steps") and "EAT pretraining" in planned:
+        planned["EAT pretraining"] = min(values["eat_stop_steps"], values["eat_steps"])
     summary: dict[str, Any] = {}
     for name, steps in planned.items():
         done = _steps_done(histories[name])
         summary[name] = {"steps_planned": steps, "steps_done": done, "stopped_by_time_limit": done < steps}
+    if "EAT pretraining" in summary:
+        summary["EAT pretraining"]["schedule_steps"] = values["eat_steps"]
     from llm_aac.demo import captioner_stage_budgets
 
     stage_steps = captioner_stage_budgets(values["projector_steps"], values["lora_steps"], training)
@@ -835,7 +850,7 @@ def run_recipe(args: argparse.Namespace, output: str) -> dict:
                                                     batch_size=sizes.feature_batch_size, choices=feature_choices))
     eat_settings = {**feature_settings, "seed": args.seed, **{k: v for k, v in values.items() if k.startswith("eat_")},
                     "log_points": sizes.log_points}
-    encoder = stage("EAT pretraining", f"EAT-{sizes.eat_preset}, {sizes.eat_steps} steps or {sizes.eat_minutes} min",
+    encoder = stage("EAT pretraining", f"EAT-{sizes.eat_preset}, {eat_steps_text(sizes)} or {sizes.eat_minutes} min",
                     "eat", f"eat-{args.features}", eat_settings,
                     lambda folder: demo.pretrain_encoder(folder, features.result, sizes, args.seed, choices))
     eat_probe = None

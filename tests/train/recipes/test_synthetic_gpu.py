@@ -33,6 +33,9 @@ def test_gpu_training_stages_fit_the_issue_budget_and_scale():
     assert scaled["lora_minutes"] == pytest.approx(recipe.SIZES["gpu"]["lora_minutes"] * 0.3 + 5 * allowance)
     assert scaled["train_clips"] == 6000 and scaled["test_clips"] == values["test_clips"]  # held-out splits kept
     assert scaled["eat_config_overrides"].endswith(f"ema_anneal_end_step={scaled['eat_steps']}")
+    # the EAT stage keeps its length: a shorter one stops before its loss drop and gives a useless encoder
+    assert all(scaled[k] == values[k] for k in ("eat_steps", "eat_stop_steps", "eat_minutes"))
+    assert 0 < values["eat_stop_steps"] < values["eat_steps"]
     assert recipe.size_values("smoke", 0.01)["train_clips"] == recipe.MIN_TRAIN_CLIPS
 
     overridden = recipe.size_values("gpu", 1.0, {"lora_steps": 2000, "lora_target_modules": "q_proj,v_proj"})
