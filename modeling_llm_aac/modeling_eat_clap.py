@@ -46,6 +46,8 @@ class EATClapOutput(ModelOutput):
         text_embeds (`torch.FloatTensor` of shape `(text_batch, projection_dim)`): normalised.
         logit_scale (`torch.FloatTensor` of shape `()`): the (clamped) inverse temperature used.
         audio_model_output / text_model_output: the towers' own outputs.
+        hard_negative_embeds (`torch.FloatTensor` of shape `(num_hard_negatives, projection_dim)`): normalised
+            embeddings of the hard negatives, when they were given.
     """
 
     loss: torch.FloatTensor | None = None
@@ -56,6 +58,7 @@ class EATClapOutput(ModelOutput):
     logit_scale: torch.FloatTensor | None = None
     audio_model_output: Any = None
     text_model_output: Any = None
+    hard_negative_embeds: torch.FloatTensor | None = None
 
     def to_tuple(self) -> tuple[Any, ...]:
         return tuple(
@@ -109,12 +112,46 @@ def _gather_with_grad(embeds: torch.Tensor) -> tuple[torch.Tensor, int]:
     return torch.cat([g[:n] for g, n in zip(gathered, sizes)]), sum(sizes[:rank])
 
 
+def _own_hard_negative_logits(
+    audio_embeds: torch.Tensor,
+    hard_negative_embeds: torch.Tensor,
+    hard_negative_owners: torch.Tensor,
+    logit_scale: torch.Tensor,
+    hard_negative_weight: float,
+) -> torch.Tensor:
+    """`[clips, hard negatives]` audio->text logits in which clip i sees only its own hard negatives (the others are
+    -inf), each counted `hard_negative_weight` times in the softmax denominator (log-weight added to its logit)."""
+    if hard_negative_embeds.ndim != 2 or hard_negative_embeds.shape[1] != audio_embeds.shape[1]:
+        raise ValueError(
+            f"hard_negative_embeds must be [num_hard_negatives, {audio_embeds.shape[1]}], got "
+            f"{tuple(hard_negative_embeds.shape)}."
+        )
+    if hard_negative_owners is None or tuple(hard_negative_owners.shape) != (hard_negative_embeds.shape[0],):
+        raise ValueError(
+            "hard_negative_owners must give the clip (row of this batch) of each hard negative: expected shape "
+            f"({hard_negative_embeds.shape[0]},), got "
+            f"{None if hard_negative_owners is None else tuple(hard_negative_owners.shape)}."
+        )
+    owners = hard_negative_owners.to(device=audio_embeds.device, dtype=torch.long)
+    if owners.numel() and (int(owners.min()) < 0 or int(owners.max()) >= audio_embeds.shape[0]):
+        raise ValueError(
+            f"hard_negative_owners must index the {audio_embeds.shape[0]} clips of the batch, got values "
+            f"{sorted(set(owners.tolist()))}."
+        )
+    logits = (logit_scale * audio_embeds @ hard_negative_embeds.T).float() + math.log(hard_negative_weight)
+    rows = torch.arange(audio_embeds.shape[0], device=audio_embeds.device)
+    return logits.masked_fill(owners[None, :] != rows[:, None], float("-inf"))
+
+
 def clap_contrastive_loss(
     audio_embeds: torch.Tensor,
     text_embeds: torch.Tensor,
     logit_scale: torch.Tensor,
     *,
     gather_across_processes: bool = True,
+    hard_negative_embeds: torch.Tensor | None = None,
+    hard_negative_owners: torch.Tensor | None = None,
+    hard_negative_weight: float = 1.0,
 ) -> torch.Tensor:
     """Symmetric InfoNCE: clip i matches caption i; every other caption of the (global) batch is a
     negative for clip i and vice versa. Embeddings must be normalised.
@@ -122,21 +159,36 @@ def clap_contrastive_loss(
     Distributed: each process scores its own rows against the gathered rows of all processes (the
     "local loss" of open_clip); with DDP averaging gradients this is the gradient of the global-batch
     loss, at a fraction of the memory of the full similarity matrix.
+
+    Compositional hard negatives (CompA-CLAP style): `hard_negative_embeds [M, dim]` are captions that
+    describe a different scene than clip `hard_negative_owners[m]`'s own caption (a changed count, a swapped
+    order, a flipped attribute). They join the audio->text softmax of their own clip only, each weighted
+    `hard_negative_weight` times in its denominator (0: ignored). Other clips never see them: a perturbation of
+    clip j's caption may well describe clip i (few event types, few counts), and it is no harder for clip i
+    than clip j's caption, which is already a negative; this also keeps them local (never gathered). They are
+    no text->audio anchors, having no clip of their own. With none (M = 0) the loss is the plain one.
     """
     if audio_embeds.shape != text_embeds.shape:
         raise ValueError(
             f"Contrastive loss needs one caption per clip: got {tuple(audio_embeds.shape)} audio and "
             f"{tuple(text_embeds.shape)} text embeddings."
         )
+    if not (math.isfinite(hard_negative_weight) and hard_negative_weight >= 0):
+        raise ValueError(f"hard_negative_weight must be a finite number >= 0, got {hard_negative_weight!r}.")
     if gather_across_processes:
         all_audio, offset = _gather_with_grad(audio_embeds)
         all_text, _ = _gather_with_grad(text_embeds)
     else:
         all_audio, all_text, offset = audio_embeds, text_embeds, 0
     labels = torch.arange(audio_embeds.shape[0], device=audio_embeds.device) + offset
-    logits_audio_to_text = logit_scale * audio_embeds @ all_text.T
-    logits_text_to_audio = logit_scale * text_embeds @ all_audio.T
-    return 0.5 * (F.cross_entropy(logits_audio_to_text.float(), labels) + F.cross_entropy(logits_text_to_audio.float(), labels))
+    logits_audio_to_text = (logit_scale * audio_embeds @ all_text.T).float()
+    logits_text_to_audio = (logit_scale * text_embeds @ all_audio.T).float()
+    if hard_negative_embeds is not None and hard_negative_embeds.shape[0] > 0 and hard_negative_weight > 0:
+        hard_logits = _own_hard_negative_logits(
+            audio_embeds, hard_negative_embeds, hard_negative_owners, logit_scale, hard_negative_weight
+        )
+        logits_audio_to_text = torch.cat([logits_audio_to_text, hard_logits], dim=1)
+    return 0.5 * (F.cross_entropy(logits_audio_to_text, labels) + F.cross_entropy(logits_text_to_audio, labels))
 
 
 class EATClapPreTrainedModel(PreTrainedModel):
@@ -292,6 +344,11 @@ class EATClapModel(EATClapPreTrainedModel):
         audio_attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         return_loss: bool | None = None,
+        hard_negative_input_ids: torch.Tensor | None = None,
+        hard_negative_attention_mask: torch.Tensor | None = None,
+        hard_negative_token_type_ids: torch.Tensor | None = None,
+        hard_negative_owners: torch.Tensor | None = None,
+        hard_negative_weight: float = 1.0,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
@@ -305,6 +362,14 @@ class EATClapModel(EATClapPreTrainedModel):
             audio_attention_mask (`torch.LongTensor` of shape `(batch, frames)`, *optional*): the feature
                 extractor's frame mask.
             return_loss (`bool`, *optional*): compute the symmetric InfoNCE loss.
+            hard_negative_input_ids (`torch.LongTensor` of shape `(num_hard_negatives, tokens)`, *optional*):
+                tokenised compositional hard negatives (captions edited to describe a different scene, e.g. by
+                `llm_aac.processing.caption_perturbations`), with `hard_negative_attention_mask` /
+                `hard_negative_token_type_ids` as for the captions.
+            hard_negative_owners (`torch.LongTensor` of shape `(num_hard_negatives,)`, *optional*): the clip (row of
+                this batch) whose caption each hard negative perturbs; it is a negative for that clip only.
+            hard_negative_weight (`float`, *optional*, defaults to 1.0): how many in-batch negatives each hard
+                negative counts for in its clip's audio->text softmax (see `clap_contrastive_loss`).
         """
         if input_features is None or input_ids is None:
             raise ValueError(
@@ -328,11 +393,22 @@ class EATClapModel(EATClapPreTrainedModel):
         )
         audio_embeds = F.normalize(self.audio_projection(self._pool_audio(audio_output)), dim=-1)
         text_embeds = F.normalize(self.text_projection(self._pool_text(text_output, attention_mask)), dim=-1)
+        hard_negative_embeds = None
+        if hard_negative_input_ids is not None:
+            if hard_negative_owners is None:
+                raise ValueError("hard_negative_input_ids need hard_negative_owners (the clip of each hard negative).")
+            hard_negative_embeds = self.get_text_features(
+                hard_negative_input_ids, hard_negative_attention_mask, hard_negative_token_type_ids
+            )
         logit_scale = self.get_logit_scale()
         logits_per_audio = logit_scale * audio_embeds @ text_embeds.T
         loss = None
         if return_loss:
-            loss = clap_contrastive_loss(audio_embeds, text_embeds, logit_scale, gather_across_processes=self.training)
+            loss = clap_contrastive_loss(
+                audio_embeds, text_embeds, logit_scale, gather_across_processes=self.training,
+                hard_negative_embeds=hard_negative_embeds, hard_negative_owners=hard_negative_owners,
+                hard_negative_weight=hard_negative_weight,
+            )
         output = EATClapOutput(
             loss=loss,
             logits_per_audio=logits_per_audio,
@@ -342,6 +418,7 @@ class EATClapModel(EATClapPreTrainedModel):
             logit_scale=logit_scale,
             audio_model_output=audio_output,
             text_model_output=text_output,
+            hard_negative_embeds=hard_negative_embeds,
         )
         return output if return_dict else output.to_tuple()
 

@@ -174,6 +174,82 @@ def test_bad_config_and_input_errors():
 
 
 # ----------------------------------------------------------------------------------------------
+# Compositional hard negatives
+# ----------------------------------------------------------------------------------------------
+
+
+def _unit_rows(rows, width=8, seed=0):
+    return F.normalize(torch.randn(rows, width, generator=torch.Generator().manual_seed(seed)), dim=-1)
+
+
+def test_loss_without_hard_negatives_is_the_plain_loss():
+    audio, text, scale = _unit_rows(4), _unit_rows(4, seed=1), torch.tensor(10.0)
+    plain = clap_contrastive_loss(audio, text, scale)
+    none = clap_contrastive_loss(audio, text, scale, hard_negative_embeds=torch.empty(0, 8),
+                                 hard_negative_owners=torch.empty(0, dtype=torch.long))
+    zero_weight = clap_contrastive_loss(audio, text, scale, hard_negative_embeds=_unit_rows(3, seed=2),
+                                        hard_negative_owners=torch.tensor([0, 1, 1]), hard_negative_weight=0.0)
+    assert torch.equal(none, plain) and torch.equal(zero_weight, plain)
+
+
+def test_hard_negatives_join_only_their_own_clips_softmax():
+    audio, text, scale = _unit_rows(3), _unit_rows(3, seed=1), 10.0
+    # The second hard negative is clip 0's audio itself: were it shown to clip 0, its term would explode.
+    hard = torch.cat([_unit_rows(1, seed=2), audio[:1], _unit_rows(2, seed=3)])
+    owners, weight = torch.tensor([0, 1, 2, 2]), 2.5
+    hard.requires_grad_(True)
+    loss = clap_contrastive_loss(audio, text, torch.tensor(scale), hard_negative_embeds=hard,
+                                 hard_negative_owners=owners, hard_negative_weight=weight)
+    audio_to_text, text_to_audio = [], []
+    for clip in range(3):
+        in_batch = torch.exp(scale * audio[clip] @ text.T).sum()
+        own = torch.exp(scale * hard[owners == clip] @ audio[clip]).sum()
+        audio_to_text.append(-(scale * audio[clip] @ text[clip] - torch.log(in_batch + weight * own)))
+        text_to_audio.append(-torch.log_softmax(scale * text[clip] @ audio.T, dim=0)[clip])
+    expected = 0.5 * (torch.stack(audio_to_text).mean() + torch.stack(text_to_audio).mean())
+    torch.testing.assert_close(loss, expected)
+    assert loss > clap_contrastive_loss(audio, text, torch.tensor(scale))  # harder than in-batch negatives alone
+    loss.backward()
+    assert torch.isfinite(hard.grad).all() and (hard.grad.norm(dim=-1) > 0).all()  # every hard negative is pushed
+
+
+def test_forward_with_hard_negatives_trains_the_text_tower():
+    torch.manual_seed(0)
+    model = EATClapModel(tiny_config())
+    inputs = batch()
+    hard = dict(hard_negative_input_ids=torch.randint(4, 60, (4, 5)),
+                hard_negative_attention_mask=torch.ones(4, 5, dtype=torch.long),
+                hard_negative_owners=torch.tensor([0, 0, 1, 2]))
+    out = model(**inputs, **hard, return_loss=True, hard_negative_weight=1.5)
+    assert out.hard_negative_embeds.shape == (4, 12)
+    expected = clap_contrastive_loss(out.audio_embeds, out.text_embeds, out.logit_scale, hard_negative_weight=1.5,
+                                     hard_negative_embeds=out.hard_negative_embeds,
+                                     hard_negative_owners=hard["hard_negative_owners"])
+    torch.testing.assert_close(out.loss, expected)
+    assert not torch.allclose(out.loss, model(**inputs, return_loss=True).loss)
+    out.loss.backward()
+    assert model.text_model.embeddings.word_embeddings.weight.grad[hard["hard_negative_input_ids"]].abs().sum() > 0
+    with pytest.raises(ValueError, match="need hard_negative_owners"):
+        model(**inputs, hard_negative_input_ids=hard["hard_negative_input_ids"], return_loss=True)
+
+
+def test_hard_negative_input_errors():
+    audio, text, scale = _unit_rows(3), _unit_rows(3, seed=1), torch.tensor(10.0)
+    hard = _unit_rows(2, seed=2)
+    with pytest.raises(ValueError, match=r"hard_negative_owners must give the clip .* expected shape \(2,\)"):
+        clap_contrastive_loss(audio, text, scale, hard_negative_embeds=hard, hard_negative_owners=torch.tensor([0]))
+    with pytest.raises(ValueError, match=r"must index the 3 clips of the batch, got values \[0, 3\]"):
+        clap_contrastive_loss(audio, text, scale, hard_negative_embeds=hard, hard_negative_owners=torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match=r"hard_negative_embeds must be \[num_hard_negatives, 8\]"):
+        clap_contrastive_loss(audio, text, scale, hard_negative_embeds=_unit_rows(2, width=4),
+                              hard_negative_owners=torch.tensor([0, 1]))
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="hard_negative_weight must be a finite number >= 0"):
+            clap_contrastive_loss(audio, text, scale, hard_negative_embeds=hard,
+                                  hard_negative_owners=torch.tensor([0, 1]), hard_negative_weight=bad)
+
+
+# ----------------------------------------------------------------------------------------------
 # Negatives gathered across processes
 # ----------------------------------------------------------------------------------------------
 
