@@ -32,7 +32,8 @@ Outputs in `--output`:
 * `predictions-<system>.jsonl` -- one line per clip: `file`, `split`, `prediction`, `candidates`
   (each with `caption`, `log_prob`, `origin` and, when rescored, `clap_score` and the fused `score`,
   best first), `references`;
-* `metrics.json` -- per split and system, the caption metrics (`CaptionMetricsResult.to_dict()`) and,
+* `metrics.json` -- per split and system, the caption metrics (`CaptionMetricsResult.to_dict()`), for
+  `clap_rescoring` the candidates' headroom (`candidate_headroom`: oracle / worst / picked CIDEr-D) and,
   for the synthetic corpus, semantic accuracy (events, counts, order, overlap); plus the settings and
   timings;
 * `metrics.md` -- the same as markdown tables.
@@ -417,6 +418,7 @@ def write_jsonl(path: str, records: Sequence[Mapping]) -> None:
 
 def markdown_report(summary: Mapping[str, Any], results: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
     """Markdown: per split, the caption-metric table (one row per system) and semantic accuracy if any."""
+    from llm_aac.eval.candidate_headroom import format_headroom
     from llm_aac.eval.caption_metrics import markdown_table
     from llm_aac.eval.semantic_accuracy import format_table
 
@@ -429,6 +431,9 @@ def markdown_report(summary: Mapping[str, Any], results: Mapping[str, Mapping[st
         if semantic:
             lines += ["", "Semantic accuracy (events, counts, order, overlap recovered from the captions):", ""]
             lines.append(format_table(semantic).replace("| split |", "| system |", 1))
+        headroom = per_system.get(CLAP_RESCORING, {}).get("candidate_headroom")
+        if headroom:
+            lines += ["", format_headroom(headroom)]
         lines.append("")
     tuning = summary.get("lm_weight_tuning")
     if tuning:
@@ -587,6 +592,10 @@ def evaluate_captioner(
         for system in systems:
             records = [r for r in all_records[system] if r["split"] == split]
             results[split][system] = score_records(records, metrics, tokenize=tokenize)
+            if system == CLAP_RESCORING:
+                from llm_aac.eval.candidate_headroom import candidate_headroom
+
+                results[split][system]["candidate_headroom"] = candidate_headroom(records, tokenize=tokenize)
     for system in systems:
         write_jsonl(os.path.join(output_dir, predictions_file(system)), all_records[system])
 
@@ -614,7 +623,7 @@ def evaluate_captioner(
                 "systems": {
                     system: {
                         "caption_metrics": scored["caption_metrics"].to_dict(),
-                        **({"semantic_accuracy": scored["semantic_accuracy"]} if "semantic_accuracy" in scored else {}),
+                        **{key: scored[key] for key in ("semantic_accuracy", "candidate_headroom") if key in scored},
                     }
                     for system, scored in per_system.items()
                 },

@@ -147,6 +147,9 @@ def test_cli_compares_beam_search_and_clap_rescoring_in_one_run(tmp_path, captio
         assert all(-1.0 <= c["clap_score"] <= 1.0 for c in record["candidates"])
     report = (output / "metrics.md").read_text()
     assert "| CLAP rescoring (slam, 7 candidates) |" in report and "read off the candidates: True" in report
+    headroom = summary["splits"]["test"]["systems"][CLAP_RESCORING]["candidate_headroom"]
+    assert headroom["clips"] == 2 and headroom["worst"] <= headroom["picked"] <= headroom["oracle"]
+    assert "Candidate headroom (cider_d" in report
 
 
 def test_bad_requests_fail_clearly(tmp_path, captioner_dir):

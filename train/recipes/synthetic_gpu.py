@@ -574,6 +574,9 @@ def summarize_evaluation(evaluation: Mapping[str, Any]) -> dict[str, Any]:
         if "beam_search" in systems and "clap_rescoring" in systems:
             entry["rescoring_gain_cider_d"] = relative_gain(systems["clap_rescoring"].get("cider_d"),
                                                             systems["beam_search"].get("cider_d"))
+        headroom = info["systems"].get("clap_rescoring", {}).get("candidate_headroom")
+        if headroom:
+            entry["candidate_headroom"] = dict(headroom)
         splits[split] = entry
     return splits
 
@@ -646,7 +649,7 @@ def audio_gain_curve(captioner_dir: str) -> list[dict]:
 CURVE_PANELS = (
     ("EAT pretraining loss", "EAT pretraining", ("loss", "frame_loss", "utterance_loss")),
     ("text LM loss", "text LM", ("loss", "eval_loss")),
-    ("EAT-CLAP", "EAT-CLAP", ("loss", "eval_loss", "eval_a2t_r1", "eval_t2a_r1")),
+    ("EAT-CLAP", "EAT-CLAP", ("loss", "eval_loss", "eval_a2t_r1", "eval_t2a_r1", "eval_hard_negative_accuracy")),
     ("captioner loss", "captioner", ("loss", "eval_loss", "eval_mismatched_audio_loss")),
     ("captioner audio gain (nats/token)", "captioner", ("eval_audio_gain",)),
     ("captioner validation CIDEr-D", "captioner", ("eval_cider_d",)),
@@ -724,6 +727,10 @@ def markdown_report(results: Mapping[str, Any]) -> str:
                 lines.append(f"| {name} | {cells} |")
         gain = info.get("rescoring_gain_cider_d")
         lines += ["", f"Rescoring gain (relative CIDEr-D): {'-' if gain is None else f'{100 * gain:+.1f} %'}", ""]
+        if info.get("candidate_headroom"):
+            from llm_aac.eval.candidate_headroom import format_headroom
+
+            lines += [format_headroom(info["candidate_headroom"]), ""]
         skipped = info.get("beam_search", {}).get("skipped_metrics")
         if skipped:
             lines += [f"Skipped metrics: {skipped}", ""]
@@ -874,8 +881,10 @@ def run_recipe(args: argparse.Namespace, output: str) -> dict:
         "tokenizer + text LM", f"{sizes.lm_preset} Llama, {sizes.lm_steps} steps or {sizes.lm_minutes} min", "lm",
         "lm", lm_settings,
         lambda folder: demo.pretrain_language_model(folder, sizes, args.seed, choices, corpus_seed=args.corpus_seed))
-    clap_settings = {**eat_settings, **{k: v for k, v in values.items() if k.startswith("clap_")},
-                     "validation_clips": sizes.validation_clips}
+    # The hard-negative fields enter the key only when that option is on, so that earlier CLAP stages keep theirs.
+    clap_values = {k: v for k, v in values.items() if k.startswith("clap_")
+                   and (values["clap_hard_negatives"] or not k.startswith("clap_hard_negative"))}
+    clap_settings = {**eat_settings, **clap_values, "validation_clips": sizes.validation_clips}
     clap = None
     if not args.skip_evaluation:  # the CLAP scorer only rescores the evaluation's candidates
         clap = stage("CLAP", f"EAT-CLAP ({sizes.clap_preset}), {sizes.clap_steps} steps or {sizes.clap_minutes} min",

@@ -260,6 +260,9 @@ def test_smoke_recipe_end_to_end(tmp_path, monkeypatch):
     assert len(results["stages"]) == 10 and not any(stage["reused"] for stage in results["stages"])
     report = (output / recipe.REPORT_FILE).read_text()
     assert report.startswith("# Synthetic recipe run `baseline`")
+    headroom = results["splits"]["test"]["candidate_headroom"]
+    assert headroom["clips"] == 5 and headroom["worst"] <= headroom["oracle"]
+    assert "Candidate headroom (cider_d" in report
     assert (output / recipe.CURVES_FILE).stat().st_size > 10_000
     assert (output / recipe.MODEL_DIR / "config.json").is_file()
 

@@ -1,0 +1,97 @@
+"""How much a re-ranker could gain from a set of caption candidates, and how much of it the CLAP pick takes.
+
+Rescoring can only choose among the candidates it is given: when the candidates of a clip are few or nearly the
+same, even a perfect scorer gains little, and when they differ, the gain depends on the scorer. Per clip, every
+candidate is scored with CIDEr-D against the clip's references (sentence scores of one corpus-level call per
+candidate slot, so the document frequencies are those of the evaluation itself), then:
+
+* `oracle` -- the corpus CIDEr-D of always choosing each clip's best candidate (the ceiling of any re-ranker);
+* `worst` -- always the worst one (the floor);
+* `picked` -- the candidates the records chose (the CLAP pick);
+* `captioner_pick` -- the log-probability-best candidate (what the captioner alone would pick);
+* `distinct_per_clip` -- mean number of candidates per clip (the records hold deduplicated candidates).
+
+`headroom_taken` is `(picked - captioner_pick) / (oracle - captioner_pick)`: the share of the ceiling's gain the pick
+realised (None when the ceiling equals the captioner's own pick).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+HEADROOM_METRIC = "cider_d"
+
+
+def _sentence_scores(predictions: list[str], references: list[list[str]], tokenize: bool | None) -> list[float]:
+    from llm_aac.eval.caption_metrics import compute_caption_metrics
+
+    result = compute_caption_metrics(predictions, references, metrics=[HEADROOM_METRIC], tokenize=tokenize)
+    return [float(value) for value in result.sentence_scores[HEADROOM_METRIC]]
+
+
+def candidate_headroom(records: Sequence[Mapping[str, Any]], *, tokenize: bool | None = None) -> dict[str, Any]:
+    """The headroom summary (module docstring) of one split's rescoring records.
+
+    Args:
+        records: `predictions-clap_rescoring.jsonl` lines of one split: `prediction`, `references` and
+            `candidates` (each with `caption` and, for `captioner_pick`, `log_prob`).
+        tokenize: passed to `compute_caption_metrics` (None: the metric's default).
+    """
+    if not records:
+        raise ValueError("no records to measure the candidate headroom of")
+    empty = [record.get("file", index) for index, record in enumerate(records) if not record.get("candidates")]
+    if empty:
+        raise ValueError(f"{len(empty)} record(s) have no candidates, e.g. {empty[:3]}")
+    references = [list(record["references"]) for record in records]
+    captions = [[entry["caption"] for entry in record["candidates"]] for record in records]
+    slots = max(len(c) for c in captions)
+    per_clip: list[list[float]] = [[] for _ in records]
+    for slot in range(slots):
+        # Clips with fewer candidates repeat their first one in this slot; only real candidates are kept.
+        filled = [c[slot] if slot < len(c) else c[0] for c in captions]
+        for index, score in enumerate(_sentence_scores(filled, references, tokenize)):
+            if slot < len(captions[index]):
+                per_clip[index].append(score)
+
+    def by_caption(index: int, caption: str) -> float:
+        return per_clip[index][captions[index].index(caption)]
+
+    def corpus(values: list[float]) -> float:
+        return sum(values) / len(values)
+
+    picked = corpus([by_caption(i, r["prediction"]) if r["prediction"] in captions[i] else
+                     _sentence_scores([r["prediction"]], [references[i]], tokenize)[0]
+                     for i, r in enumerate(records)])
+    summary: dict[str, Any] = {
+        "metric": HEADROOM_METRIC,
+        "clips": len(records),
+        "distinct_per_clip": sum(len(c) for c in captions) / len(records),
+        "oracle": corpus([max(scores) for scores in per_clip]),
+        "worst": corpus([min(scores) for scores in per_clip]),
+        "picked": picked,
+        "captioner_pick": None,
+        "headroom_taken": None,
+    }
+    if all(entry.get("log_prob") is not None for record in records for entry in record["candidates"]):
+        best = [max(range(len(c)), key=lambda k, r=r: (r["candidates"][k]["log_prob"], -k))
+                for c, r in zip(captions, records)]
+        summary["captioner_pick"] = corpus([per_clip[i][k] for i, k in enumerate(best)])
+        ceiling = summary["oracle"] - summary["captioner_pick"]
+        if ceiling > 1e-12:
+            summary["headroom_taken"] = (picked - summary["captioner_pick"]) / ceiling
+    return summary
+
+
+def format_headroom(summary: Mapping[str, Any]) -> str:
+    """One markdown line for a report."""
+    taken = summary.get("headroom_taken")
+    own = summary.get("captioner_pick")
+    return (f"Candidate headroom ({summary['metric']}, {summary['distinct_per_clip']:.2f} distinct candidates per "
+            f"clip): oracle {summary['oracle']:.3f}, worst {summary['worst']:.3f}, "
+            + (f"captioner's own pick {own:.3f}, " if own is not None else "")
+            + f"rescored pick {summary['picked']:.3f}"
+            + (f" ({100 * taken:.0f} % of the headroom)" if taken is not None else "") + ".")
+
+
+__all__ = ["HEADROOM_METRIC", "candidate_headroom", "format_headroom"]
