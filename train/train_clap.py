@@ -18,14 +18,27 @@ Loss: symmetric InfoNCE (audio->text and text->audio cross-entropy over the batc
 / torchrun every process's embeddings are gathered with a differentiable all-gather, so each clip is contrasted
 with the captions of the global batch (per-device batch x processes).
 
+Compositional hard negatives (opt-in, CompA-CLAP style): `--hard_negatives count,order,antonym` (any subset) edits
+each training caption into up to `--hard_negatives_per_kind` captions of a different scene per kind (a changed
+count, two sequence clauses swapped, a direction / loudness / pitch word flipped: generic English rules,
+`llm_aac.processing.caption_perturbations`; a caption no rule applies to gets none, and an edit that equals one of
+the clip's references is dropped). They are extra negatives in the audio->text softmax of their own clip only,
+each counted `--hard_negative_weight` times (see `clap_contrastive_loss`). In-batch negatives almost never differ
+from the right caption by a count or an order alone, so plain InfoNCE barely learns to tell such captions apart,
+which is what rescoring captioner candidates needs. The edits are drawn per clip and epoch from `--caption_seed`.
+
 Data: each clip is paired with ONE of its reference captions per epoch, cycling through them (epoch e gives
 clip i its caption (o_i + e) mod n, o_i a seeded random offset), so five epochs of Clotho show every caption
 once. Features come precomputed (`llm-aac precompute`) or are extracted on the fly from the `audio` column;
 `--synthetic_clips N` renders N clips of the synthetic corpus in memory instead.
 
-Validation: the in-batch contrastive loss (`eval_loss`) and retrieval over the first `--max_eval_clips`
-validation clips with all their references: audio->text and text->audio recall at 1, 5 and 10
-(`eval_a2t_r1`, `eval_t2a_r1`, ...).
+Validation: the in-batch contrastive loss (`eval_loss`, without hard negatives, so that runs with and without
+them compare) and retrieval over the first `--max_eval_clips` validation clips with all their references:
+audio->text and text->audio recall at 1, 5 and 10 (`eval_a2t_r1`, `eval_t2a_r1`, ...); and, whatever the training
+option, the hard-negative accuracy that caption rescoring needs: the fraction of those references that score higher
+with their clip than every one of their perturbations (up to 2 of each kind, fixed seed; `eval_hard_negative_
+accuracy`, per kind `eval_hard_negative_accuracy_count` / `_order` / `_antonym`, and `eval_hard_negative_margin`, the
+mean cosine gap between a reference and its best-scoring perturbation).
 
 Outputs in `--output_dir`: the model, feature extractor and tokenizer in one folder (`load_clap_scorer(dir)`,
 `AutoModel.from_pretrained(dir)`), Trainer checkpoints, `log_history.json`, `curves.png`, `summary.json`.
@@ -46,6 +59,7 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback
 
+from llm_aac.processing.caption_perturbations import PERTURBATION_KINDS, parse_perturbation_kinds, perturb_caption
 from llm_aac.train.caption_data import CorpusDataArguments
 from llm_aac.train.training_arguments import CorpusTrainingArguments
 
@@ -113,6 +127,13 @@ class ClapDataArguments(CorpusDataArguments):
     max_train_minutes: float = field(
         default=0.0, metadata={"help": "stop (saving and evaluating there) once training has run this long; 0: no limit"}
     )
+    hard_negatives: str = field(
+        default="", metadata={"help": "compositional hard negatives made from each training caption: a comma list of "
+                              "count, order, antonym ('' or none: off, plain InfoNCE)"}
+    )
+    hard_negatives_per_kind: int = field(
+        default=1, metadata={"help": "at most this many hard negatives of each kind per caption (drawn per epoch)"}
+    )
 
 
 @dataclass
@@ -121,6 +142,10 @@ class ClapTrainingArguments(CorpusTrainingArguments):
 
     output_dir: str = field(default="runs/clap", metadata={"help": "where the model, checkpoints and logs go"})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "warm-up then cosine decay (CLIP)"})
+    hard_negative_weight: float = field(
+        default=1.0, metadata={"help": "how many in-batch negatives each hard negative counts for in its clip's "
+                               "audio->text softmax (with --hard_negatives)"}
+    )
 
 
 def parse_arguments(argv: Sequence[str] | None = None):
@@ -148,6 +173,14 @@ def check_arguments(model_args: ClapModelArguments, data_args: ClapDataArguments
         problems.append(f"--max_train_minutes must be >= 0 (0: no limit), got {data_args.max_train_minutes}")
     if training_args.per_device_train_batch_size < 2:
         problems.append("--per_device_train_batch_size must be >= 2: a contrastive batch needs negatives")
+    try:
+        parse_perturbation_kinds(data_args.hard_negatives)
+    except ValueError as error:
+        problems.append(f"--hard_negatives: {error}")
+    if data_args.hard_negatives_per_kind < 1:
+        problems.append(f"--hard_negatives_per_kind must be >= 1, got {data_args.hard_negatives_per_kind}")
+    if not (math.isfinite(training_args.hard_negative_weight) and training_args.hard_negative_weight >= 0):
+        problems.append(f"--hard_negative_weight must be a finite number >= 0, got {training_args.hard_negative_weight}")
     if problems:
         raise ValueError("invalid arguments: " + "; ".join(problems))
 
@@ -160,9 +193,15 @@ class ClipCaptionEpochs(torch.utils.data.Dataset):
 
     Clip `i` with `n` references gets reference `(offset_i + epoch) mod n` in `epoch` (offsets drawn from
     `seed`), so consecutive epochs cycle through all captions. `EpochCallback` advances `epoch`.
+
+    With `hard_negative_kinds` (see `caption_perturbations.PERTURBATION_KINDS`) items also hold `"hard_negatives"`:
+    up to `hard_negatives_per_kind` perturbations of the caption per kind, none equal to one of the clip's
+    references, drawn from (`seed`, epoch, index), so that they are the same in every DataLoader worker and on a
+    resume, and change from epoch to epoch.
     """
 
-    def __init__(self, tables: Sequence, names: Sequence[str] | None = None, *, seed: int = 0):
+    def __init__(self, tables: Sequence, names: Sequence[str] | None = None, *, seed: int = 0,
+                 hard_negative_kinds: Sequence[str] = (), hard_negatives_per_kind: int = 1):
         from llm_aac.train.caption_data import table_captions
 
         names = list(names) if names is not None else [f"table {i}" for i in range(len(tables))]
@@ -183,6 +222,9 @@ class ClipCaptionEpochs(torch.utils.data.Dataset):
         rng = np.random.default_rng(seed)
         self.offsets = [int(rng.integers(len(refs))) for _, _, refs in self.items]
         self.epoch = 0
+        self.seed = int(seed)
+        self.hard_negative_kinds = parse_perturbation_kinds(hard_negative_kinds)
+        self.hard_negatives_per_kind = int(hard_negatives_per_kind)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -195,7 +237,15 @@ class ClipCaptionEpochs(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         table_index, row_index, references = self.items[index]
-        return {"row": self.tables[table_index][row_index], "caption": references[self.caption_index(index)]}
+        caption = references[self.caption_index(index)]
+        item = {"row": self.tables[table_index][row_index], "caption": caption}
+        if self.hard_negative_kinds:
+            perturbations = perturb_caption(
+                caption, self.hard_negative_kinds, per_kind=self.hard_negatives_per_kind,
+                rng=np.random.default_rng([self.seed, self.epoch, index]), exclude=references,
+            )
+            item["hard_negatives"] = [p.text for p in perturbations]
+        return item
 
 
 class EpochCallback(TrainerCallback):
@@ -214,7 +264,9 @@ class ClapBatchCollator:
 
     Features go through `processing.collate.AudioFeatureCollator` (precomputed or extracted on the fly,
     normalised with the extractor's statistics, padded to a multiple of 16 frames); captions through the
-    text tower's tokenizer (`max_caption_tokens`).
+    text tower's tokenizer (`max_caption_tokens`). Items' `"hard_negatives"` (when the batch has any) become
+    `hard_negative_input_ids` / `hard_negative_attention_mask` (/ `hard_negative_token_type_ids`) and
+    `hard_negative_owners`, the item index of each.
     """
 
     def __init__(self, feature_extractor, tokenizer, *, max_frames: int | None = None, max_caption_tokens: int = 64):
@@ -238,24 +290,40 @@ class ClapBatchCollator:
     def __call__(self, items: Sequence[dict]) -> dict:
         if not items:
             raise ValueError("cannot collate an empty batch")
-        return {**self.audio([item["row"] for item in items]), **self.text([item["caption"] for item in items]),
-                "return_loss": True}
+        batch = {**self.audio([item["row"] for item in items]), **self.text([item["caption"] for item in items]),
+                 "return_loss": True}
+        hard_negatives = [(owner, text) for owner, item in enumerate(items) for text in item.get("hard_negatives", ())]
+        if hard_negatives:
+            tokens = self.text([text for _, text in hard_negatives])
+            batch.update({f"hard_negative_{name}": value for name, value in tokens.items()})
+            batch["hard_negative_owners"] = torch.tensor([owner for owner, _ in hard_negatives], dtype=torch.long)
+        return batch
 
 
 def recall_at(ranks: torch.Tensor, k: int) -> float:
     return float((ranks < k).float().mean())
 
 
-@torch.no_grad()
-def retrieval_metrics(model, collator: ClapBatchCollator, clips, *, batch_size: int, device) -> dict[str, float]:
-    """Audio->text and text->audio recall at 1 / 5 / 10 over `clips` (a `ClipReferences`: rows + all references).
+class _EvaluationMode:
+    """`with _EvaluationMode(model):` runs in eval mode (no dropout) and restores the previous mode."""
 
-    Audio->text: a clip counts as found at k when any of its references is among the k nearest captions.
-    """
-    was_training = model.training
-    model.eval()
-    try:
-        audio, text, owners = [], [], []
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        self.was_training = self.model.training
+        self.model.eval()
+
+    def __exit__(self, *exc_info):
+        self.model.train(self.was_training)
+
+
+@torch.no_grad()
+def embed_clips(model, collator: ClapBatchCollator, clips, *, batch_size: int, device):
+    """(audio `[clips, dim]`, references `[references, dim]`, owner clip of each reference `[references]`) for
+    `clips` (a `ClipReferences`: rows + all references), normalised, float32."""
+    audio, text, owners = [], [], []
+    with _EvaluationMode(model):
         for start in range(0, len(clips), batch_size):
             items = [clips[i] for i in range(start, min(start + batch_size, len(clips)))]
             batch = collator.audio([item["row"] for item in items])
@@ -264,11 +332,26 @@ def retrieval_metrics(model, collator: ClapBatchCollator, clips, *, batch_size: 
                 owners += [start + offset] * len(item["references"])
                 text_batch = {k: v.to(device) for k, v in collator.text(item["references"]).items()}
                 text.append(model.get_text_features(**text_batch))
-    finally:
-        model.train(was_training)
     audio = torch.cat(audio).float()
-    text = torch.cat(text).float()
-    owners = torch.tensor(owners, device=audio.device)
+    return audio, torch.cat(text).float(), torch.tensor(owners, device=audio.device)
+
+
+@torch.no_grad()
+def embed_texts(model, collator: ClapBatchCollator, texts: Sequence[str], *, batch_size: int, device) -> torch.Tensor:
+    """Normalised float32 embeddings `[len(texts), dim]` of captions, `batch_size` at a time."""
+    embeds = []
+    with _EvaluationMode(model):
+        for start in range(0, len(texts), batch_size):
+            text_batch = {k: v.to(device) for k, v in collator.text(texts[start:start + batch_size]).items()}
+            embeds.append(model.get_text_features(**text_batch))
+    return torch.cat(embeds).float()
+
+
+def retrieval_metrics_from_embeddings(audio: torch.Tensor, text: torch.Tensor, owners: torch.Tensor) -> dict[str, float]:
+    """Audio->text and text->audio recall at 1 / 5 / 10 from `embed_clips`' output.
+
+    Audio->text: a clip counts as found at k when any of its references is among the k nearest captions.
+    """
     similarity = audio @ text.T  # [clips, captions]
     # Stable sorts: ties keep index order, so the metrics are deterministic.
     # text -> audio: rank of the caption's own clip among all clips.
@@ -285,22 +368,109 @@ def retrieval_metrics(model, collator: ClapBatchCollator, clips, *, batch_size: 
     return metrics
 
 
-class ClapTrainer(Trainer):
-    """`Trainer` whose evaluations also report retrieval recall (same log entry as `eval_loss`)."""
+def retrieval_metrics(model, collator: ClapBatchCollator, clips, *, batch_size: int, device) -> dict[str, float]:
+    """Audio->text and text->audio recall at 1 / 5 / 10 over `clips` (a `ClipReferences`: rows + all references)."""
+    return retrieval_metrics_from_embeddings(*embed_clips(model, collator, clips, batch_size=batch_size, device=device))
 
-    def __init__(self, *args, retrieval_clips=None, retrieval_collator=None, **kwargs):
+
+# Validation perturbations: a fixed seed and every kind, whatever the training option, so that runs compare.
+HARD_NEGATIVE_PROBE_PER_KIND = 2
+HARD_NEGATIVE_PROBE_SEED = 0
+
+
+@dataclass(frozen=True)
+class HardNegativeProbe:
+    """Perturbations of validation references: `texts[p]` perturbs reference row `reference_rows[p]` (rows in
+    `embed_clips`' order: clip by clip, references in order) by rule `kinds[p]`."""
+
+    texts: list[str]
+    reference_rows: list[int]
+    kinds: list[str]
+
+    @classmethod
+    def from_references(cls, references: Sequence[Sequence[str]], *, per_kind: int = HARD_NEGATIVE_PROBE_PER_KIND,
+                        seed: int = HARD_NEGATIVE_PROBE_SEED) -> "HardNegativeProbe":
+        texts, rows, kinds = [], [], []
+        row = 0
+        for clip, clip_references in enumerate(references):
+            for number, reference in enumerate(clip_references):
+                for perturbation in perturb_caption(reference, PERTURBATION_KINDS, per_kind=per_kind,
+                                                    rng=np.random.default_rng([seed, clip, number]),
+                                                    exclude=clip_references):
+                    texts.append(perturbation.text)
+                    rows.append(row)
+                    kinds.append(perturbation.kind)
+                row += 1
+        return cls(texts, rows, kinds)
+
+
+def hard_negative_metrics(audio: torch.Tensor, references: torch.Tensor, owners: torch.Tensor,
+                          perturbations: torch.Tensor, probe: HardNegativeProbe) -> dict[str, float]:
+    """How well the model prefers each reference to its own perturbations (what choosing among near-duplicate
+    captioner candidates needs), from `embed_clips`' output and the embeddings of `probe.texts`:
+
+    - `hard_negative_accuracy`: fraction of the references with perturbations whose cosine with their clip beats
+      that of every perturbation; `hard_negative_accuracy_<kind>`: the same against that kind's perturbations,
+      over the references that have some;
+    - `hard_negative_margin`: mean of (reference cosine - best perturbation cosine);
+    - `hard_negative_references`: how many references were scored.
+
+    Empty when no reference has a perturbation.
+    """
+    if not probe.texts:
+        return {}
+    rows = torch.tensor(probe.reference_rows, device=audio.device)
+    reference_scores = (audio[owners] * references).sum(-1)
+    perturbation_scores = (audio[owners[rows]] * perturbations).sum(-1)
+    kinds = np.array(probe.kinds)
+    metrics: dict[str, float] = {}
+    for kind in (None, *PERTURBATION_KINDS):
+        selected = torch.from_numpy(kinds == kind if kind else np.ones(len(kinds), dtype=bool)).to(audio.device)
+        if not bool(selected.any()):
+            continue
+        best = torch.full_like(reference_scores, float("-inf")).scatter_reduce(
+            0, rows[selected], perturbation_scores[selected], reduce="amax")
+        scored = torch.isfinite(best)
+        won = (reference_scores[scored] > best[scored]).float().mean()
+        if kind is None:
+            metrics["hard_negative_accuracy"] = float(won)
+            metrics["hard_negative_margin"] = float((reference_scores[scored] - best[scored]).mean())
+            metrics["hard_negative_references"] = int(scored.sum())
+        else:
+            metrics[f"hard_negative_accuracy_{kind}"] = float(won)
+    return metrics
+
+
+class ClapTrainer(Trainer):
+    """`Trainer` whose evaluations also report retrieval recall and hard-negative accuracy (same log entry as
+    `eval_loss`), and whose training loss weights the batch's hard negatives by `hard_negative_weight`."""
+
+    def __init__(self, *args, retrieval_clips=None, retrieval_collator=None, hard_negative_probe=None,
+                 hard_negative_weight: float = 1.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.retrieval_clips = retrieval_clips
         self.retrieval_collator = retrieval_collator
+        self.hard_negative_probe = hard_negative_probe
+        self.hard_negative_weight = hard_negative_weight
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if "hard_negative_input_ids" in inputs:
+            inputs = {**inputs, "hard_negative_weight": self.hard_negative_weight}
+        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"):
         output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
         if self.retrieval_clips is not None:
             model = self.accelerator.unwrap_model(self.model)
-            metrics = retrieval_metrics(
-                model, self.retrieval_collator, self.retrieval_clips,
-                batch_size=self.args.per_device_eval_batch_size, device=self.args.device,
-            )
+            batch_size, device = self.args.per_device_eval_batch_size, self.args.device
+            audio, references, owners = embed_clips(model, self.retrieval_collator, self.retrieval_clips,
+                                                    batch_size=batch_size, device=device)
+            metrics = retrieval_metrics_from_embeddings(audio, references, owners)
+            probe = self.hard_negative_probe
+            if probe is not None and probe.texts:
+                perturbations = embed_texts(model, self.retrieval_collator, probe.texts, batch_size=batch_size,
+                                            device=device)
+                metrics.update(hard_negative_metrics(audio, references, owners, perturbations, probe))
             output.metrics.update({f"{metric_key_prefix}_{k}": v for k, v in metrics.items()})
         return output
 
@@ -424,16 +594,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if training_args.gradient_checkpointing and not training_args.gradient_checkpointing_kwargs:
         training_args.gradient_checkpointing_kwargs = {"use_reentrant": False}
 
-    train_items = ClipCaptionEpochs(tables, names, seed=data_args.caption_seed)
+    train_items = ClipCaptionEpochs(tables, names, seed=data_args.caption_seed,
+                                    hard_negative_kinds=parse_perturbation_kinds(data_args.hard_negatives),
+                                    hard_negatives_per_kind=data_args.hard_negatives_per_kind)
     eval_items = ClipCaptionEpochs([eval_table], ["validation"], seed=data_args.caption_seed)
     if data_args.max_eval_clips:
         eval_items = torch.utils.data.Subset(eval_items, range(min(data_args.max_eval_clips, len(eval_items))))
     retrieval_clips = ClipReferences(eval_table, "validation", max_clips=data_args.max_eval_clips or None)
+    hard_negative_probe = HardNegativeProbe.from_references(retrieval_clips.references)
     collator = ClapBatchCollator(feature_extractor, tokenizer, max_frames=data_args.max_frames,
                                  max_caption_tokens=data_args.max_caption_tokens)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info("%d training clips, %d validation clips; %.2f M trained parameters of %.2f M", len(train_items),
                 len(retrieval_clips), trainable / 1e6, sum(p.numel() for p in model.parameters()) / 1e6)
+    logger.info("hard negatives: %s; validation probe: %d perturbations of %d references",
+                f"{', '.join(train_items.hard_negative_kinds)} (up to {data_args.hard_negatives_per_kind} per kind, "
+                f"weight {training_args.hard_negative_weight:g})" if train_items.hard_negative_kinds else "off",
+                len(hard_negative_probe.texts), len(set(hard_negative_probe.reference_rows)))
 
     trainer = ClapTrainer(
         model=model,
@@ -447,6 +624,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         retrieval_clips=retrieval_clips,
         retrieval_collator=collator,
+        hard_negative_probe=hard_negative_probe,
+        hard_negative_weight=training_args.hard_negative_weight,
     )
     resume = training_args.resume_from_checkpoint
     if isinstance(resume, str) and resume.lower() in ("true", "latest"):
@@ -469,20 +648,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             json.dump(history, f, indent=1)
         try:
             curves = plot_loss_curves([history], os.path.join(output_dir, "curves.png"),
-                                      keys=("loss", "eval_loss", "eval_a2t_r1", "eval_t2a_r1"),
+                                      keys=("loss", "eval_loss", "eval_a2t_r1", "eval_t2a_r1",
+                                            "eval_hard_negative_accuracy"),
                                       title=f"EAT-CLAP ({model_args.preset})", log_scale=False)
         except ValueError as error:
             logger.warning("no curve written: %s", error)
             curves = None
         evaluations = [{k: v for k, v in e.items() if k == "step" or k.startswith("eval_")} for e in history if "eval_loss" in e]
         summary = {"preset": model_args.preset, "seconds": round(time.monotonic() - start, 1),
+                   "hard_negatives": list(train_items.hard_negative_kinds),
                    "global_step": trainer.state.global_step, "evaluations": evaluations, "curves": curves,
                    "trained_parameters": trainable}
         with open(os.path.join(output_dir, "summary.json"), "w") as f:
             json.dump(summary, f, indent=1)
         for entry in evaluations:
-            logger.info("step %5d: eval_loss %.3f  a2t R@1 %.3f  t2a R@1 %.3f", entry["step"], entry["eval_loss"],
-                        entry.get("eval_a2t_r1", float("nan")), entry.get("eval_t2a_r1", float("nan")))
+            logger.info("step %5d: eval_loss %.3f  a2t R@1 %.3f  t2a R@1 %.3f  hard-negative accuracy %.3f",
+                        entry["step"], entry["eval_loss"], entry.get("eval_a2t_r1", float("nan")),
+                        entry.get("eval_t2a_r1", float("nan")), entry.get("eval_hard_negative_accuracy", float("nan")))
         logger.info("EAT-CLAP saved to %s (load with modeling_llm_aac.load_clap_scorer)", output_dir)
     trainer.accelerator.wait_for_everyone()
     return 0

@@ -1,5 +1,6 @@
 """train/train_clap.py on CPU: tiny towers on the synthetic corpus (saved with `llm-aac synth`, or rendered in
-memory), the per-epoch caption rotation, retrieval metrics, and the saved folder loading as a CLAP scorer."""
+memory), the per-epoch caption rotation, retrieval metrics, compositional hard negatives (items, collation,
+training, the validation hard-negative accuracy), and the saved folder loading as a CLAP scorer."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from llm_aac.train.train_clap import ClipCaptionEpochs, EpochCallback, main, retrieval_metrics
+from llm_aac.train.train_clap import (
+    ClapBatchCollator,
+    ClipCaptionEpochs,
+    EpochCallback,
+    HardNegativeProbe,
+    hard_negative_metrics,
+    main,
+    retrieval_metrics,
+)
 
 TINY = ["--preset", "tiny", "--max_frames", "256", "--synthesis_workers", "1", "--disable_tqdm", "true",
         "--dataloader_pin_memory", "false"]
@@ -82,6 +91,97 @@ def test_retrieval_metrics_match_a_naive_count():
     assert any(0 < value < 1 for value in metrics.values())  # a non-trivial case
 
 
+def test_items_carry_seeded_hard_negatives_and_the_collator_marks_their_clips():
+    references = [["A bell rings twice.", "A bell rings two times."], ["A dog barks."],
+                  ["A man speaks, then a car passes by.", "After a man speaks, a car passes by."]]
+    table = [{"captions": refs, "id": i} for i, refs in enumerate(references)]
+    plain = ClipCaptionEpochs([table], seed=1)
+    assert "hard_negatives" not in plain[0]  # off by default: the items are unchanged
+    items = ClipCaptionEpochs([table], seed=1, hard_negative_kinds=("count", "order"), hard_negatives_per_kind=2)
+    first = [items[i] for i in range(3)]
+    assert first == [items[i] for i in range(3)]  # the same draw every time (DataLoader workers, resumes)
+    assert first[1]["hard_negatives"] == []  # no rule applies to "A dog barks."
+    for item, refs in zip(first, references):
+        assert item["caption"] in refs and all(n not in refs and n != item["caption"] for n in item["hard_negatives"])
+    assert len(first[0]["hard_negatives"]) == 2  # two count edits ("once", "three times"), no order edit
+    swapped = {"A man speaks, then a car passes by.": "A car passes by, then a man speaks.",
+               "After a man speaks, a car passes by.": "After a car passes by, a man speaks."}
+    assert first[2]["hard_negatives"] == [swapped[first[2]["caption"]]]
+
+    class TextLengthCollator(ClapBatchCollator):
+        """The real `__call__`, with captions 'tokenised' to their length and no audio work."""
+
+        def __init__(self):
+            pass
+
+        def audio(self, rows):
+            return {"input_features": torch.zeros(len(rows), 16, 4), "audio_attention_mask": torch.ones(len(rows), 16)}
+
+        def text(self, captions):
+            return {"input_ids": torch.tensor([[len(c)] for c in captions]),
+                    "attention_mask": torch.ones(len(captions), 1, dtype=torch.long)}
+
+    batch = TextLengthCollator()(first)
+    expected = [(owner, len(text)) for owner, item in enumerate(first) for text in item["hard_negatives"]]
+    assert batch["hard_negative_owners"].tolist() == [owner for owner, _ in expected]
+    assert batch["hard_negative_input_ids"][:, 0].tolist() == [length for _, length in expected]
+    assert batch["hard_negative_attention_mask"].shape == (len(expected), 1)
+    assert not any(key.startswith("hard_negative") for key in TextLengthCollator()([first[1]]))
+    assert not any(key.startswith("hard_negative") for key in TextLengthCollator()([plain[0], plain[1]]))
+
+
+def test_hard_negative_metrics_match_a_naive_count():
+    references = [["A bell rings twice.", "A dog barks."], ["A man speaks, then a car passes by."],
+                  ["A loud siren rises twice."]]
+    probe = HardNegativeProbe.from_references(references)
+    assert probe == HardNegativeProbe.from_references(references)  # fixed seed: every run scores the same texts
+    assert set(probe.kinds) == {"count", "order", "antonym"} and 1 not in probe.reference_rows  # "A dog barks."
+    generator = torch.Generator().manual_seed(3)
+    audio = torch.nn.functional.normalize(torch.randn(3, 4, generator=generator), dim=-1)
+    owners = torch.tensor([0, 0, 1, 2])
+    reference_embeds = torch.nn.functional.normalize(torch.randn(4, 4, generator=generator), dim=-1)
+    perturbation_embeds = torch.nn.functional.normalize(torch.randn(len(probe.texts), 4, generator=generator), dim=-1)
+    metrics = hard_negative_metrics(audio, reference_embeds, owners, perturbation_embeds, probe)
+
+    def naive(kind=None):
+        wins, margins = [], []
+        for row in range(4):
+            own = audio[owners[row]]
+            scores = [float(own @ perturbation_embeds[p]) for p in range(len(probe.texts))
+                      if probe.reference_rows[p] == row and kind in (None, probe.kinds[p])]
+            if scores:
+                wins.append(float(own @ reference_embeds[row]) > max(scores))
+                margins.append(float(own @ reference_embeds[row]) - max(scores))
+        return np.mean(wins), np.mean(margins), len(wins)
+
+    accuracy, margin, scored = naive()
+    assert metrics["hard_negative_accuracy"] == pytest.approx(accuracy)
+    assert metrics["hard_negative_margin"] == pytest.approx(margin, abs=1e-6)
+    assert metrics["hard_negative_references"] == scored == 3
+    for kind in ("count", "order", "antonym"):
+        assert metrics[f"hard_negative_accuracy_{kind}"] == pytest.approx(naive(kind)[0])
+    assert 0 < metrics["hard_negative_accuracy_count"] < 1 or 0 < metrics["hard_negative_accuracy"] < 1
+    empty = HardNegativeProbe.from_references([["A dog barks."]])
+    assert hard_negative_metrics(audio[:1], reference_embeds[:1], owners[:1], torch.empty(0, 4), empty) == {}
+
+
+def test_hard_negatives_change_the_training_loss_and_are_logged(tmp_path):
+    arguments = ("--max_steps", "2", "--per_device_train_batch_size", "4", "--logging_steps", "1", "--eval_steps", "2")
+    assert _train_on_synthetic_clips(tmp_path / "plain", 8, *arguments) == 0
+    assert _train_on_synthetic_clips(tmp_path / "hard", 8, *arguments, "--hard_negatives", "count,order,antonym",
+                                     "--hard_negative_weight", "2") == 0
+    plain, hard = (json.load(open(tmp_path / name / "log_history.json")) for name in ("plain", "hard"))
+    # Same seed, same first batch: the hard negatives only add terms to the audio->text softmax.
+    assert hard[1]["loss"] > plain[1]["loss"]
+    for history in (plain, hard):
+        evaluations = [e for e in history if "eval_loss" in e]
+        assert [e["step"] for e in evaluations] == [0, 2]
+        assert all(0 <= e["eval_hard_negative_accuracy"] <= 1 and e["eval_hard_negative_references"] > 0
+                   for e in evaluations)
+    assert plain[0]["eval_loss"] == hard[0]["eval_loss"]  # the validation loss has no hard negatives: comparable
+    assert json.load(open(tmp_path / "hard" / "summary.json"))["hard_negatives"] == ["count", "order", "antonym"]
+
+
 def test_loss_falls_on_synthetic_clips(tmp_path):
     out = tmp_path / "clap"
     assert _train_on_synthetic_clips(out, 16, "--max_steps", "24", "--learning_rate", "1e-3", "--logging_steps", "4",
@@ -133,6 +233,10 @@ def test_bad_arguments(tmp_path):
         main(TINY + ["--synthetic_clips", "4", "--per_device_train_batch_size", "1", "--output_dir", str(tmp_path)])
     with pytest.raises(ValueError, match="unknown --preset"):
         main(["--preset", "huge", "--synthetic_clips", "4", "--output_dir", str(tmp_path)])
+    with pytest.raises(ValueError, match=r"--hard_negatives: unknown hard-negative kind\(s\) \['colour'\].*"
+                                         r"--hard_negatives_per_kind must be >= 1.*--hard_negative_weight must be"):
+        main(TINY + ["--synthetic_clips", "4", "--hard_negatives", "count,colour", "--hard_negatives_per_kind", "0",
+                     "--hard_negative_weight", "-1", "--output_dir", str(tmp_path)])
 
 
 def test_time_limit_stops_training_and_evaluates_there(tmp_path):
