@@ -1,9 +1,10 @@
 """Ablations of the synthetic GPU recipe (issue 7 §3): each configuration x several seeds, several runs at once
 on one GPU, and a table of mean ± spread.
 
-    # all six configurations x seeds 0 and 1 at 30 % of the budget, five runs at a time, stopping before 9.5 min
+    # all six configurations x seeds 0 and 1 at 30 % of the budget (the EAT stage keeps its full length: its
+    # 9-minute limit lets the step count decide while runs share the GPU), five runs at a time, stopping before 25 min
     python train/recipes/run_ablations.py --output runs/ablations --budget-scale 0.3 --parallel 5 \\
-        --deadline-minutes 9.5
+        --set eat_minutes=9 --deadline-minutes 25
     # the same command again (on the same machine) resumes: finished runs are skipped, the others continue
     # from their last finished stage (shared stage cache in OUTPUT/cache)
     # a subset: one seed, some configurations
@@ -12,16 +13,15 @@ on one GPU, and a table of mean ± spread.
     python train/recipes/run_ablations.py --aggregate runs/abl-seed0 runs/abl-seed1 --table docs/ablations.md
     # CPU check of the machinery at smoke size
     python train/recipes/run_ablations.py --output /tmp/abl --smoke --configs baseline,single_pass --seeds 0
-    # why the captioner ignores the audio, in ~11 minutes on one H100 (worst case 10.8 min: detach it or give
-    # --deadline-minutes and rerun): the encoder diagnostics and configurations of your own (knobs and sizes),
-    # one seed, the EAT stage at its full-recipe length, the captioner at a quarter of its steps, no CLAP /
-    # test-split evaluation (validation curves and probes only)
-    python train/recipes/run_ablations.py --output runs/diagnose --seeds 0 --budget-scale 0.25 --parallel 6 \
-        --configs baseline,scratch,frozen --config batch32:captioner_batch_size=32 \
-        --config encoder_lr:encoder_learning_rate=1e-4 \
-        --config fbank_scratch:features=fbank,encoder_init=scratch,eat_steps=300,eat_minutes=0.75 \
-        --set eat_steps=1200 --set eat_minutes=3.0 --set captioner_eval_clips=100 --set captioner_eval_steps=200 \
-        --set captioner_eval_minutes=0.15 --skip-evaluation
+    # diagnosis 2 of docs/results.md (~10 minutes on one H100; the EAT stage is built once, alone on the GPU,
+    # while the other runs wait for it): frozen encoder, the captioner's encoder learning rate, a random encoder;
+    # one seed, the captioner at a quarter of its steps, no CLAP / test-split evaluation (validation curves and
+    # probes only)
+    python train/recipes/run_ablations.py --output runs/diagnose --seeds 0 --budget-scale 0.25 --parallel 5 \\
+        --configs baseline,frozen,scratch --config enc_lr1e-3:encoder_learning_rate=1e-3 \\
+        --config enc_lr3e-5:encoder_learning_rate=3e-5 \\
+        --set captioner_eval_clips=100 --set captioner_eval_steps=200 --set captioner_eval_minutes=0.15 \\
+        --skip-evaluation
 
 Configurations (`CONFIGS`): the baseline (cwt features, linear projector, projector warm-up then LoRA, SLAM
 candidates, the pretrained EAT trained with the captioner) and one change each: `fbank`, `cwt_seed` (features),
