@@ -105,9 +105,23 @@ class DemoSizes:
     lora_target_modules: str = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
     encoder_learning_rate: float = 0.0  # peak rate of the captioner's encoder when it trains (0: the stage's rate)
     clap_preset: str = "tiny"
+    # EAT-CLAP's compositional hard negatives (`train/train_clap.py --hard_negatives`): "" (off: plain InfoNCE) or a
+    # comma list of count, order, antonym; and how many in-batch negatives each counts for (`--hard_negative_weight`)
+    clap_hard_negatives: str = ""
+    clap_hard_negative_weight: float = 1.0
     log_points: int = 4  # training-loss log entries per stage
     feature_batch_size: int = 8
     eval_batch_size: int = 8
+
+    def __post_init__(self):
+        # Checked here, when the sizes are made (a recipe's `--set`), not after the stages before the CLAP one ran.
+        if self.clap_hard_negatives:
+            from llm_aac.processing.caption_perturbations import parse_perturbation_kinds
+
+            parse_perturbation_kinds(self.clap_hard_negatives)
+        weight = self.clap_hard_negative_weight
+        if not (isinstance(weight, (int, float)) and weight >= 0 and weight != float("inf")):
+            raise ValueError(f"clap_hard_negative_weight must be a finite number >= 0, got {weight!r}")
 
 
 # Where the candidates ablation's names meet `CandidateOptions.strategy`.
@@ -412,12 +426,10 @@ def train_captioner(work: str, features_dir: str, encoder_dir: str, language_mod
     return output, validation
 
 
-def train_clap_scorer(work: str, features_dir: str, encoder_dir: str, sizes: DemoSizes, seed: int,
-                      choices: RecipeChoices = DEMO_CHOICES) -> str:
-    from llm_aac.train import train_clap
-
-    output = os.path.join(work, "clap")
-    train_clap.main([
+def clap_training_arguments(output: str, features_dir: str, encoder_dir: str, sizes: DemoSizes, seed: int,
+                            choices: RecipeChoices = DEMO_CHOICES) -> list[str]:
+    """`train/train_clap.py` arguments of the CLAP stage (the hard-negative ones only when that option is on)."""
+    arguments = [
         "--preset", sizes.clap_preset, "--audio_model_path", encoder_dir, "--dataset_path", features_dir,
         "--eval_split", "validation", "--max_eval_clips", str(sizes.validation_clips),
         "--per_device_train_batch_size", str(sizes.clap_batch_size),
@@ -425,13 +437,28 @@ def train_clap_scorer(work: str, features_dir: str, encoder_dir: str, sizes: Dem
         "--learning_rate", str(sizes.clap_learning_rate), "--max_train_minutes", str(sizes.clap_minutes),
         "--warmup_steps", str(max(1, sizes.clap_steps // 10)), "--logging_steps", _logging_steps(sizes.clap_steps, sizes),
         "--eval_steps", str(max(1, sizes.clap_steps)), "--output_dir", output, *_common_training_arguments(seed, choices),
-    ])
+    ]
+    if sizes.clap_hard_negatives:
+        arguments += ["--hard_negatives", sizes.clap_hard_negatives,
+                      "--hard_negative_weight", str(sizes.clap_hard_negative_weight)]
+    return arguments
+
+
+def train_clap_scorer(work: str, features_dir: str, encoder_dir: str, sizes: DemoSizes, seed: int,
+                      choices: RecipeChoices = DEMO_CHOICES) -> str:
+    from llm_aac.train import train_clap
+
+    output = os.path.join(work, "clap")
+    train_clap.main(clap_training_arguments(output, features_dir, encoder_dir, sizes, seed, choices))
     with open(os.path.join(output, "summary.json"), encoding="utf-8") as f:
         evaluations = json.load(f)["evaluations"]
     first, last = evaluations[0], evaluations[-1]
-    print(f"  validation retrieval: audio->text R@1 {first.get('eval_a2t_r1', float('nan')):.2f} -> "
-          f"{last.get('eval_a2t_r1', float('nan')):.2f}, text->audio R@1 {first.get('eval_t2a_r1', float('nan')):.2f}"
-          f" -> {last.get('eval_t2a_r1', float('nan')):.2f} ({sizes.validation_clips} clips)", flush=True)
+    nan = float("nan")
+    print(f"  validation retrieval: audio->text R@1 {first.get('eval_a2t_r1', nan):.2f} -> "
+          f"{last.get('eval_a2t_r1', nan):.2f}, text->audio R@1 {first.get('eval_t2a_r1', nan):.2f}"
+          f" -> {last.get('eval_t2a_r1', nan):.2f}; hard-negative accuracy "
+          f"{first.get('eval_hard_negative_accuracy', nan):.2f} -> {last.get('eval_hard_negative_accuracy', nan):.2f}"
+          f" ({sizes.validation_clips} clips)", flush=True)
     return output
 
 

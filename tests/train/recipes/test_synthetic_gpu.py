@@ -90,6 +90,29 @@ def test_overrides_are_typed_and_checked():
         recipe.parse_overrides(["lora_steps"])
 
 
+def test_clap_hard_negative_knob_reaches_the_clap_trainer():
+    from llm_aac import demo
+    from llm_aac.train.train_clap import parse_arguments
+
+    def clap_arguments(overrides):
+        values = recipe.size_values("gpu", 1.0, recipe.parse_overrides(overrides))
+        sizes = demo.DemoSizes(**{k: v for k, v in values.items() if k not in recipe.PROBE_FIELDS})
+        argv = demo.clap_training_arguments("out/clap", "features", "eat", sizes, 0)
+        return argv, parse_arguments(argv)
+
+    argv, (_, data_args, training_args) = clap_arguments(["clap_hard_negatives=count,order",
+                                                          "clap_hard_negative_weight=2"])
+    assert (data_args.hard_negatives, training_args.hard_negative_weight) == ("count,order", 2.0)
+    argv, (_, data_args, training_args) = clap_arguments([])
+    assert "--hard_negatives" not in argv and "--hard_negative_weight" not in argv  # off by default: argv unchanged
+    assert (data_args.hard_negatives, training_args.hard_negative_weight) == ("", 1.0)
+    # a bad value stops the recipe when its sizes are made, not after the stages before the CLAP one
+    with pytest.raises(ValueError, match=r"unknown hard-negative kind\(s\) \['colour'\]"):
+        clap_arguments(["clap_hard_negatives=colour"])
+    with pytest.raises(ValueError, match="clap_hard_negative_weight must be a finite number >= 0, got -1"):
+        clap_arguments(["clap_hard_negatives=count", "clap_hard_negative_weight=-1"])
+
+
 def test_arguments_defaults_and_errors(monkeypatch, capsys):
     args = recipe.resolve_arguments(["--output", "x", "--smoke"])
     assert (args.size, args.device, args.feature_device, args.dataloader_workers, args.threads) == (
