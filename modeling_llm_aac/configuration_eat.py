@@ -44,6 +44,15 @@ class EATConfig(PretrainedConfig):
             (EAT draws it from N(0, 1)).
         classifier_dropout (`float`, defaults to 0.0): dropout before the classification head of
             [`EATForAudioClassification`].
+        layer_norm_in_autocast_dtype (`bool`, defaults to `False`): under `torch.autocast`, make every LayerNorm of
+            the model (`pre_norm`, the blocks' norms, `fc_norm`, the pretraining decoder's norms) return the autocast
+            dtype (bf16 / fp16) instead of float32, the dtype autocast gives `layer_norm` on CUDA. Mean, variance and
+            the affine step are still computed in float32 inside the kernel; weight and bias are rounded to the
+            autocast dtype first, as autocast rounds the weights of matrix products.
+            In EAT's post-LN blocks the LayerNorm outputs are the residual stream, so this halves the bytes of the
+            residual stream, of the tensors kept for backward around it and of the pretraining decoder's input grid
+            (a training-speed option: the released EAT recipe, fairseq `fp16: true`, normalised in half precision
+            too). Without autocast it changes nothing: float32 runs are bit-identical either way.
 
         Pretraining ([`EATForPreTraining`], the utterance-frame objective; ignored by the encoder and the
         classifier; defaults are the released EAT-base recipe, `large()` sets EAT-large's):
@@ -101,6 +110,7 @@ class EATConfig(PretrainedConfig):
     initializer_range: float = 0.02
     cls_token_initializer_range: float = 1.0
     classifier_dropout: float = 0.0
+    layer_norm_in_autocast_dtype: bool = False
     # --- pretraining (EATForPreTraining) ---
     mask_ratio: float = 0.8
     mask_ratio_adjust: float = 0.07
@@ -141,6 +151,7 @@ class EATConfig(PretrainedConfig):
         initializer_range: float = 0.02,
         cls_token_initializer_range: float = 1.0,
         classifier_dropout: float = 0.0,
+        layer_norm_in_autocast_dtype: bool = False,
         # --- pretraining (EATForPreTraining) ---
         mask_ratio: float = 0.8,
         mask_ratio_adjust: float = 0.07,
@@ -180,6 +191,7 @@ class EATConfig(PretrainedConfig):
         self.initializer_range = initializer_range
         self.cls_token_initializer_range = cls_token_initializer_range
         self.classifier_dropout = classifier_dropout
+        self.layer_norm_in_autocast_dtype = layer_norm_in_autocast_dtype
         # --- pretraining (EATForPreTraining) ---
         self.mask_ratio = mask_ratio
         self.mask_ratio_adjust = mask_ratio_adjust
@@ -229,6 +241,10 @@ class EATConfig(PretrainedConfig):
             value = getattr(self, name)
             if not 0.0 <= float(value) < 1.0:
                 problems.append(f"{name} must lie in [0, 1), got {value!r}")
+        if not isinstance(self.layer_norm_in_autocast_dtype, bool):
+            problems.append(
+                f"layer_norm_in_autocast_dtype must be True or False, got {self.layer_norm_in_autocast_dtype!r}"
+            )
         if problems:
             raise ValueError("Invalid EATConfig: " + "; ".join(problems))
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from transformers import PreTrainedModel
@@ -67,6 +68,56 @@ def frame_mask_to_patch_mask(attention_mask: torch.Tensor, patch_size: int, num_
     batch_size, num_frames = attention_mask.shape
     time_mask = attention_mask.reshape(batch_size, num_frames // patch_size, patch_size).bool().any(dim=-1)
     return time_mask.repeat_interleave(num_freq_patches, dim=1)
+
+
+def active_autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype `torch.autocast` computes in on `device_type`, or None when autocast is off there."""
+    if device_type == "meta":
+        return None  # autocast keeps no state for the meta device (asking raises)
+    return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+
+
+class EATLayerNorm(nn.LayerNorm):
+    """`nn.LayerNorm` that can return the autocast dtype under autocast (`EATConfig.layer_norm_in_autocast_dtype`).
+
+    Autocast puts `layer_norm` on its float32 list on CUDA: bf16 input is upcast and the output is float32.
+    In EAT's post-LN blocks (`x = norm(x + f(x))`) that makes the whole residual stream float32, so every
+    add / LayerNorm kernel around it and every tensor saved for backward there moves twice the bytes, and
+    each matrix product first casts its float32 input back to bf16. With `keep_autocast_dtype=True` the input,
+    weight and bias are cast to the autocast dtype and `F.layer_norm` runs with autocast off, which still
+    accumulates mean and variance (and the affine step) in float32 inside the kernel but writes the autocast
+    dtype. Outside autocast both settings are plain `nn.LayerNorm`.
+    """
+
+    def __init__(
+        self,
+        normalized_shape: int | tuple[int, ...],
+        eps: float = 1e-5,
+        elementwise_affine: bool = True,
+        *,
+        keep_autocast_dtype: bool = False,
+    ):
+        super().__init__(normalized_shape, eps=eps, elementwise_affine=elementwise_affine)
+        self.keep_autocast_dtype = keep_autocast_dtype
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        dtype = active_autocast_dtype(hidden_states.device.type) if self.keep_autocast_dtype else None
+        if dtype is None:
+            return super().forward(hidden_states)
+        weight = None if self.weight is None else self.weight.to(dtype)
+        bias = None if self.bias is None else self.bias.to(dtype)
+        with torch.autocast(hidden_states.device.type, enabled=False):
+            return F.layer_norm(hidden_states.to(dtype), self.normalized_shape, weight, bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, keep_autocast_dtype={self.keep_autocast_dtype}"
+
+
+def eat_layer_norm(config: EATConfig) -> EATLayerNorm:
+    """The LayerNorm of EAT's encoder and heads: width `hidden_size`, `layer_norm_eps`, affine."""
+    return EATLayerNorm(
+        config.hidden_size, eps=config.layer_norm_eps, keep_autocast_dtype=config.layer_norm_in_autocast_dtype
+    )
 
 
 @dataclass
@@ -259,9 +310,9 @@ class EATLayer(GradientCheckpointingLayer):
     def __init__(self, config: EATConfig, drop_path_rate: float = 0.0):
         super().__init__()
         self.attention = EATAttention(config)
-        self.post_attention_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.post_attention_layernorm = eat_layer_norm(config)
         self.mlp = EATMLP(config)
-        self.post_mlp_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.post_mlp_layernorm = eat_layer_norm(config)
         self.hidden_dropout = nn.Dropout(config.hidden_dropout_prob)
         self.drop_path = EATDropPath(drop_path_rate)
 
@@ -290,7 +341,7 @@ class EATEncoder(nn.Module):
     def __init__(self, config: EATConfig):
         super().__init__()
         self.config = config
-        self.pre_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.pre_norm = eat_layer_norm(config)
         num_layers = config.num_hidden_layers
         rates = [config.drop_path_rate * i / max(num_layers - 1, 1) for i in range(num_layers)]
         self.layers = nn.ModuleList([EATLayer(config, drop_path_rate=rate) for rate in rates])
@@ -497,7 +548,7 @@ class EATForAudioClassification(EATPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.eat = EATModel(config)
-        self.fc_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.fc_norm = eat_layer_norm(config)
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
@@ -575,9 +626,11 @@ __all__ = [
     "EATEncoderOutput",
     "EATForAudioClassification",
     "EATLayer",
+    "EATLayerNorm",
     "EATModel",
     "EATModelOutput",
     "EATPreTrainedModel",
+    "active_autocast_dtype",
     "build_2d_sincos_positions",
     "frame_mask_to_patch_mask",
 ]

@@ -38,7 +38,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_eat import EATConfig
-from .modeling_eat import EATModel, EATPreTrainedModel
+from .modeling_eat import EATLayerNorm, EATModel, EATPreTrainedModel, active_autocast_dtype
 
 # The reference decoder and target builder use torch's default LayerNorm / instance-norm epsilon.
 _DECODER_LAYER_NORM_EPS = 1e-5
@@ -208,14 +208,18 @@ class EATDecoderConvBlock(nn.Module):
 
     `forward` runs it with `F.conv2d` on a channels-last grid `[N, T, F, C]`. The decoder's default path
     uses `banded_weight` + `forward_group_major` instead: the same arithmetic as batched matrix products
-    (see [`EATPretrainingDecoder`]).
+    (see [`EATPretrainingDecoder`]). `keep_autocast_dtype` is [`EATLayerNorm`]'s (used by `forward`).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, groups: int):
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, groups: int, *, keep_autocast_dtype: bool = False
+    ):
         super().__init__()
         self.kernel_size = kernel_size
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, groups=groups)
-        self.norm = nn.LayerNorm(out_channels, eps=_DECODER_LAYER_NORM_EPS, elementwise_affine=False)
+        self.norm = EATLayerNorm(
+            out_channels, eps=_DECODER_LAYER_NORM_EPS, elementwise_affine=False, keep_autocast_dtype=keep_autocast_dtype
+        )
         self.activation = nn.GELU()
 
     def forward(self, grid: torch.Tensor) -> torch.Tensor:
@@ -293,8 +297,10 @@ class EATPretrainingDecoder(nn.Module):
       over half of the step. Eager, its many unfused elementwise passes make it slower (121 vs 92 ms).
     * `"conv2d"`: `F.conv2d` on a channels-last grid (the reference formulation).
 
-    Under autocast the grid between blocks is stored in the autocast dtype (bf16), which is also the
-    dtype the convolutions read; sums, LayerNorm and GELU run in float32 as in the reference path.
+    Under autocast the banded path stores the grid between blocks in the autocast dtype (bf16), which is
+    also the dtype the convolutions read; sums, LayerNorm and GELU run in float32 inside its fused kernels.
+    The conv2d path follows autocast (float32 LayerNorm / GELU / residual stream), or keeps the autocast
+    dtype throughout with `EATConfig.layer_norm_in_autocast_dtype`.
     """
 
     conv_implementations = ("auto", "banded_matmul", "conv2d")
@@ -304,7 +310,8 @@ class EATPretrainingDecoder(nn.Module):
         width = config.decoder_hidden_size or config.hidden_size
         self.blocks = nn.ModuleList(
             EATDecoderConvBlock(
-                config.hidden_size if i == 0 else width, width, config.decoder_kernel_size, config.decoder_groups
+                config.hidden_size if i == 0 else width, width, config.decoder_kernel_size, config.decoder_groups,
+                keep_autocast_dtype=config.layer_norm_in_autocast_dtype,
             )
             for i in range(config.decoder_num_layers)
         )
@@ -348,8 +355,7 @@ class EATPretrainingDecoder(nn.Module):
         framed_time = num_time + 2 * pad
         # Under autocast the grid between blocks is kept in the autocast dtype (the GEMMs' input dtype):
         # half the memory traffic of float32 for the same GEMM inputs; norms and sums still run in float32.
-        device_type = grid.device.type
-        state_dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else grid.dtype
+        state_dtype = active_autocast_dtype(grid.device.type) or grid.dtype
 
         # keep: 1 at real patches, 0 at padded patches and at the zero rows framing each clip.
         keep = grid.new_ones(num_views, num_time, num_freq) if grid_mask is None else grid_mask.to(grid.dtype)
@@ -674,7 +680,9 @@ class EATForPreTraining(EATPreTrainedModel):
 
         # ---- decoder: student outputs back on the grid, noise at masked positions
         student_patch_out = student_out[:, 1:]
-        # Unused slots (padded batches only) write into one spare row, dropped before decoding.
+        # Unused slots (padded batches only) write into one spare row, dropped before decoding. The grid takes the
+        # student's output dtype: float32 under autocast, bf16 with layer_norm_in_autocast_dtype (the banded
+        # decoder rounds it to bf16 before its first use either way).
         rows = num_patches if slot_used is None else num_patches + 1
         grid = torch.empty(num_views, rows, hidden, device=device, dtype=student_patch_out.dtype)
         grid.normal_(0.0, config.mask_noise_std)

@@ -5,11 +5,14 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from autocast_test_utils import cuda_layer_norm_autocast_rule
 
 import modeling_llm_aac  # noqa: F401  (registers the Auto* classes)
 from modeling_llm_aac.configuration_eat import EATConfig
 from modeling_llm_aac.modeling_eat import (
     EATForAudioClassification,
+    EATLayerNorm,
     EATModel,
     build_2d_sincos_positions,
     frame_mask_to_patch_mask,
@@ -236,6 +239,66 @@ def test_bfloat16_forward_is_finite_and_close():
         out = model.to(torch.bfloat16)(features, attention_mask=mask).last_hidden_state
     assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
     assert float((out.float() - reference).abs().max()) < 0.2
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_layer_norm_keeping_the_autocast_dtype(affine):
+    torch.manual_seed(0)
+    default = EATLayerNorm(16, eps=1e-6, elementwise_affine=affine)
+    kept = EATLayerNorm(16, eps=1e-6, elementwise_affine=affine, keep_autocast_dtype=True)
+    if affine:
+        with torch.no_grad():
+            default.weight.normal_(1.0, 0.3)
+            default.bias.normal_(0.0, 0.3)
+        kept.load_state_dict(default.state_dict())
+    inputs = (torch.randn(4, 5, 16) * 3 + 1).requires_grad_()
+    assert torch.equal(kept(inputs), default(inputs))  # no autocast: plain nn.LayerNorm
+
+    with torch.autocast("cpu", dtype=torch.bfloat16), cuda_layer_norm_autocast_rule():
+        assert default(inputs.bfloat16()).dtype == torch.float32  # autocast's CUDA rule
+        out = kept(inputs)
+        compiled = torch.compile(kept, backend="eager", fullgraph=True)(inputs)
+    assert out.dtype == torch.bfloat16 and torch.equal(compiled, out)
+    # Statistics and affine step in float32 on the rounded input and weights, one rounding of the output.
+    rounded = [None if p is None else p.detach().bfloat16().float() for p in (kept.weight, kept.bias)]
+    expected = F.layer_norm(inputs.detach().bfloat16().float(), (16,), rounded[0], rounded[1], 1e-6)
+    torch.testing.assert_close(out.float(), expected, atol=1e-5, rtol=2**-7)
+
+    out.float().square().sum().backward()
+    assert inputs.grad.dtype == torch.float32 and torch.isfinite(inputs.grad).all() and inputs.grad.abs().sum() > 0
+    for parameter in kept.parameters():
+        assert parameter.grad.dtype == torch.float32 and torch.isfinite(parameter.grad).all()
+        assert parameter.grad.abs().sum() > 0
+
+
+def test_layer_norm_in_autocast_dtype_model():
+    assert EATConfig().layer_norm_in_autocast_dtype is False
+    with pytest.raises(ValueError, match="layer_norm_in_autocast_dtype"):
+        EATConfig(layer_norm_in_autocast_dtype="yes")
+    config = tiny_config(layer_norm_in_autocast_dtype=True)
+    assert EATConfig.from_dict(config.to_dict()).layer_norm_in_autocast_dtype is True
+    classifier = EATForAudioClassification(tiny_config(num_labels=3, layer_norm_in_autocast_dtype=True))
+    assert all(module.keep_autocast_dtype for module in classifier.modules() if isinstance(module, EATLayerNorm))
+    assert classifier.fc_norm.keep_autocast_dtype
+
+    default = make_model()
+    kept = EATModel(config).eval()
+    kept.load_state_dict(default.state_dict())  # same parameters and keys
+    features = torch.randn(2, 48, default.config.num_mel_bins) * 3
+    mask = torch.tensor([[1] * 48, [1] * 30 + [0] * 18])
+    with torch.no_grad():
+        reference = default(features, attention_mask=mask).last_hidden_state
+        assert torch.equal(kept(features, attention_mask=mask).last_hidden_state, reference)  # float32: no change
+        with torch.autocast("cpu", dtype=torch.bfloat16), cuda_layer_norm_autocast_rule():
+            autocast_out = default(features, attention_mask=mask, output_hidden_states=True)
+            kept_out = kept(features, attention_mask=mask, output_hidden_states=True)
+    # Autocast's rule makes the post-LN residual stream float32; the option keeps it in bf16.
+    assert {state.dtype for state in autocast_out.hidden_states} == {torch.float32}
+    assert {state.dtype for state in kept_out.hidden_states} == {torch.bfloat16}
+    # Within bf16 rounding: no further from float32 than a few times autocast's own error.
+    autocast_error = float((autocast_out.last_hidden_state - reference).abs().max())
+    kept_error = float((kept_out.last_hidden_state.float() - reference).abs().max())
+    assert 0 < autocast_error < 0.2 and kept_error < 4 * autocast_error, (kept_error, autocast_error)
 
 
 def test_classification_losses():

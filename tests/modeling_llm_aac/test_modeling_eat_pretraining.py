@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from autocast_test_utils import cuda_layer_norm_autocast_rule
 
 from modeling_llm_aac import EATConfig, EATModel
+from modeling_llm_aac.modeling_eat import EATLayerNorm
 from modeling_llm_aac.modeling_eat_pretraining import (
     EATForPreTraining,
     EATPretrainingDecoder,
@@ -285,6 +287,60 @@ def test_bf16_autocast_forward_is_finite():
         out = model(torch.randn(2, 64, 64))
     assert torch.isfinite(out.loss)
     out.loss.backward()
+
+
+def _training_step_record(model, features, visible, *, autocast: bool):
+    """One forward + backward under CUDA autocast's LayerNorm rule: output, parameter gradients, the dtypes every
+    LayerNorm returned and the dtype of the decoder's input grid."""
+    norm_dtypes, grid_dtypes = set(), []
+    hooks = [module.register_forward_hook(lambda m, args, out: norm_dtypes.add(out.dtype))
+             for module in model.modules() if isinstance(module, EATLayerNorm)]
+    hooks.append(model.decoder.register_forward_pre_hook(lambda m, args: grid_dtypes.append(args[0].dtype)))
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(1)  # same decoder noise
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast), cuda_layer_norm_autocast_rule():
+        out = model(features, visible_mask=visible)
+    out.loss.backward()
+    for hook in hooks:
+        hook.remove()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    return out, grads, norm_dtypes, grid_dtypes[0]
+
+
+@pytest.mark.parametrize("implementation", ["conv2d", "banded_matmul"])
+def test_layer_norm_in_autocast_dtype_keeps_the_losses(implementation):
+    default = EATForPreTraining(tiny_config(decoder_num_layers=3)).train()
+    kept = EATForPreTraining(tiny_config(decoder_num_layers=3, layer_norm_in_autocast_dtype=True)).train()
+    kept.load_state_dict(default.state_dict())
+    for model in (default, kept):
+        model.decoder.conv_implementation = implementation
+    features = torch.randn(2, 64, 64)
+    visible, _ = compute_inverse_block_mask(6, 4, 4, generator=torch.Generator().manual_seed(0))
+
+    # float32: bit-identical losses and gradients.
+    out_default, grads_default, _, _ = _training_step_record(default, features, visible, autocast=False)
+    out_kept, grads_kept, _, _ = _training_step_record(kept, features, visible, autocast=False)
+    assert torch.equal(out_kept.loss, out_default.loss)
+    assert grads_kept.keys() == grads_default.keys()
+    assert all(torch.equal(grads_kept[name], grads_default[name]) for name in grads_default)
+
+    # bf16 autocast: every LayerNorm (student, teacher, conv2d decoder) and the decoder grid leave float32 for bf16.
+    out_default, grads_default, norms_default, grid_default = _training_step_record(
+        default, features, visible, autocast=True)
+    out_kept, grads_kept, norms_kept, grid_kept = _training_step_record(kept, features, visible, autocast=True)
+    assert norms_default == {torch.float32} and grid_default == torch.float32
+    assert norms_kept == {torch.bfloat16} and grid_kept == torch.bfloat16
+    assert out_kept.loss.dtype == torch.float32 and torch.isfinite(out_kept.loss)
+    torch.testing.assert_close(out_kept.frame_loss, out_default.frame_loss, atol=0.0, rtol=1e-2)
+    torch.testing.assert_close(out_kept.utterance_loss, out_default.utterance_loss, atol=0.0, rtol=1e-2)
+    # Gradients reach every student and decoder parameter (float32, finite) and point the same way.
+    expected = {f"eat.{n}" for n, p in kept.eat.named_parameters()} | {f"decoder.{n}" for n, _ in kept.decoder.named_parameters()}
+    assert grads_kept.keys() == grads_default.keys() == expected
+    for name, grad in grads_kept.items():
+        assert grad.dtype == torch.float32 and torch.isfinite(grad).all(), name
+    flat_kept = torch.cat([grads_kept[name].flatten() for name in sorted(expected)])
+    flat_default = torch.cat([grads_default[name].flatten() for name in sorted(expected)])
+    assert F.cosine_similarity(flat_kept, flat_default, dim=0) > 0.999
 
 
 def test_ema_schedule_is_linear_then_constant():
