@@ -92,6 +92,7 @@ def test_overrides_are_typed_and_checked():
 
 def test_clap_hard_negative_knob_reaches_the_clap_trainer():
     from llm_aac import demo
+    from llm_aac.processing.caption_perturbations import parse_perturbation_kinds
     from llm_aac.train.train_clap import parse_arguments
 
     def clap_arguments(overrides):
@@ -106,6 +107,9 @@ def test_clap_hard_negative_knob_reaches_the_clap_trainer():
     argv, (_, data_args, training_args) = clap_arguments([])
     assert "--hard_negatives" not in argv and "--hard_negative_weight" not in argv  # off by default: argv unchanged
     assert (data_args.hard_negatives, training_args.hard_negative_weight) == ("", 1.0)
+    # "none": plain InfoNCE under a CLAP cache key of its own (a fresh baseline that logs the hard-negative accuracy)
+    argv, (_, data_args, _) = clap_arguments(["clap_hard_negatives=none"])
+    assert argv[argv.index("--hard_negatives") + 1] == "none" and parse_perturbation_kinds(data_args.hard_negatives) == ()
     # a bad value stops the recipe when its sizes are made, not after the stages before the CLAP one
     with pytest.raises(ValueError, match=r"unknown hard-negative kind\(s\) \['colour'\]"):
         clap_arguments(["clap_hard_negatives=colour"])
