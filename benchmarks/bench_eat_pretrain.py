@@ -1,31 +1,54 @@
-"""EAT-base pretraining step throughput (clips/s) and MFU on one GPU.
+r"""EAT-base pretraining step throughput (clips/s) and MFU on one GPU, and speed levers against a baseline run in
+the same process.
 
     python benchmarks/bench_eat_pretrain.py                      # eager vs torch.compile, 12 clips x 16 clones
     python benchmarks/bench_eat_pretrain.py --batch-sizes 12,24 --variants eager,compile,cudagraphs --profile
     python benchmarks/bench_eat_pretrain.py --variants compile --decoders conv2d,banded_matmul --check-decoder
+    python benchmarks/bench_eat_pretrain.py --variants compile --levers all --compile-mode max-autotune-no-cudagraphs
+
+The levers on one H100 in one command: the baseline `compile`, the lever alone, the lever with the autotuned
+compile mode (all combined), then the autotuned mode alone; each variant is compiled afresh (about 1.5 min of
+compilation for the default mode, several minutes for `autotune`). The time budget skips, and reports, a variant that
+would not finish in time; the outer `timeout` is a backstop; the `grep` drops the per-kernel rows of the profile:
+
+    timeout 550 python3 benchmarks/bench_eat_pretrain.py --batch-sizes 12 --steps 10 --warmup 3 \
+        --variants compile,compile+ln-autocast,autotune+ln-autocast,autotune --check-levers --profile \
+        --time-budget-s 470 --output-json $OUT/eat_levers.json > $OUT/eat_levers.log 2>&1; \
+        grep -v 'x  \[' $OUT/eat_levers.log | tail -100
 
 One timed step is what `train/pretrain_eat.py` runs per optimizer update: bf16 autocast forward of the
 teacher (whole clips) and the student (16 masked clones per clip) + CNN decoder, backward, gradient
 clipping at 4, fused AdamW, and the EMA teacher update, on random 10.24 s inputs ([B, 1024, 128]).
 Attention runs through SDPA. FLOPs are counted analytically (`eat_pretraining_flops`: about 1.08 TFLOP
 per clip for EAT-base); MFU divides the achieved FLOP/s by the bf16 matmul peak measured first in the
-same process (8192^3 products). Each variant is compared with the first eager variant run in the same
-process, with the eager stand-in measured earlier (182-202 clips/s, REFERENCE section 7) and with the
-target (320 clips/s, about 40 % MFU on an H100).
+same process (8192^3 products). Each variant is compared with the baseline (the first variant measured for
+its batch size and decoder, run in the same process), with the eager stand-in measured earlier (182-202
+clips/s, REFERENCE section 7) and with the target (320 clips/s, about 40 % MFU on an H100).
 
-Variants: `eager`, `compile` (`torch.compile`, each variant compiled afresh), `cudagraphs` (`torch.compile`
-with mode "reduce-overhead"). Decoders (`EATPretrainingDecoder.conv_implementation`): `conv2d` (cuDNN grouped
-convolution), `banded_matmul` (the convolutions as banded batched GEMMs), `auto` (the model's default:
-banded_matmul when compiled, conv2d in eager). `--profile` prints, per variant, the GPU time by kernel
-category (matmul, fused triton, attention, convolution, ...) and the top kernels with their calls per step;
-`--check-decoder` prints one batch's losses with each decoder in fp32 and bf16.
+Variants (`--variants`, comma-separated `RUNNER[+LEVER...]`). Runners: `eager`; `compile` (`torch.compile` with
+`--compile-mode`, inductor's default mode when unset); `cudagraphs` (mode "reduce-overhead"); `autotune` (mode
+"max-autotune-no-cudagraphs": autotuned Triton GEMM templates whose epilogues can absorb bias / GELU / casts).
+Levers (model options, off in the baseline):
+  `ln-autocast`  `EATConfig(layer_norm_in_autocast_dtype=True)`: LayerNorms return bf16 under autocast instead of
+                 autocast's float32, so EAT's post-LN residual stream, the tensors saved for backward around it and the
+                 decoder's input grid take half the bytes (expected about 2 ms of the 51.5 ms H100 step; peak memory
+                 about 0.7 GiB lower at 12 clips x 16 clones).
+`--levers ln-autocast,...` (or `all`) expands every spec of `--variants` into: itself, itself + each lever, and
+itself + all those levers together. Decoders (`EATPretrainingDecoder.conv_implementation`): `conv2d` (cuDNN
+grouped convolution), `banded_matmul` (the convolutions as banded batched GEMMs), `auto` (the model's default:
+banded_matmul when compiled, conv2d in eager). `--profile` prints, per variant, the GPU time by kernel category
+(matmul, fused triton, attention, convolution, ...) and the top kernels with their calls per step;
+`--check-decoder` prints one batch's losses with each decoder in fp32 and bf16; `--check-levers` prints one batch's
+losses and the student's output dtype with each lever in fp32 and bf16 (fp32 must match the baseline exactly).
+A summary table of every variant ends the output.
 
 Measured (torch 2.11.0+cu130, 12 clips x 16 clones unless stated):
   H200: eager/conv2d 91.8-92.9 ms (130 clips/s, 18 % MFU); compile/conv2d 67.0 ms (179 clips/s, 25 %);
         compile/banded_matmul 48.7 ms (246 clips/s, 34 %); cudagraphs 48.2 ms (249 clips/s, 34.5 %);
         24 clips compile/banded_matmul 91.2 ms (263 clips/s, 36.5 %).
   H100: eager/conv2d 100.2 ms (120 clips/s, 17 %); compile/conv2d 72.4 ms (166 clips/s, 23 %);
-        compile/banded_matmul (first version, taps as 3 chained GEMMs) 55.9 ms (215 clips/s, 30 %).
+        compile/banded_matmul (first version, taps as 3 chained GEMMs) 55.9 ms (215 clips/s, 30 %);
+        compile/banded_matmul (final) 51.5 ms (233 clips/s, 32 %).
 
 Needs only torch and transformers (no datasets / soundfile), so it runs on a bare GPU image.
 """
@@ -39,6 +62,7 @@ import os
 import sys
 import time
 import types
+from dataclasses import dataclass
 
 import torch
 
@@ -48,6 +72,78 @@ from gpu_profile import profile_step  # noqa: E402
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EAGER_STAND_IN_CLIPS_PER_S = (182.0, 202.0)
 TARGET_CLIPS_PER_S = 320.0
+# Where models, steps and checks run (timing and the matmul peak are CUDA-only); the tests set "cpu" with tiny configs.
+DEVICE = "cuda"
+
+# Runner -> torch.compile mode; None: eager. "compile" takes --compile-mode.
+RUNNERS = {"eager": None, "compile": "default", "cudagraphs": "reduce-overhead", "autotune": "max-autotune-no-cudagraphs"}
+# Lever -> EATConfig overrides (the baseline uses the config's defaults).
+LEVERS = {"ln-autocast": {"layer_norm_in_autocast_dtype": True}}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One measured configuration: how the step runs (`runner`) and which model levers are on."""
+
+    runner: str
+    levers: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return "+".join((self.runner,) + self.levers)
+
+    @property
+    def compiled(self) -> bool:
+        return RUNNERS[self.runner] is not None
+
+    def compile_mode(self, default_mode: str | None) -> str | None:
+        """The `torch.compile` mode: `--compile-mode` for the `compile` runner, the runner's own mode otherwise."""
+        return default_mode if self.runner == "compile" else RUNNERS[self.runner]
+
+    def config_overrides(self) -> dict:
+        overrides: dict = {}
+        for lever in self.levers:
+            overrides.update(LEVERS[lever])
+        return overrides
+
+
+def parse_variants(variants: str, levers: str = "") -> list[Variant]:
+    """`--variants` (`RUNNER[+LEVER...]`, comma-separated) expanded by `--levers` (comma-separated, or `all`).
+
+    With levers L1..Ln every spec becomes: itself, itself + Li for each i, and itself + L1..Ln (when n > 1), in that
+    order, duplicates dropped. Unknown runners or levers are a ValueError naming them and the choices.
+    """
+    specs = [spec.strip() for spec in variants.split(",") if spec.strip()]
+    if not specs:
+        raise ValueError(f"--variants names no variant: {variants!r}")
+    lever_names = [name.strip() for name in (levers or "").split(",") if name.strip()]
+    if lever_names == ["all"]:
+        lever_names = list(LEVERS)
+    unknown_levers = [name for name in lever_names if name not in LEVERS]
+    parsed = []
+    for spec in specs:
+        runner, *spec_levers = (part.strip() for part in spec.split("+"))
+        if runner not in RUNNERS:
+            raise ValueError(f"unknown runner {runner!r} in variant {spec!r}; runners: {', '.join(RUNNERS)}")
+        unknown_levers += [name for name in spec_levers if name not in LEVERS]
+        parsed.append((runner, spec_levers))
+    if unknown_levers:
+        raise ValueError(f"unknown levers {sorted(set(unknown_levers))}; levers: {', '.join(LEVERS)} (or --levers all)")
+
+    def variant(runner: str, names) -> Variant:
+        # One canonical order (LEVERS'), so that "compile+a+b" and "compile+b+a" are the same variant.
+        return Variant(runner, tuple(name for name in LEVERS if name in set(names)))
+
+    result: list[Variant] = []
+    for runner, spec_levers in parsed:
+        candidates = [variant(runner, spec_levers)]
+        candidates += [variant(runner, spec_levers + [name]) for name in lever_names]
+        if len(lever_names) > 1:
+            candidates.append(variant(runner, spec_levers + lever_names))
+        for candidate in candidates:
+            if candidate not in result:
+                result.append(candidate)
+    return result
 
 
 def import_eat_pretraining():
@@ -110,7 +206,7 @@ class PretrainingStep:
     def __call__(self):
         if self.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs may be overwritten
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(DEVICE, dtype=torch.bfloat16):
             loss = self.forward(input_features=self.features).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, 4.0, foreach=True)
@@ -120,21 +216,24 @@ class PretrainingStep:
         self.model.update_teacher(self.updates)
 
 
-def run_variant(name, EATConfig, EATForPreTraining, *, batch_size, clones, num_frames, steps, warmup, compile_mode,
-                decoder):
-    torch.manual_seed(0)
-    config = EATConfig.base(num_mask_clones=clones)
+def build_model(EATConfig, EATForPreTraining, *, clones: int, config_overrides: dict | None = None, seed: int = 0):
+    """EAT-base pretraining model on the GPU, SDPA attention; the same weights for every `config_overrides` (the levers
+    add no parameters)."""
+    torch.manual_seed(seed)
+    config = EATConfig.base(num_mask_clones=clones, **(config_overrides or {}))
     config._attn_implementation = "sdpa"
-    model = EATForPreTraining(config).cuda().train()
+    return EATForPreTraining(config).to(DEVICE).train()
+
+
+def run_variant(variant: Variant, EATConfig, EATForPreTraining, *, batch_size, clones, num_frames, steps, warmup,
+                compile_mode, decoder):
+    model = build_model(EATConfig, EATForPreTraining, clones=clones, config_overrides=variant.config_overrides())
     model.decoder.conv_implementation = decoder
-    features = torch.randn(batch_size, num_frames, config.num_mel_bins, device="cuda")
-    compiled = name != "eager"
-    if compiled:
+    features = torch.randn(batch_size, num_frames, model.config.num_mel_bins, device=DEVICE)
+    if variant.compiled:
         # A fresh compilation per variant: otherwise a second batch size would recompile with a dynamic batch.
         torch._dynamo.reset()
-    if name == "cudagraphs":
-        compile_mode = "reduce-overhead"
-    step = PretrainingStep(model, features, compile_model=compiled, compile_mode=compile_mode)
+    step = PretrainingStep(model, features, compile_model=variant.compiled, compile_mode=variant.compile_mode(compile_mode))
     compile_start = time.perf_counter()
     step()
     torch.cuda.synchronize()
@@ -145,33 +244,85 @@ def run_variant(name, EATConfig, EATForPreTraining, *, batch_size, clones, num_f
     return step, seconds, first_step_s, peak_memory
 
 
-def decoder_agreement(EATConfig, EATForPreTraining, *, batch_size, clones, num_frames) -> str:
-    """Losses of one bf16-autocast forward with each decoder implementation (same weights, masks, noise seed)."""
-    torch.manual_seed(0)
+def _one_batch(EATConfig, *, batch_size, clones, num_frames):
+    """Inputs and masks shared by the agreement checks: the same clips and visible patches for every model."""
     config = EATConfig.base(num_mask_clones=clones)
-    config._attn_implementation = "sdpa"
-    model = EATForPreTraining(config).cuda().train()
-    features = torch.randn(batch_size, num_frames, config.num_mel_bins, device="cuda")
     from modeling_llm_aac.modeling_eat_pretraining import compute_inverse_block_mask
 
-    num_time = num_frames // config.patch_size
+    generator = torch.Generator(device=DEVICE).manual_seed(0)
+    features = torch.randn(batch_size, num_frames, config.num_mel_bins, device=DEVICE, generator=generator)
     visible, _ = compute_inverse_block_mask(
-        batch_size * clones, num_time, config.num_freq_patches, mask_ratio=config.mask_ratio,
-        mask_ratio_adjust=config.mask_ratio_adjust, block_size=config.mask_block_size, device="cuda",
+        batch_size * clones, num_frames // config.patch_size, config.num_freq_patches, mask_ratio=config.mask_ratio,
+        mask_ratio_adjust=config.mask_ratio_adjust, block_size=config.mask_block_size, device=DEVICE,
+        generator=generator,
     )
-    results = {}
+    return features, visible
+
+
+def _losses(model, features, visible, *, bf16: bool) -> tuple[float, float]:
+    torch.manual_seed(1)  # the same decoder noise in every run
+    with torch.no_grad(), torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=bf16):
+        out = model(input_features=features, visible_mask=visible)
+    return out.frame_loss.item(), out.utterance_loss.item()
+
+
+def decoder_agreement(EATConfig, EATForPreTraining, *, batch_size, clones, num_frames) -> str:
+    """Losses of one forward with each decoder implementation (same weights, masks, noise seed)."""
+    model = build_model(EATConfig, EATForPreTraining, clones=clones)
+    features, visible = _one_batch(EATConfig, batch_size=batch_size, clones=clones, num_frames=num_frames)
+    lines = ["decoder implementations, one forward (frame loss, utterance loss):"]
     for implementation in ("banded_matmul", "conv2d"):
         model.decoder.conv_implementation = implementation
         for precision in ("fp32", "bf16"):
-            torch.manual_seed(1)  # the same decoder noise in every run
-            with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16"):
-                out = model(input_features=features, visible_mask=visible)
-            results[(implementation, precision)] = (out.frame_loss.item(), out.utterance_loss.item())
-    lines = ["decoder implementations, one forward (frame loss, utterance loss):"]
-    for (implementation, precision), (frame, utterance) in results.items():
-        lines.append(f"  {implementation:14s} {precision}  {frame:.6f}  {utterance:.6f}")
+            frame, utterance = _losses(model, features, visible, bf16=precision == "bf16")
+            lines.append(f"  {implementation:14s} {precision}  {frame:.6f}  {utterance:.6f}")
     del model
     torch.cuda.empty_cache()
+    return "\n".join(lines)
+
+
+def lever_agreement(variants: list[Variant], EATConfig, EATForPreTraining, *, batch_size, clones, num_frames) -> str:
+    """Losses of one forward for every distinct lever set (same weights, masks, noise seed; banded decoder, eager) in
+    fp32 and under bf16 autocast, with the relative difference to the first set, and the dtype of the student's
+    output (its last LayerNorm) under autocast."""
+    features, visible = _one_batch(EATConfig, batch_size=batch_size, clones=clones, num_frames=num_frames)
+    lever_sets = list(dict.fromkeys(variant.levers for variant in variants))
+    lines = ["levers, one forward (frame loss, utterance loss, relative difference to the first; student output dtype "
+             "under bf16 autocast):"]
+    reference = {}
+    for levers in lever_sets:
+        model = build_model(EATConfig, EATForPreTraining, clones=clones,
+                            config_overrides=Variant("eager", levers).config_overrides())
+        model.decoder.conv_implementation = "banded_matmul"  # the compiled default
+        with torch.no_grad(), torch.autocast(DEVICE, dtype=torch.bfloat16):
+            output_dtype = model.eat(features[:1]).last_hidden_state.dtype
+        for precision in ("fp32", "bf16"):
+            losses = _losses(model, features, visible, bf16=precision == "bf16")
+            reference.setdefault(precision, losses)
+            differences = [abs(value - ref) / max(abs(ref), 1e-12) for value, ref in zip(losses, reference[precision])]
+            lines.append(
+                f"  {'+'.join(levers) or 'baseline':24s} {precision}  {losses[0]:.6f}  {losses[1]:.6f}  "
+                f"rel diff {differences[0]:.1e} {differences[1]:.1e}"
+                + (f"  output {str(output_dtype).replace('torch.', '')}" if precision == "bf16" else "")
+            )
+        del model
+        torch.cuda.empty_cache()
+    return "\n".join(lines)
+
+
+def summary_table(results: list[dict]) -> str:
+    lines = ["summary (ratios against the baseline of each batch size and decoder, measured in this process):",
+             f"  {'B':>3s} {'decoder':13s} {'variant':34s} {'ms/step':>8s} {'clips/s':>8s} {'MFU':>6s} {'x base':>7s} "
+             f"{'peak GiB':>8s} {'1st step s':>10s}"]
+    for r in results:
+        head = f"  {r['batch_size']:3d} {r['decoder']:13s} {r['variant']:34s}"
+        if "error" in r or "skipped" in r:
+            lines.append(f"{head} {'skipped: ' + r['skipped'] if 'skipped' in r else 'FAILED'}")
+            continue
+        lines.append(
+            f"{head} {r['step_ms']:8.2f} {r['clips_per_s']:8.1f} {100 * r['mfu']:5.1f}% {r['vs_baseline']:7.3f} "
+            f"{r['peak_memory_gib']:8.1f} {r['first_step_s']:10.0f}"
+        )
     return "\n".join(lines)
 
 
@@ -182,9 +333,15 @@ def main(argv=None) -> int:
     parser.add_argument("--num-frames", type=int, default=1024, help="frames per clip (1024 = 10.24 s)")
     parser.add_argument(
         "--variants", default="eager,compile",
-        help="comma-separated: eager, compile (torch.compile, --compile-mode), cudagraphs (torch.compile reduce-overhead)",
+        help="comma-separated RUNNER[+LEVER...]; runners: eager, compile (torch.compile, --compile-mode), cudagraphs "
+        "(reduce-overhead), autotune (max-autotune-no-cudagraphs); levers: " + ", ".join(LEVERS),
     )
-    parser.add_argument("--compile-mode", default=None, help="torch.compile mode (default / max-autotune-no-cudagraphs / ...)")
+    parser.add_argument(
+        "--levers", default="",
+        help="comma-separated levers (or 'all'): every variant is also run with each lever and with all of them",
+    )
+    parser.add_argument("--compile-mode", default=None,
+                        help="torch.compile mode of the 'compile' runner (default / max-autotune-no-cudagraphs / ...)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps after the first (compiling) one")
     parser.add_argument(
@@ -193,16 +350,32 @@ def main(argv=None) -> int:
         "compiled, conv2d in eager), banded_matmul, conv2d",
     )
     parser.add_argument("--profile", action="store_true", help="print GPU time by kernel category and the top kernels of every variant")
+    parser.add_argument("--profile-rows", type=int, default=45, help="top kernels listed per variant with --profile")
     parser.add_argument("--check-decoder", action="store_true", help="print the losses of each decoder implementation on one batch")
+    parser.add_argument("--check-levers", action="store_true",
+                        help="print the losses and output dtype of every lever set of --variants on one batch")
+    parser.add_argument(
+        "--time-budget-s", type=float, default=None,
+        help="skip (and report) a variant when the seconds elapsed plus the longest earlier variant of the same runner "
+        "(of any runner while it has none) would pass this budget",
+    )
     parser.add_argument("--output-json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
+    variants = parse_variants(args.variants, args.levers)  # bad names fail before any GPU work
+    decoders = [d.strip() for d in args.decoders.split(",") if d.strip()]
 
     if not torch.cuda.is_available():
         print("bench_eat_pretrain needs a CUDA GPU; nothing measured.")
         return 1
+    bench_start = time.perf_counter()
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     EATConfig, EATForPreTraining, eat_pretraining_flops = import_eat_pretraining()
+    from modeling_llm_aac.modeling_eat_pretraining import EATPretrainingDecoder
+
+    unknown = set(decoders) - set(EATPretrainingDecoder.conv_implementations)
+    if unknown:
+        raise ValueError(f"unknown decoders {sorted(unknown)}; use {EATPretrainingDecoder.conv_implementations}")
 
     device_name = torch.cuda.get_device_name()
     peak = measure_matmul_peak()
@@ -211,68 +384,87 @@ def main(argv=None) -> int:
     per_clip = eat_pretraining_flops(config, 1, args.num_frames)
     print("analytic FLOPs per clip: " + ", ".join(f"{k} {v / 1e12:.3f} T" for k, v in per_clip.items())
           + " (REFERENCE: about 1.09 T)")
+    print("variants: " + ", ".join(variant.name for variant in variants), flush=True)
+
+    if args.check_decoder:
+        print(decoder_agreement(EATConfig, EATForPreTraining, batch_size=2, clones=args.clones,
+                                num_frames=args.num_frames), flush=True)
+    if args.check_levers:
+        print(lever_agreement(variants, EATConfig, EATForPreTraining, batch_size=2, clones=args.clones,
+                              num_frames=args.num_frames), flush=True)
 
     results = []
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = set(variants) - {"eager", "compile", "cudagraphs"}
-    if unknown:
-        raise ValueError(f"unknown variants {sorted(unknown)}; use eager, compile and/or cudagraphs")
-    decoders = [d.strip() for d in args.decoders.split(",") if d.strip()]
-    from modeling_llm_aac.modeling_eat_pretraining import EATPretrainingDecoder
-
-    unknown = set(decoders) - set(EATPretrainingDecoder.conv_implementations)
-    if unknown:
-        raise ValueError(f"unknown decoders {sorted(unknown)}; use {EATPretrainingDecoder.conv_implementations}")
-    if args.check_decoder:
-        print(decoder_agreement(EATConfig, EATForPreTraining, batch_size=2, clones=args.clones, num_frames=args.num_frames))
+    longest_s: dict[str, float] = {}  # runner -> longest wall time of one of its variants so far
     failed = False
+
+    def save_json():  # after every variant, so that a run cut short keeps what it measured
+        if args.output_json:
+            with open(args.output_json, "w") as f:
+                json.dump(dict(matmul_peak_tflops=round(peak / 1e12, 1), results=results), f, indent=1)
+
     for batch_size in (int(b) for b in args.batch_sizes.split(",")):
-        baseline = None
-        for decoder, name in ((d, v) for d in decoders for v in variants):
-            try:
-                step, seconds, first_step_s, memory = run_variant(
-                    name, EATConfig, EATForPreTraining, batch_size=batch_size, clones=args.clones,
-                    num_frames=args.num_frames, steps=args.steps, warmup=args.warmup, compile_mode=args.compile_mode,
-                    decoder=decoder,
+        for decoder in decoders:
+            baseline = None  # (name, clips/s) of the first variant measured for this batch size and decoder
+            for variant in variants:
+                label = f"B={batch_size:3d} x {args.clones} clones  {variant.name:28s} {decoder:13s}"
+                record = dict(device=device_name, variant=variant.name, runner=variant.runner, levers=list(variant.levers),
+                              decoder=decoder, batch_size=batch_size, clones=args.clones)
+                elapsed = time.perf_counter() - bench_start
+                # The longest earlier variant of this runner; for a runner not seen yet, the longest of any (a lower bound).
+                expected = longest_s.get(variant.runner, max(longest_s.values(), default=0.0))
+                if args.time_budget_s is not None and elapsed + expected > args.time_budget_s:
+                    reason = (f"time budget: {elapsed:.0f} s elapsed + {expected:.0f} s expected > "
+                              f"{args.time_budget_s:.0f} s")
+                    print(f"{label} skipped ({reason})", flush=True)
+                    results.append(dict(record, skipped=reason))
+                    save_json()
+                    continue
+                variant_start = time.perf_counter()
+                try:
+                    step, seconds, first_step_s, memory = run_variant(
+                        variant, EATConfig, EATForPreTraining, batch_size=batch_size, clones=args.clones,
+                        num_frames=args.num_frames, steps=args.steps, warmup=args.warmup,
+                        compile_mode=args.compile_mode, decoder=decoder,
+                    )
+                except Exception as error:  # keep measuring the other variants; the exit status reports it
+                    message = f"{type(error).__name__}: {str(error)[:2000]}"
+                    print(f"{label} FAILED: {message}", flush=True)
+                    results.append(dict(record, error=message))
+                    failed = True
+                    torch.cuda.empty_cache()
+                    save_json()
+                    continue
+                clips_per_s = batch_size / seconds
+                flops = eat_pretraining_flops(step.model.config, batch_size, args.num_frames)["total"]
+                mfu = flops / seconds / peak
+                if baseline is None:
+                    baseline = (variant.name, clips_per_s)
+                result = dict(
+                    record, compile_mode=variant.compile_mode(args.compile_mode) if variant.compiled else None,
+                    step_ms=round(seconds * 1000, 2), clips_per_s=round(clips_per_s, 1),
+                    tflops=round(flops / seconds / 1e12, 1), mfu=round(mfu, 4),
+                    first_step_s=round(first_step_s, 1), peak_memory_gib=round(memory, 2),
+                    baseline=baseline[0], vs_baseline=round(clips_per_s / baseline[1], 3),
+                    vs_eager_stand_in=round(clips_per_s / EAGER_STAND_IN_CLIPS_PER_S[1], 3),
+                    vs_target=round(clips_per_s / TARGET_CLIPS_PER_S, 3),
                 )
-            except Exception as error:  # keep measuring the other variants; the exit status reports it
-                message = f"{type(error).__name__}: {str(error)[:2000]}"
-                print(f"B={batch_size:3d} x {args.clones} clones  {name:10s} {decoder:13s} FAILED: {message}", flush=True)
-                results.append(dict(device=device_name, variant=name, decoder=decoder, batch_size=batch_size,
-                                    clones=args.clones, error=message))
-                failed = True
+                print(
+                    f"{label} {seconds * 1000:7.2f} ms/step  {clips_per_s:7.1f} clips/s  "
+                    f"{flops / seconds / 1e12:6.1f} TFLOP/s  MFU {100 * mfu:5.1f} %  x{result['vs_baseline']:.3f} vs "
+                    f"{baseline[0]}, x{result['vs_eager_stand_in']:.2f} vs stand-in {EAGER_STAND_IN_CLIPS_PER_S[1]:.0f}, "
+                    f"x{result['vs_target']:.2f} vs target {TARGET_CLIPS_PER_S:.0f}  (first step {first_step_s:.0f} s, "
+                    f"peak {memory:.2f} GiB)",
+                    flush=True,
+                )
+                if args.profile:
+                    print(profile_step(step, rows=args.profile_rows), flush=True)
+                del step
                 torch.cuda.empty_cache()
-                continue
-            clips_per_s = batch_size / seconds
-            flops = eat_pretraining_flops(step.model.config, batch_size, args.num_frames)["total"]
-            mfu = flops / seconds / peak
-            if baseline is None and name == "eager":
-                baseline = clips_per_s
-            result = dict(
-                device=device_name, variant=name, decoder=decoder, batch_size=batch_size, clones=args.clones,
-                step_ms=round(seconds * 1000, 2), clips_per_s=round(clips_per_s, 1),
-                tflops=round(flops / seconds / 1e12, 1), mfu=round(mfu, 4),
-                first_step_s=round(first_step_s, 1), peak_memory_gib=round(memory, 1),
-                vs_eager_in_process=None if baseline is None else round(clips_per_s / baseline, 3),
-                vs_eager_stand_in=round(clips_per_s / EAGER_STAND_IN_CLIPS_PER_S[1], 3),
-                vs_target=round(clips_per_s / TARGET_CLIPS_PER_S, 3),
-            )
-            results.append(result)
-            print(
-                f"B={batch_size:3d} x {args.clones} clones  {name:10s} {decoder:13s} {seconds * 1000:7.2f} ms/step  "
-                f"{clips_per_s:7.1f} clips/s  {flops / seconds / 1e12:6.1f} TFLOP/s  MFU {100 * mfu:5.1f} %  "
-                f"x{result['vs_eager_in_process'] or 1.0:.2f} vs eager here, x{result['vs_eager_stand_in']:.2f} vs "
-                f"stand-in {EAGER_STAND_IN_CLIPS_PER_S[1]:.0f}, x{result['vs_target']:.2f} vs target "
-                f"{TARGET_CLIPS_PER_S:.0f}  (first step {first_step_s:.0f} s, peak {memory:.1f} GiB)",
-                flush=True,
-            )
-            if args.profile:
-                print(profile_step(step), flush=True)
-            del step
-            torch.cuda.empty_cache()
-            if args.output_json:  # after every variant, so that a run cut short keeps what it measured
-                with open(args.output_json, "w") as f:
-                    json.dump(dict(matmul_peak_tflops=round(peak / 1e12, 1), results=results), f, indent=1)
+                results.append(result)
+                longest_s[variant.runner] = max(longest_s.get(variant.runner, 0.0), time.perf_counter() - variant_start)
+                save_json()
+    print(summary_table(results), flush=True)
+    print(f"total {time.perf_counter() - bench_start:.0f} s")
     return 1 if failed else 0
 
 

@@ -1,0 +1,178 @@
+"""benchmarks/bench_eat_pretrain.py without a GPU: variant / lever parsing, the main loop (ratios against the baseline,
+time budget, JSON) with the timing faked, and the lever check and training step on CPU with a tiny config."""
+
+import importlib.util
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from modeling_llm_aac import EATConfig
+from modeling_llm_aac.modeling_eat_pretraining import EATForPreTraining
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT / "tests" / "modeling_llm_aac"))
+from autocast_test_utils import cuda_layer_norm_autocast_rule  # noqa: E402
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench_eat_pretrain", REPO_ROOT / "benchmarks" / "bench_eat_pretrain.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = load_bench()
+
+
+class TinyPresets:
+    """Stands in for `EATConfig` in the bench's functions: its `base()` is a tiny model (128 bins, 2 decoder layers)."""
+
+    @staticmethod
+    def base(**overrides):
+        return EATConfig.tiny(**{"decoder_num_layers": 2, **overrides})
+
+
+def names(variants):
+    return [variant.name for variant in variants]
+
+
+def test_variants_expand_into_baseline_each_lever_and_all(monkeypatch):
+    assert names(bench.parse_variants("compile,autotune", "all")) == [
+        "compile", "compile+ln-autocast", "autotune", "autotune+ln-autocast"]
+    assert names(bench.parse_variants(" eager , compile+ln-autocast", "ln-autocast")) == [
+        "eager", "eager+ln-autocast", "compile+ln-autocast"]
+    assert names(bench.parse_variants("compile")) == ["compile"]
+
+    monkeypatch.setattr(bench, "LEVERS", {"a": {"hidden_act": "relu"}, "b": {"mask_noise_std": 0.0}})
+    assert names(bench.parse_variants("compile", "a,b")) == ["compile", "compile+a", "compile+b", "compile+a+b"]
+    assert names(bench.parse_variants("compile+b+a")) == ["compile+a+b"]  # one canonical lever order
+    assert bench.parse_variants("eager+a+b")[0].config_overrides() == {"hidden_act": "relu", "mask_noise_std": 0.0}
+
+    with pytest.raises(ValueError, match=r"unknown runner 'fast'.*eager, compile, cudagraphs, autotune"):
+        bench.parse_variants("fast")
+    with pytest.raises(ValueError, match=r"unknown levers \['c', 'd'\]"):
+        bench.parse_variants("compile+c", "d")
+    with pytest.raises(ValueError, match="names no variant"):
+        bench.parse_variants(" , ")
+
+
+def test_runner_compile_modes():
+    compile_, autotune, cudagraphs, eager = bench.parse_variants("compile,autotune,cudagraphs,eager")
+    assert compile_.compile_mode(None) is None
+    assert compile_.compile_mode("max-autotune-no-cudagraphs") == "max-autotune-no-cudagraphs"  # --compile-mode
+    assert autotune.compile_mode(None) == autotune.compile_mode("default") == "max-autotune-no-cudagraphs"
+    assert cudagraphs.compile_mode(None) == "reduce-overhead"
+    assert not eager.compiled and compile_.compiled and autotune.compiled
+    lever = bench.parse_variants("compile+ln-autocast")[0]
+    assert lever.config_overrides() == {"layer_norm_in_autocast_dtype": True} and compile_.config_overrides() == {}
+
+
+def test_bad_names_fail_before_any_gpu_work(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="unknown levers"):
+        bench.main(["--variants", "compile", "--levers", "ln-fp8"])
+    with pytest.raises(ValueError, match="unknown runner"):
+        bench.main(["--variants", "compiled"])
+    assert bench.main(["--variants", "compile,autotune", "--levers", "all", "--compile-mode",
+                       "max-autotune-no-cudagraphs"]) == 1
+    assert "needs a CUDA GPU" in capsys.readouterr().out
+
+
+def run_main_with_fake_gpu(monkeypatch, argv, *, compile_seconds):
+    """`main(argv)` with the GPU work faked: each variant advances a fake clock by its runner's seconds and "measures"
+    55 ms per step (50 ms with any lever). Returns the exit status and the (name, compile mode, decoder) of each run."""
+    clock = types.SimpleNamespace(now=0.0)
+    calls = []
+
+    def fake_run_variant(variant, EATConfig, EATForPreTraining, *, batch_size, compile_mode, decoder, **kwargs):
+        calls.append((variant.name, variant.compile_mode(compile_mode), decoder))
+        clock.now += compile_seconds[variant.runner]
+        step = types.SimpleNamespace(model=types.SimpleNamespace(config=EATConfig.base(num_mask_clones=16)))
+        return step, 0.050 if variant.levers else 0.055, compile_seconds[variant.runner], 30.0
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *args: "Fake GPU")
+    monkeypatch.setattr(bench, "measure_matmul_peak", lambda: 800e12)
+    monkeypatch.setattr(bench, "run_variant", fake_run_variant)
+    monkeypatch.setattr(bench, "lever_agreement", lambda variants, *args, **kwargs: "levers checked: " + ", ".join(
+        "+".join(levers) or "baseline" for levers in dict.fromkeys(v.levers for v in variants)))
+    monkeypatch.setattr(bench, "profile_step", lambda step, rows: f"profile of {rows} rows")
+    monkeypatch.setattr(bench, "time", types.SimpleNamespace(perf_counter=lambda: clock.now))
+    allow_tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        return bench.main(argv), calls
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = allow_tf32
+
+
+def test_main_loop_ratios_time_budget_and_json(monkeypatch, tmp_path, capsys):
+    output = tmp_path / "levers.json"
+    status, calls = run_main_with_fake_gpu(
+        monkeypatch,
+        ["--variants", "compile,autotune", "--levers", "all", "--compile-mode", "max-autotune-no-cudagraphs",
+         "--time-budget-s", "450", "--output-json", str(output)],
+        compile_seconds={"compile": 100.0, "autotune": 300.0},
+    )
+    assert status == 0
+    # compile (t=0..100), compile+lever (100 s expected: ends at 200), autotune (expected 100 s, the longest so far:
+    # ends at 500), autotune+lever: 500 s elapsed + 300 s expected > 450 -> skipped.
+    assert calls == [("compile", "max-autotune-no-cudagraphs", "auto"),
+                     ("compile+ln-autocast", "max-autotune-no-cudagraphs", "auto"),
+                     ("autotune", "max-autotune-no-cudagraphs", "auto")]
+    results = json.loads(output.read_text())["results"]
+    assert [r["variant"] for r in results] == ["compile", "compile+ln-autocast", "autotune", "autotune+ln-autocast"]
+    assert [r.get("vs_baseline") for r in results[:3]] == [1.0, 1.1, 1.0]
+    assert {r.get("baseline") for r in results[:3]} == {"compile"}
+    assert results[1]["levers"] == ["ln-autocast"] and results[1]["clips_per_s"] == 240.0
+    assert "skipped" in results[3] and "450" in results[3]["skipped"]
+    out = capsys.readouterr().out
+    assert "variants: compile, compile+ln-autocast, autotune, autotune+ln-autocast" in out
+    assert "x1.100 vs compile" in out
+    summary = out[out.index("summary"):]
+    assert "compile+ln-autocast" in summary and "skipped: time budget" in summary
+
+
+def test_the_documented_levers_command_parses_and_runs(monkeypatch, tmp_path, capsys):
+    """The one-command lever comparison in the module docstring, with the GPU work faked."""
+    lines = bench.__doc__.split("timeout 550 python3 benchmarks/bench_eat_pretrain.py", 1)[1].split("\n\n", 1)[0]
+    command = lines.replace("\\\n", " ").split(" > ", 1)[0].replace("$OUT", str(tmp_path))
+    status, calls = run_main_with_fake_gpu(monkeypatch, command.split(), compile_seconds={"compile": 80.0, "autotune": 150.0})
+    assert status == 0
+    assert [name for name, _, _ in calls] == ["compile", "compile+ln-autocast", "autotune+ln-autocast", "autotune"]
+    assert [mode for _, mode, _ in calls] == [None, None, "max-autotune-no-cudagraphs", "max-autotune-no-cudagraphs"]
+    out = capsys.readouterr().out
+    assert "levers checked: baseline, ln-autocast" in out and "profile of 45 rows" in out
+    assert len(json.loads((tmp_path / "eat_levers.json").read_text())["results"]) == 4
+
+
+def test_lever_check_decoder_check_and_training_step_on_cpu(monkeypatch):
+    monkeypatch.setattr(bench, "DEVICE", "cpu")
+    variants = bench.parse_variants("compile", "all")
+    with cuda_layer_norm_autocast_rule():  # CUDA autocast's float32 LayerNorm, as on the GPU
+        text = bench.lever_agreement(variants, TinyPresets, EATForPreTraining, batch_size=2, clones=2, num_frames=64)
+    lines = text.splitlines()[1:]
+    assert [line.split()[:2] for line in lines] == [
+        ["baseline", "fp32"], ["baseline", "bf16"], ["ln-autocast", "fp32"], ["ln-autocast", "bf16"]]
+    assert lines[2].split("rel diff")[1].split() == ["0.0e+00", "0.0e+00"]  # float32: identical losses
+    assert lines[1].endswith("output float32") and lines[3].endswith("output bfloat16")
+    assert max(float(value) for value in lines[3].split("rel diff")[1].split()[:2]) < 1e-2
+
+    text = bench.decoder_agreement(TinyPresets, EATForPreTraining, batch_size=2, clones=2, num_frames=64)
+    assert len(text.splitlines()) == 5
+
+    model = bench.build_model(TinyPresets, EATForPreTraining, clones=2,
+                              config_overrides=bench.LEVERS["ln-autocast"])
+    assert model.config.layer_norm_in_autocast_dtype and model.config._attn_implementation == "sdpa"
+    teacher_before = model.teacher.encoder.layers[0].mlp.fc1.weight.clone()
+    student_before = model.eat.encoder.layers[0].mlp.fc1.weight.clone()
+    step = bench.PretrainingStep(model, torch.randn(2, 64, 128), compile_model=False, compile_mode=None)
+    step()
+    step()
+    assert step.updates == 2
+    assert not torch.equal(model.eat.encoder.layers[0].mlp.fc1.weight, student_before)
+    assert not torch.equal(model.teacher.encoder.layers[0].mlp.fc1.weight, teacher_before)
