@@ -134,6 +134,11 @@ class ClapDataArguments(CorpusDataArguments):
     hard_negatives_per_kind: int = field(
         default=1, metadata={"help": "at most this many hard negatives of each kind per caption (drawn per epoch)"}
     )
+    group_by_duration: bool = field(
+        default=True, metadata={"help": "batches of clips of similar length (transformers' LengthGroupedSampler: "
+                                "random megabatches of 50 batches, each sorted by length), so the audio tower pads "
+                                "little; false: uniformly random batches"}
+    )
 
 
 @dataclass
@@ -188,6 +193,14 @@ def check_arguments(model_args: ClapModelArguments, data_args: ClapDataArguments
 # -------------------------------------------------------------------------------------------- data
 
 
+def _table_column(table, name: str) -> list | None:
+    """Column `name` of an Arrow table (`datasets.Dataset`) or of a list of row dicts; None if any row lacks it."""
+    if hasattr(table, "column_names"):
+        return list(table[name]) if name in table.column_names else None
+    values = [row.get(name) for row in table]
+    return None if any(value is None for value in values) else values
+
+
 class ClipCaptionEpochs(torch.utils.data.Dataset):
     """One item per clip with a reference caption: `{"row": clip row, "caption": str}`.
 
@@ -228,6 +241,17 @@ class ClipCaptionEpochs(torch.utils.data.Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+
+    def clip_lengths(self) -> list[int] | None:
+        """Per item, the clip's feature frames (`num_frames` of precomputed or rendered rows) or its duration in ms
+        (rows with `duration` seconds); None when a table holds neither."""
+        per_table = []
+        for table in self.tables:
+            frames, seconds = _table_column(table, "num_frames"), _table_column(table, "duration")
+            if frames is None and seconds is None:
+                return None
+            per_table.append([int(n) for n in frames] if frames is not None else [round(1000 * float(d)) for d in seconds])
+        return [per_table[table_index][row_index] for table_index, row_index, _ in self.items]
 
     def caption_index(self, index: int) -> int:
         return (self.offsets[index] + self.epoch) % len(self.items[index][2])
@@ -446,12 +470,23 @@ class ClapTrainer(Trainer):
     `eval_loss`), and whose training loss weights the batch's hard negatives by `hard_negative_weight`."""
 
     def __init__(self, *args, retrieval_clips=None, retrieval_collator=None, hard_negative_probe=None,
-                 hard_negative_weight: float = 1.0, **kwargs):
+                 hard_negative_weight: float = 1.0, train_lengths: Sequence[int] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.retrieval_clips = retrieval_clips
         self.retrieval_collator = retrieval_collator
         self.hard_negative_probe = hard_negative_probe
         self.hard_negative_weight = hard_negative_weight
+        self.train_lengths = list(train_lengths) if train_lengths is not None else None
+
+    def _get_train_sampler(self, *args, **kwargs):
+        # Own lengths instead of the Trainer's option (named differently across transformers 5.x releases, and
+        # it would read every item's features to measure them).
+        if self.train_lengths is None:
+            return super()._get_train_sampler(*args, **kwargs)
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                    lengths=self.train_lengths)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if "hard_negative_input_ids" in inputs:
@@ -612,6 +647,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"weight {training_args.hard_negative_weight:g})" if train_items.hard_negative_kinds else "off",
                 len(hard_negative_probe.texts), len(set(hard_negative_probe.reference_rows)))
 
+    train_lengths = train_items.clip_lengths() if data_args.group_by_duration else None
+    if data_args.group_by_duration and train_lengths is None:
+        logger.warning("--group_by_duration: the training tables have no num_frames or duration column; "
+                       "batches are uniformly random")
     trainer = ClapTrainer(
         model=model,
         args=training_args,
@@ -626,6 +665,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         retrieval_collator=collator,
         hard_negative_probe=hard_negative_probe,
         hard_negative_weight=training_args.hard_negative_weight,
+        train_lengths=train_lengths,
     )
     resume = training_args.resume_from_checkpoint
     if isinstance(resume, str) and resume.lower() in ("true", "latest"):

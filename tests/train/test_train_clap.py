@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from llm_aac.train.train_clap import (
+    ClapTrainer,
     ClapBatchCollator,
     ClipCaptionEpochs,
     EpochCallback,
@@ -249,3 +250,29 @@ def test_time_limit_stops_training_and_evaluates_there(tmp_path):
     assert [e["step"] for e in summary["evaluations"]] == [0, 1]
     with pytest.raises(ValueError, match="--max_train_minutes must be >= 0"):
         main(TINY + ["--synthetic_clips", "4", "--max_train_minutes", "-1", "--output_dir", str(tmp_path / "bad")])
+
+
+def test_clip_lengths_for_duration_grouped_batches():
+    frames = [{"captions": [f"clip {i}"], "num_frames": 100 + i} for i in range(3)]
+    seconds = [{"captions": ["a"], "duration": 1.5}, {"captions": [], "duration": 9.0}, {"captions": ["b"], "duration": 2.25}]
+    assert ClipCaptionEpochs([frames, seconds]).clip_lengths() == [100, 101, 102, 1500, 2250]  # captioned rows only
+    assert ClipCaptionEpochs([[{"captions": ["a"]}, {"captions": ["b"]}]]).clip_lengths() is None
+
+
+def test_duration_grouped_batches_hold_clips_of_similar_length(tmp_path, monkeypatch):
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    samplers = []
+    original = ClapTrainer._get_train_sampler
+
+    def recording(self, *args, **kwargs):
+        samplers.append(original(self, *args, **kwargs))
+        return samplers[-1]
+
+    monkeypatch.setattr(ClapTrainer, "_get_train_sampler", recording)
+    for group in ("true", "false"):
+        assert _train_on_synthetic_clips(tmp_path / group, 8, "--max_steps", "1", "--per_device_train_batch_size",
+                                         "4", "--group_by_duration", group) == 0
+    grouped, plain = samplers
+    assert isinstance(grouped, LengthGroupedSampler) and len(grouped.lengths) == 8
+    assert not isinstance(plain, LengthGroupedSampler)
