@@ -256,9 +256,10 @@ def caption_batch(model, processor, scorer, clips: list[dict], plan: CaptioningP
 
     from modeling_llm_aac.caption_candidates import generate_candidates, generate_captions
     from modeling_llm_aac.clap_scoring import normalize_caption
+    from modeling_llm_aac.feature_extraction_llm_aac import feature_device
 
     audio = [{"array": clip["array"], "sampling_rate": int(clip["sampling_rate"])} for clip in clips]
-    inputs = processor(audio=audio, return_tensors="pt")
+    inputs = processor(audio=audio, return_tensors="pt", device=feature_device(model.device))
     output: dict[str, list[dict]] = {}
 
     if CLAP_RESCORING in plan.systems:

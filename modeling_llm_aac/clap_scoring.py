@@ -52,7 +52,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .feature_extraction_llm_aac import mono_float32_samples
+from .feature_extraction_llm_aac import feature_device, mono_float32_samples
 
 BACKENDS = ("transformers", "laion_checkpoint", "laion_clap", "eat_clap")
 PREPROCESSING_CHOICES = ("auto", "numpy", "torch")  # TransformersClapScorer audio preprocessing
@@ -880,6 +880,7 @@ class EATClapScorer(_TorchModelScorer):
                     sampling_rate=sampling_rate,
                     return_tensors="pt",
                     return_attention_mask=True,
+                    device=feature_device(self.device),
                 )
                 frames, mask = features["input_features"], features["attention_mask"]
                 real = mask.sum(dim=1).tolist()

@@ -42,7 +42,7 @@ from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
 from .caption_candidates import CANDIDATE_STRATEGIES, CandidateOptions, generate_candidates, generate_captions
 from .clap_scoring import CLAPScorer, load_clap_scorer, rank_candidates
-from .feature_extraction_llm_aac import mono_float32_samples
+from .feature_extraction_llm_aac import feature_device, mono_float32_samples
 
 try:
     import soundfile
@@ -245,7 +245,7 @@ class AudioCaptioningPipeline(Pipeline):
         if not isinstance(waveforms, list):  # batch_size=1 hands over one clip
             waveforms, rates = [waveforms], [rates]
         audio = [{"array": wave, "sampling_rate": int(rate)} for wave, rate in zip(waveforms, rates)]
-        inputs = self.processor(audio=audio, return_tensors="pt")
+        inputs = self.processor(audio=audio, return_tensors="pt", device=feature_device(self.model.device))
         if candidates is None:
             decoded = generate_captions(self.model, self.processor, inputs, backend=backend, cuda_graphs=cuda_graphs,
                                         **(generate_kwargs or {}))

@@ -326,3 +326,11 @@ def test_cuda_path(feature_type):
     torch.testing.assert_close(gpu["input_features"].cpu(), cpu["input_features"], atol=2e-3, rtol=1e-3)
     on_device = fe([torch.from_numpy(c).cuda() for c in clips], sampling_rate=SR, return_tensors="pt")
     assert on_device["input_features"].device.type == "cuda"
+
+
+def test_feature_device_follows_a_gpu_model_and_keeps_cpu_models_on_the_cpu():
+    from modeling_llm_aac.feature_extraction_llm_aac import feature_device
+
+    assert feature_device(None) is None
+    assert feature_device("cpu") is None and feature_device(torch.device("cpu")) is None
+    assert feature_device("cuda:1") == torch.device("cuda:1")  # no GPU needed to name one
