@@ -250,11 +250,12 @@ class EATDecoderConvBlock(nn.Module):
         banded = weight[..., tap.clamp(0, k - 1)] * inside  # [G, o, i, dt, f_in, f_out]
         return banded.permute(0, 3, 4, 2, 5, 1).reshape(groups, k, num_freq * in_per_group, num_freq * out_per_group)
 
-    def forward_group_major(self, hidden: torch.Tensor) -> torch.Tensor:
+    def forward_group_major(self, hidden: torch.Tensor, *, bias_in_product_dtype: bool = False) -> torch.Tensor:
         """Block on the decoder's group-major layout (see [`EATPretrainingDecoder`]), before the residual.
 
         `hidden` `[G, R, F, C_in/G]`: rows of clips, each clip's time rows framed by `k // 2` zero rows.
         Returns `[G, R, F, C_out/G]` in float32; rows framing the clips hold values to be discarded.
+        `bias_in_product_dtype`: see [`EATPretrainingDecoder`].
         """
         groups, num_rows, num_freq, _ = hidden.shape
         k, pad = self.kernel_size, self.kernel_size // 2
@@ -268,10 +269,15 @@ class EATDecoderConvBlock(nn.Module):
         for dt in range(k):
             if dt != pad:
                 out = out + per_tap[:, :, dt].float().roll(pad - dt, dims=1)
-        out = out.view(groups, num_rows, num_freq, -1) + self.conv.bias.float().view(groups, 1, 1, -1)
-        # Rounded to the product dtype like a convolution's output (bf16 under autocast), then normalised in
-        # float32 as autocast runs LayerNorm: the same precision path as `forward`.
-        out = out.to(per_tap.dtype).float()
+        out = out.view(groups, num_rows, num_freq, -1)
+        bias = self.conv.bias.view(groups, 1, 1, -1)
+        if bias_in_product_dtype:
+            # The backward then fans its gradient out to the bias and the taps in the product dtype (class docstring).
+            out = (out.to(per_tap.dtype) + bias.to(per_tap.dtype)).float()
+        else:
+            # Rounded to the product dtype like a convolution's output (bf16 under autocast), then normalised in
+            # float32 as autocast runs LayerNorm: the same precision path as `forward`.
+            out = (out + bias.float()).to(per_tap.dtype).float()
         # LayerNorm over all channels = over (group, channel-in-group) at each (row, frequency).
         variance, mean = torch.var_mean(out, dim=(0, 3), unbiased=False, keepdim=True)
         return self.activation((out - mean) * torch.rsqrt(variance + self.norm.eps))
@@ -297,6 +303,13 @@ class EATPretrainingDecoder(nn.Module):
       over half of the step. Eager, its many unfused elementwise passes make it slower (121 vs 92 ms).
     * `"conv2d"`: `F.conv2d` on a channels-last grid (the reference formulation).
 
+    `bias_in_product_dtype` (banded path, default False) adds each convolution's bias after rounding the summed
+    taps to the product dtype (bf16 under autocast), in that dtype, instead of in float32 before that rounding. It
+    costs one more bf16 rounding (of the tap sum). In exchange, the gradient the backward needs in two kernels per
+    block (the bias gradient, a reduction over rows, and the rolled tap gradients, which read neighbouring rows) is
+    the bf16 one: inductor then stores it in bf16, where the default graph stores its float32 upcast (seen in the
+    code inductor generates for this graph on CPU). Without autocast both are the same float32 arithmetic.
+
     Under autocast the banded path stores the grid between blocks in the autocast dtype (bf16), which is
     also the dtype the convolutions read; sums, LayerNorm and GELU run in float32 inside its fused kernels.
     The conv2d path follows autocast (float32 LayerNorm / GELU / residual stream), or keeps the autocast
@@ -319,6 +332,7 @@ class EATPretrainingDecoder(nn.Module):
         self.groups = config.decoder_groups
         self.kernel_size = config.decoder_kernel_size
         self.conv_implementation = "auto"
+        self.bias_in_product_dtype = False
 
     def forward(self, grid: torch.Tensor, grid_mask: torch.Tensor | None = None) -> torch.Tensor:
         """`grid` `[N, T, F, hidden]` -> predictions `[N, T, F, hidden]`.
@@ -367,7 +381,7 @@ class EATPretrainingDecoder(nn.Module):
             hidden = hidden * keep
         hidden = hidden.to(state_dtype)
         for block in self.blocks:
-            out = block.forward_group_major(hidden)  # [G, rows, F, C/G] float32
+            out = block.forward_group_major(hidden, bias_in_product_dtype=self.bias_in_product_dtype)  # float32
             if out.shape[-1] == hidden.shape[-1]:
                 out = out + hidden.float()
             hidden = (out * keep).to(state_dtype)

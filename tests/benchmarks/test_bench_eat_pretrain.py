@@ -42,21 +42,26 @@ def names(variants):
 
 
 def test_variants_expand_into_baseline_each_lever_and_all(monkeypatch):
-    assert names(bench.parse_variants("compile,autotune", "all")) == [
-        "compile", "compile+ln-autocast", "autotune", "autotune+ln-autocast"]
+    assert names(bench.parse_variants("compile,autotune+ln-autocast+bias-bf16", "all")) == [
+        "compile", "compile+ln-autocast", "compile+bias-bf16", "compile+ln-autocast+bias-bf16",
+        "autotune+ln-autocast+bias-bf16"]
     assert names(bench.parse_variants(" eager , compile+ln-autocast", "ln-autocast")) == [
         "eager", "eager+ln-autocast", "compile+ln-autocast"]
     assert names(bench.parse_variants("compile")) == ["compile"]
+    assert names(bench.parse_variants("compile+bias-bf16+ln-autocast")) == ["compile+ln-autocast+bias-bf16"]
 
-    monkeypatch.setattr(bench, "LEVERS", {"a": {"hidden_act": "relu"}, "b": {"mask_noise_std": 0.0}})
+    monkeypatch.setattr(bench, "LEVERS", {"a": {"config": {"hidden_act": "relu"}}, "b": {"decoder": {"x": 1}},
+                                          "c": {"config": {"mask_noise_std": 0.0}}})
     assert names(bench.parse_variants("compile", "a,b")) == ["compile", "compile+a", "compile+b", "compile+a+b"]
     assert names(bench.parse_variants("compile+b+a")) == ["compile+a+b"]  # one canonical lever order
-    assert bench.parse_variants("eager+a+b")[0].config_overrides() == {"hidden_act": "relu", "mask_noise_std": 0.0}
+    variant = bench.parse_variants("eager+a+b+c")[0]
+    assert variant.settings("config") == {"hidden_act": "relu", "mask_noise_std": 0.0}
+    assert variant.settings("decoder") == {"x": 1}
 
     with pytest.raises(ValueError, match=r"unknown runner 'fast'.*eager, compile, cudagraphs, autotune"):
         bench.parse_variants("fast")
-    with pytest.raises(ValueError, match=r"unknown levers \['c', 'd'\]"):
-        bench.parse_variants("compile+c", "d")
+    with pytest.raises(ValueError, match=r"unknown levers \['d', 'e'\]; levers: a, b, c"):
+        bench.parse_variants("compile+d", "e")
     with pytest.raises(ValueError, match="names no variant"):
         bench.parse_variants(" , ")
 
@@ -68,8 +73,9 @@ def test_runner_compile_modes():
     assert autotune.compile_mode(None) == autotune.compile_mode("default") == "max-autotune-no-cudagraphs"
     assert cudagraphs.compile_mode(None) == "reduce-overhead"
     assert not eager.compiled and compile_.compiled and autotune.compiled
-    lever = bench.parse_variants("compile+ln-autocast")[0]
-    assert lever.config_overrides() == {"layer_norm_in_autocast_dtype": True} and compile_.config_overrides() == {}
+    lever = bench.parse_variants("compile+ln-autocast+bias-bf16")[0]
+    assert lever.settings("config") == {"layer_norm_in_autocast_dtype": True} and compile_.settings("config") == {}
+    assert lever.settings("decoder") == {"bias_in_product_dtype": True} and compile_.settings("decoder") == {}
 
 
 def test_bad_names_fail_before_any_gpu_work(monkeypatch, capsys):
@@ -114,13 +120,13 @@ def test_main_loop_ratios_time_budget_and_json(monkeypatch, tmp_path, capsys):
     output = tmp_path / "levers.json"
     status, calls = run_main_with_fake_gpu(
         monkeypatch,
-        ["--variants", "compile,autotune", "--levers", "all", "--compile-mode", "max-autotune-no-cudagraphs",
-         "--time-budget-s", "450", "--output-json", str(output)],
+        ["--variants", "compile,compile+ln-autocast,autotune,autotune+ln-autocast", "--compile-mode",
+         "max-autotune-no-cudagraphs", "--time-budget-s", "450", "--output-json", str(output)],
         compile_seconds={"compile": 100.0, "autotune": 300.0},
     )
     assert status == 0
-    # compile (t=0..100), compile+lever (100 s expected: ends at 200), autotune (expected 100 s, the longest so far:
-    # ends at 500), autotune+lever: 500 s elapsed + 300 s expected > 450 -> skipped.
+    # compile (t=0..100), compile+lever (100 s expected: ends at 200), autotune (not run yet: twice the longest so far,
+    # 200 s expected: ends at 500), autotune+lever: 500 s elapsed + 300 s expected > 450 -> skipped.
     assert calls == [("compile", "max-autotune-no-cudagraphs", "auto"),
                      ("compile+ln-autocast", "max-autotune-no-cudagraphs", "auto"),
                      ("autotune", "max-autotune-no-cudagraphs", "auto")]
@@ -137,17 +143,36 @@ def test_main_loop_ratios_time_budget_and_json(monkeypatch, tmp_path, capsys):
     assert "compile+ln-autocast" in summary and "skipped: time budget" in summary
 
 
-def test_the_documented_levers_command_parses_and_runs(monkeypatch, tmp_path, capsys):
-    """The one-command lever comparison in the module docstring, with the GPU work faked."""
-    lines = bench.__doc__.split("timeout 550 python3 benchmarks/bench_eat_pretrain.py", 1)[1].split("\n\n", 1)[0]
-    command = lines.replace("\\\n", " ").split(" > ", 1)[0].replace("$OUT", str(tmp_path))
-    status, calls = run_main_with_fake_gpu(monkeypatch, command.split(), compile_seconds={"compile": 80.0, "autotune": 150.0})
+def documented_commands(tmp_path):
+    """The argument lists of the GPU commands in the module docstring (`$OUT` -> tmp_path)."""
+    commands = []
+    for block in bench.__doc__.split("timeout 500 python3 benchmarks/bench_eat_pretrain.py")[1:]:
+        command = block.split("\n\n", 1)[0].replace("\\\n", " ").split(" > ", 1)[0]
+        commands.append(command.replace("$OUT", str(tmp_path)).split())
+    return commands
+
+
+def test_the_documented_lever_commands_parse_and_run(monkeypatch, tmp_path, capsys):
+    """The GPU commands of the module docstring, with the GPU work faked."""
+    levers, autotune = documented_commands(tmp_path)
+    status, calls = run_main_with_fake_gpu(monkeypatch, levers, compile_seconds={"compile": 60.0, "autotune": 150.0})
     assert status == 0
-    assert [name for name, _, _ in calls] == ["compile", "compile+ln-autocast", "autotune+ln-autocast", "autotune"]
-    assert [mode for _, mode, _ in calls] == [None, None, "max-autotune-no-cudagraphs", "max-autotune-no-cudagraphs"]
+    assert [name for name, _, _ in calls] == [
+        "compile", "compile+ln-autocast", "compile+bias-bf16", "compile+ln-autocast+bias-bf16",
+        "autotune+ln-autocast+bias-bf16"]
+    assert [mode for _, mode, _ in calls] == [None] * 4 + ["max-autotune-no-cudagraphs"]
     out = capsys.readouterr().out
-    assert "levers checked: baseline, ln-autocast" in out and "profile of 45 rows" in out
-    assert len(json.loads((tmp_path / "eat_levers.json").read_text())["results"]) == 4
+    assert "levers checked: baseline, ln-autocast, bias-bf16, ln-autocast+bias-bf16" in out
+    assert "profile of 45 rows" in out
+    assert len(json.loads((tmp_path / "eat_levers.json").read_text())["results"]) == 5
+    # Slower compilations: the autotuned variant is skipped (4 x 90 s + 2 x 90 s expected > 420 s budget).
+    status, calls = run_main_with_fake_gpu(monkeypatch, levers, compile_seconds={"compile": 90.0, "autotune": 150.0})
+    assert status == 0 and len(calls) == 4 and "skipped" in capsys.readouterr().out
+
+    status, calls = run_main_with_fake_gpu(monkeypatch, autotune, compile_seconds={"compile": 90.0, "autotune": 300.0})
+    assert status == 0
+    assert calls == [("compile+ln-autocast+bias-bf16", None, "auto"),
+                     ("autotune+ln-autocast+bias-bf16", "max-autotune-no-cudagraphs", "auto")]
 
 
 def test_lever_check_decoder_check_and_training_step_on_cpu(monkeypatch):
@@ -155,19 +180,22 @@ def test_lever_check_decoder_check_and_training_step_on_cpu(monkeypatch):
     variants = bench.parse_variants("compile", "all")
     with cuda_layer_norm_autocast_rule():  # CUDA autocast's float32 LayerNorm, as on the GPU
         text = bench.lever_agreement(variants, TinyPresets, EATForPreTraining, batch_size=2, clones=2, num_frames=64)
-    lines = text.splitlines()[1:]
-    assert [line.split()[:2] for line in lines] == [
-        ["baseline", "fp32"], ["baseline", "bf16"], ["ln-autocast", "fp32"], ["ln-autocast", "bf16"]]
-    assert lines[2].split("rel diff")[1].split() == ["0.0e+00", "0.0e+00"]  # float32: identical losses
-    assert lines[1].endswith("output float32") and lines[3].endswith("output bfloat16")
-    assert max(float(value) for value in lines[3].split("rel diff")[1].split()[:2]) < 1e-2
+    rows = {tuple(line.split()[:2]): line for line in text.splitlines()[1:]}
+    lever_sets = ["baseline", "ln-autocast", "bias-bf16", "ln-autocast+bias-bf16"]
+    assert list(rows) == [(levers, precision) for levers in lever_sets for precision in ("fp32", "bf16")]
+    for levers in lever_sets:
+        fp32, bf16 = rows[(levers, "fp32")], rows[(levers, "bf16")]
+        assert fp32.split("rel diff")[1].split() == ["0.0e+00", "0.0e+00"]  # float32: identical losses
+        assert max(float(value) for value in bf16.split("rel diff")[1].split()[:2]) < 1e-2
+        # Under CUDA autocast's LayerNorm rule the student's output is float32 unless the LayerNorm lever is on.
+        assert bf16.endswith("output bfloat16" if "ln-autocast" in levers else "output float32")
 
     text = bench.decoder_agreement(TinyPresets, EATForPreTraining, batch_size=2, clones=2, num_frames=64)
     assert len(text.splitlines()) == 5
 
-    model = bench.build_model(TinyPresets, EATForPreTraining, clones=2,
-                              config_overrides=bench.LEVERS["ln-autocast"])
+    model = bench.build_model(TinyPresets, EATForPreTraining, clones=2, levers=("ln-autocast", "bias-bf16"))
     assert model.config.layer_norm_in_autocast_dtype and model.config._attn_implementation == "sdpa"
+    assert model.decoder.bias_in_product_dtype
     teacher_before = model.teacher.encoder.layers[0].mlp.fc1.weight.clone()
     student_before = model.eat.encoder.layers[0].mlp.fc1.weight.clone()
     step = bench.PretrainingStep(model, torch.randn(2, 64, 128), compile_model=False, compile_mode=None)

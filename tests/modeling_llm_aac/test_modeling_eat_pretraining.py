@@ -309,6 +309,7 @@ def _training_step_record(model, features, visible, *, autocast: bool):
 
 @pytest.mark.parametrize("implementation", ["conv2d", "banded_matmul"])
 def test_layer_norm_in_autocast_dtype_keeps_the_losses(implementation):
+    torch.manual_seed(0)
     default = EATForPreTraining(tiny_config(decoder_num_layers=3)).train()
     kept = EATForPreTraining(tiny_config(decoder_num_layers=3, layer_norm_in_autocast_dtype=True)).train()
     kept.load_state_dict(default.state_dict())
@@ -341,6 +342,40 @@ def test_layer_norm_in_autocast_dtype_keeps_the_losses(implementation):
     flat_kept = torch.cat([grads_kept[name].flatten() for name in sorted(expected)])
     flat_default = torch.cat([grads_default[name].flatten() for name in sorted(expected)])
     assert F.cosine_similarity(flat_kept, flat_default, dim=0) > 0.999
+
+
+def test_decoder_bias_in_product_dtype_keeps_the_losses():
+    torch.manual_seed(0)
+    default = EATForPreTraining(tiny_config(decoder_num_layers=3)).train()
+    rounded = EATForPreTraining(tiny_config(decoder_num_layers=3)).train()
+    rounded.load_state_dict(default.state_dict())
+    for model in (default, rounded):
+        model.decoder.conv_implementation = "banded_matmul"
+    rounded.decoder.bias_in_product_dtype = True
+    features = torch.randn(2, 64, 64)
+    visible, _ = compute_inverse_block_mask(6, 4, 4, generator=torch.Generator().manual_seed(0))
+
+    # float32: the same arithmetic, bit for bit.
+    out_default, grads_default, _, _ = _training_step_record(default, features, visible, autocast=False)
+    out_rounded, grads_rounded, _, _ = _training_step_record(rounded, features, visible, autocast=False)
+    assert torch.equal(out_rounded.loss, out_default.loss)
+    assert all(torch.equal(grads_rounded[name], grads_default[name]) for name in grads_default)
+
+    # bf16 autocast: one more bf16 rounding per block; losses and gradients agree within bf16 rounding.
+    out_default, grads_default, _, _ = _training_step_record(default, features, visible, autocast=True)
+    out_rounded, grads_rounded, _, _ = _training_step_record(rounded, features, visible, autocast=True)
+    assert not torch.equal(out_rounded.frame_loss, out_default.frame_loss)  # the rounding does happen
+    torch.testing.assert_close(out_rounded.frame_loss, out_default.frame_loss, atol=0.0, rtol=1e-2)
+    torch.testing.assert_close(out_rounded.utterance_loss, out_default.utterance_loss, atol=0.0, rtol=1e-2)
+    assert grads_rounded.keys() == grads_default.keys()
+    for index in range(3):
+        bias_grad = grads_rounded[f"decoder.blocks.{index}.conv.bias"]
+        assert bias_grad.dtype == torch.float32 and torch.isfinite(bias_grad).all() and bias_grad.abs().sum() > 0
+        torch.testing.assert_close(bias_grad, grads_default[f"decoder.blocks.{index}.conv.bias"], atol=1e-3, rtol=5e-2)
+    names = sorted(grads_default)
+    flat_rounded = torch.cat([grads_rounded[name].flatten() for name in names])
+    flat_default = torch.cat([grads_default[name].flatten() for name in names])
+    assert F.cosine_similarity(flat_rounded, flat_default, dim=0) > 0.999
 
 
 def test_ema_schedule_is_linear_then_constant():
