@@ -205,7 +205,7 @@ class PretrainingStep:
         self.model = model
         self.features = features
         self.forward = torch.compile(model, mode=compile_mode) if compile_model else model
-        self.cuda_graphs = compile_model and compile_mode == "reduce-overhead"
+        self.cuda_graphs = compile_model and compile_mode in ("reduce-overhead", "max-autotune")  # CUDA-graph modes
         params = [p for p in model.parameters() if p.requires_grad]
         decay = [p for p in params if p.ndim > 1]
         no_decay = [p for p in params if p.ndim <= 1]
