@@ -11,14 +11,14 @@ then both levers with the autotuned compile mode. Every variant is compiled afre
 mode, longer with autotuning); the time budget skips, and reports, a variant that would not end in time (a runner not
 run yet is expected to take twice the longest variant so far); the `grep` drops the profile's per-kernel rows:
 
-    timeout 500 python3 benchmarks/bench_eat_pretrain.py --batch-sizes 12 --steps 10 --warmup 3 \
+    timeout 500 python3 benchmarks/bench_eat_pretrain.py --batch-sizes 12 --steps 20 --warmup 5 \
         --variants compile,autotune+ln-autocast+bias-bf16 --levers all --check-levers --profile \
         --time-budget-s 420 --output-json $OUT/eat_levers.json > $OUT/eat_levers.log 2>&1; \
         grep -v 'x  \[' $OUT/eat_levers.log | tail -120
 
 If the autotuned variant was skipped, the compile mode on top of both levers on its own (baseline: both levers):
 
-    timeout 500 python3 benchmarks/bench_eat_pretrain.py --batch-sizes 12 --steps 10 --warmup 3 \
+    timeout 500 python3 benchmarks/bench_eat_pretrain.py --batch-sizes 12 --steps 20 --warmup 5 \
         --variants compile+ln-autocast+bias-bf16,autotune+ln-autocast+bias-bf16 --profile \
         --output-json $OUT/eat_autotune.json > $OUT/eat_autotune.log 2>&1; grep -v 'x  \[' $OUT/eat_autotune.log | tail -60
 
