@@ -99,17 +99,23 @@ _SINGULAR_AUXILIARIES = {"is": "are", "was": "were", "has": "have", "does": "do"
 _PLURAL_AUXILIARIES = {plural: singular for singular, plural in _SINGULAR_AUXILIARIES.items()}
 
 
+def _add_s(word: str, es_endings: tuple[str, ...]) -> str:
+    """English -s suffix (plural nouns and third-person verbs share it): -es after `es_endings`, consonant + y -> -ies."""
+    lower = word.lower()
+    if lower.endswith(es_endings):
+        return word + "es"
+    if len(lower) > 1 and lower.endswith("y") and lower[-2] not in "aeiou":
+        return word[:-1] + "ies"
+    return word + "s"
+
+
 def _pluralize_noun(word: str) -> str:
     lower = word.lower()
     if lower in _IRREGULAR_PLURALS:
         return _same_case(_IRREGULAR_PLURALS[lower], word)
     if lower in _INVARIANT_NOUNS:
         return word
-    if lower.endswith(("s", "x", "z", "ch", "sh")):
-        return word + "es"
-    if len(lower) > 1 and lower.endswith("y") and lower[-2] not in "aeiou":
-        return word[:-1] + "ies"
-    return word + "s"
+    return _add_s(word, ("s", "x", "z", "ch", "sh"))
 
 
 def _singularize_noun(word: str) -> str:
@@ -137,11 +143,7 @@ def _third_person(verb: str) -> str:
     lower = verb.lower()
     if lower in _PLURAL_AUXILIARIES:
         return _same_case(_PLURAL_AUXILIARIES[lower], verb)
-    if lower.endswith(("s", "x", "z", "ch", "sh", "o")):
-        return verb + "es"
-    if len(lower) > 1 and lower.endswith("y") and lower[-2] not in "aeiou":
-        return verb[:-1] + "ies"
-    return verb + "s"
+    return _add_s(verb, ("s", "x", "z", "ch", "sh", "o"))
 
 
 def _base_form(verb: str) -> str:
