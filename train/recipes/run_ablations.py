@@ -66,6 +66,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import functools
 import importlib.util
 import json
 import math
@@ -82,7 +83,6 @@ RECIPES_DIR = os.path.dirname(os.path.abspath(__file__))
 RECIPE = os.path.join(RECIPES_DIR, "synthetic_gpu.py")
 TABLE_FILE = "ablations.md"
 SUMMARY_FILE = "ablations.json"
-EXIT_DEADLINE = 3  # the recipe's status for "stopped before a stage, resume with the same command"
 
 CONFIGS: dict[str, dict[str, str]] = {
     "baseline": {},
@@ -148,13 +148,19 @@ def named_configuration(name: str) -> Configuration:
     return Configuration(name, CONFIGS[name])
 
 
+@functools.cache
 def _load_recipe():
-    """synthetic_gpu.py beside this file (sizes, worst-case minutes); the recipes are scripts, not a package."""
+    """synthetic_gpu.py beside this file (sizes, worst-case minutes, exit statuses); the recipes are scripts, not a
+    package."""
     spec = importlib.util.spec_from_file_location("recipes_synthetic_gpu", RECIPE)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+# The recipe's status for "stopped before a stage, resume with the same command".
+EXIT_DEADLINE = _load_recipe().EXIT_DEADLINE
 
 
 # ------------------------------------------------------------------------------------------------ plan
