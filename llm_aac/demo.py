@@ -104,6 +104,7 @@ class DemoSizes:
     lora_alpha: int = 32
     lora_target_modules: str = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
     encoder_learning_rate: float = 0.0  # peak rate of the captioner's encoder when it trains (0: the stage's rate)
+    captioner_group_by_duration: int = 0  # 1: captioner batches of clips of similar length (finetune_aac --group_by_duration)
     clap_preset: str = "tiny"
     # EAT-CLAP's compositional hard negatives (`train/train_clap.py --hard_negatives`): "" (off: plain InfoNCE) or a
     # comma list of count, order, antonym; and how many in-batch negatives each counts for (`--hard_negative_weight`)
@@ -407,6 +408,7 @@ def train_captioner(work: str, features_dir: str, encoder_dir: str, language_mod
         "--lora_r", str(sizes.lora_r), "--lora_alpha", str(sizes.lora_alpha),
         "--lora_target_modules", sizes.lora_target_modules,
         "--encoder_learning_rate", str(sizes.encoder_learning_rate),
+        "--group_by_duration", "true" if sizes.captioner_group_by_duration else "false",
         "--output_dir", output, *_common_training_arguments(seed, choices),
     ])
     with open(os.path.join(output, "summary.json"), encoding="utf-8") as f:

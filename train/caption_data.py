@@ -256,6 +256,12 @@ class CaptionPairs(torch.utils.data.Dataset):
         table_index, row_index, caption = self.pairs[index]
         return {"row": self.tables[table_index][row_index], "caption": caption}
 
+    def clip_lengths(self) -> list[int] | None:
+        """Per pair, its clip's length (`duration_grouping.clip_lengths`), or None."""
+        from llm_aac.train.duration_grouping import clip_lengths
+
+        return clip_lengths(self.tables, ((table_index, row_index) for table_index, row_index, _ in self.pairs))
+
 
 class MismatchedAudioPairs(CaptionPairs):
     """The pairs of `CaptionPairs`, each caption given the audio of the NEXT clip of its table (cyclically).

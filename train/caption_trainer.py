@@ -27,6 +27,8 @@ from collections.abc import Sequence
 import torch
 from transformers import Trainer
 
+from llm_aac.train.duration_grouping import DurationGroupedSamplerMixin
+
 logger = logging.getLogger(__name__)
 
 TRAINABLE_WEIGHTS_NAME = "trainable_weights.safetensors"
@@ -150,7 +152,7 @@ class CaptionEvaluator:
         return scores
 
 
-class CaptionTrainer(Trainer):
+class CaptionTrainer(DurationGroupedSamplerMixin, Trainer):
     """`Trainer` + caption metrics at evaluation + (optionally) checkpoints of the trained parameters only.
 
     Args:
@@ -162,6 +164,8 @@ class CaptionTrainer(Trainer):
         encoder_learning_rate: peak learning rate of the audio encoder's parameters (when it trains), or None for
             the run's `learning_rate`; the schedule scales it like the others. A pretrained encoder usually wants a
             lower rate than the freshly initialised projector and adapter.
+        train_lengths: one length per training pair to batch clips of similar length together
+            (`DurationGroupedSamplerMixin`), or None for uniformly random batches.
         All other arguments are `Trainer`'s.
     """
 

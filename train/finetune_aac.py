@@ -159,6 +159,10 @@ class StageArguments:
         default=0.0, metadata={"help": "peak learning rate of the audio encoder when it trains (--freeze_encoder "
                                "false), in every stage (0: the stage's learning rate)"}
     )
+    group_by_duration: bool = field(
+        default=False, metadata={"help": "batches of clips of similar length (transformers' LengthGroupedSampler over "
+                                 "the clips' frames: less padding for the encoder and the LM); false: uniformly random"}
+    )
     projector_max_minutes: float = field(default=0.0, metadata={"help": "stop the projector stage after this long (0: no limit)"})
     lora_max_minutes: float = field(default=0.0, metadata={"help": "stop the lora stage after this long (0: no limit)"})
     generation_num_beams: int = field(default=4, metadata={"help": "beam size of validation captions"})
@@ -512,6 +516,10 @@ def run_stage(stage, model, processor, training_args, model_args, stage_args, da
     minutes = getattr(stage_args, f"{stage}_max_minutes")
     if minutes > 0:
         callbacks.append(TimeLimitCallback(minutes))
+    train_lengths = train_pairs.clip_lengths() if stage_args.group_by_duration else None
+    if stage_args.group_by_duration and train_lengths is None:
+        logger.warning("--group_by_duration: the training tables have no num_frames or duration column; batches are "
+                       "uniformly random")
     trainer = CaptionTrainer(
         model=model,
         args=training_args,
@@ -523,6 +531,7 @@ def run_stage(stage, model, processor, training_args, model_args, stage_args, da
         mismatched_eval_dataset=mismatched_pairs,
         save_trainable_only=stage_args.save_trainable_only,
         encoder_learning_rate=stage_args.encoder_learning_rate or None,
+        train_lengths=train_lengths,
         callbacks=callbacks,
     )
     checkpoint = None

@@ -61,6 +61,7 @@ from transformers import Trainer, TrainerCallback
 
 from llm_aac.processing.caption_perturbations import PERTURBATION_KINDS, parse_perturbation_kinds, perturb_caption
 from llm_aac.train.caption_data import CorpusDataArguments
+from llm_aac.train.duration_grouping import DurationGroupedSamplerMixin, clip_lengths
 from llm_aac.train.training_arguments import CorpusTrainingArguments
 
 logger = logging.getLogger("train_clap")
@@ -193,14 +194,6 @@ def check_arguments(model_args: ClapModelArguments, data_args: ClapDataArguments
 # -------------------------------------------------------------------------------------------- data
 
 
-def _table_column(table, name: str) -> list | None:
-    """Column `name` of an Arrow table (`datasets.Dataset`) or of a list of row dicts; None if any row lacks it."""
-    if hasattr(table, "column_names"):
-        return list(table[name]) if name in table.column_names else None
-    values = [row.get(name) for row in table]
-    return None if any(value is None for value in values) else values
-
-
 class ClipCaptionEpochs(torch.utils.data.Dataset):
     """One item per clip with a reference caption: `{"row": clip row, "caption": str}`.
 
@@ -243,15 +236,8 @@ class ClipCaptionEpochs(torch.utils.data.Dataset):
         self.epoch = int(epoch)
 
     def clip_lengths(self) -> list[int] | None:
-        """Per item, the clip's feature frames (`num_frames` of precomputed or rendered rows) or its duration in ms
-        (rows with `duration` seconds); None when a table holds neither."""
-        per_table = []
-        for table in self.tables:
-            frames, seconds = _table_column(table, "num_frames"), _table_column(table, "duration")
-            if frames is None and seconds is None:
-                return None
-            per_table.append([int(n) for n in frames] if frames is not None else [round(1000 * float(d)) for d in seconds])
-        return [per_table[table_index][row_index] for table_index, row_index, _ in self.items]
+        """Per item, its clip's length (`duration_grouping.clip_lengths`), or None."""
+        return clip_lengths(self.tables, ((table_index, row_index) for table_index, row_index, _ in self.items))
 
     def caption_index(self, index: int) -> int:
         return (self.offsets[index] + self.epoch) % len(self.items[index][2])
@@ -465,28 +451,17 @@ def hard_negative_metrics(audio: torch.Tensor, references: torch.Tensor, owners:
     return metrics
 
 
-class ClapTrainer(Trainer):
+class ClapTrainer(DurationGroupedSamplerMixin, Trainer):
     """`Trainer` whose evaluations also report retrieval recall and hard-negative accuracy (same log entry as
     `eval_loss`), and whose training loss weights the batch's hard negatives by `hard_negative_weight`."""
 
     def __init__(self, *args, retrieval_clips=None, retrieval_collator=None, hard_negative_probe=None,
-                 hard_negative_weight: float = 1.0, train_lengths: Sequence[int] | None = None, **kwargs):
+                 hard_negative_weight: float = 1.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.retrieval_clips = retrieval_clips
         self.retrieval_collator = retrieval_collator
         self.hard_negative_probe = hard_negative_probe
         self.hard_negative_weight = hard_negative_weight
-        self.train_lengths = list(train_lengths) if train_lengths is not None else None
-
-    def _get_train_sampler(self, *args, **kwargs):
-        # Own lengths instead of the Trainer's option (named differently across transformers 5.x releases, and
-        # it would read every item's features to measure them).
-        if self.train_lengths is None:
-            return super()._get_train_sampler(*args, **kwargs)
-        from transformers.trainer_pt_utils import LengthGroupedSampler
-
-        return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                    lengths=self.train_lengths)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if "hard_negative_input_ids" in inputs:

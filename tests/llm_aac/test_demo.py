@@ -119,6 +119,9 @@ def test_encoder_choices_reach_the_captioner_training(captioner_arguments):
         assert arguments["--encoder_path"] == "eat" and float(arguments["--encoder_learning_rate"]) == 0.0
     slower_encoder = dataclasses.replace(SIZES["quick"], encoder_learning_rate=1e-4)
     assert float(captioner_arguments(slower_encoder, RecipeChoices())["--encoder_learning_rate"]) == 1e-4
+    assert captioner_arguments(SIZES["quick"], RecipeChoices())["--group_by_duration"] == "false"
+    grouped = dataclasses.replace(SIZES["quick"], captioner_group_by_duration=1)
+    assert captioner_arguments(grouped, RecipeChoices())["--group_by_duration"] == "true"
     with pytest.raises(ValueError, match="encoder_init must be one of.*encoder_training must be one of"):
         RecipeChoices(encoder_init="random", encoder_training="partly").check()
 

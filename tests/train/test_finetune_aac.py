@@ -385,3 +385,27 @@ def test_raw_feature_settings_ignore_where_remote_code_lives():
     saved.auto_map = {"AutoFeatureExtractor": "feature_extraction_llm_aac.LLMAACFeatureExtractor"}
     assert _raw_feature_settings(saved) == _raw_feature_settings(fresh)
     assert _raw_feature_settings(LLMAACFeatureExtractor(feature_type="fbank")) != _raw_feature_settings(fresh)
+
+
+def test_group_by_duration_gives_the_trainer_one_length_per_pair(tmp_path, tiny_lm_dir, monkeypatch):
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from llm_aac.train.caption_trainer import CaptionTrainer
+
+    samplers = []
+    original = CaptionTrainer._get_train_sampler
+
+    def recording(self, *args, **kwargs):
+        samplers.append((original(self, *args, **kwargs), len(self.train_dataset)))
+        return samplers[-1][0]
+
+    monkeypatch.setattr(CaptionTrainer, "_get_train_sampler", recording)
+    for group in ("true", "false"):
+        finetune_aac.main(TINY + [
+            "--language_model", str(tiny_lm_dir), "--synthetic_clips", "4", "--synthetic_eval_clips", "2",
+            "--stage", "projector", "--max_steps", "1", "--eval_strategy", "no", "--max_frames", "200",
+            "--group_by_duration", group, "--output_dir", str(tmp_path / group),
+        ])
+    (grouped, pairs), (plain, _) = samplers
+    assert isinstance(grouped, LengthGroupedSampler) and len(grouped.lengths) == pairs
+    assert not isinstance(plain, LengthGroupedSampler)

@@ -895,11 +895,12 @@ def run_recipe(args: argparse.Namespace, output: str) -> dict:
                         "lora_learning_rate", "lora_minutes", "captioner_batch_size", "captioner_eval_steps",
                         "captioner_eval_clips", "captioner_eval_beams", "captioner_preset", "projector_hidden_size",
                         "lora_r", "lora_alpha", "lora_target_modules", "validation_clips")
-    # A separate encoder learning rate enters the key only when set, so that earlier captioners keep theirs.
-    encoder_rate = {"encoder_learning_rate": values["encoder_learning_rate"]} if values.get("encoder_learning_rate") else {}
+    # A separate encoder learning rate and duration-grouped batches enter the key only when set, so that earlier
+    # captioners keep theirs.
+    optional = {k: values[k] for k in ("encoder_learning_rate", "captioner_group_by_duration") if values.get(k)}
     captioner_name, captioner_settings = captioner_cache_entry(
         knobs, {"eat": eat_settings, "lm": lm_settings, "projector": args.projector, "training": args.training,
-                **{k: values[k] for k in captioner_fields}, **encoder_rate})
+                **{k: values[k] for k in captioner_fields}, **optional})
     steps = (f"{sizes.projector_steps} projector-only steps, then {sizes.lora_steps} with LoRA"
              if args.training == "lora" else f"{sizes.projector_steps + sizes.lora_steps} projector-only steps")
     encoder_role = (f"the {'pretrained' if args.encoder_init == 'pretrained' else 'randomly initialised'} encoder "

@@ -84,6 +84,7 @@ def test_overrides_are_typed_and_checked():
     assert recipe.parse_overrides(["lora_steps=2000", "lora_minutes=4.5", "lm_preset=small",
                                    "eat_config_overrides=ema_decay=0.99"]) == {
         "lora_steps": 2000, "lora_minutes": 4.5, "lm_preset": "small", "eat_config_overrides": "ema_decay=0.99"}
+    assert recipe.parse_overrides(["captioner_group_by_duration=1"]) == {"captioner_group_by_duration": 1}
     with pytest.raises(ValueError, match="unknown size field 'lora_stepz'"):
         recipe.parse_overrides(["lora_stepz=3"])
     with pytest.raises(ValueError, match="FIELD=VALUE"):
