@@ -54,15 +54,11 @@ def candidate_headroom(records: Sequence[Mapping[str, Any]], *, tokenize: bool |
             if slot < len(captions[index]):
                 per_clip[index].append(score)
 
-    def by_caption(index: int, caption: str) -> float:
-        return per_clip[index][captions[index].index(caption)]
-
     def corpus(values: list[float]) -> float:
         return sum(values) / len(values)
 
-    picked = corpus([by_caption(i, r["prediction"]) if r["prediction"] in captions[i] else
-                     _sentence_scores([r["prediction"]], [references[i]], tokenize)[0]
-                     for i, r in enumerate(records)])
+    # The picks get their own corpus call too (same references, so the same document frequencies).
+    picked = corpus(_sentence_scores([r["prediction"] for r in records], references, tokenize))
     summary: dict[str, Any] = {
         "metric": HEADROOM_METRIC,
         "clips": len(records),

@@ -533,6 +533,7 @@ def evaluate_captioner(
     Returns:
         The content of `metrics.json`.
     """
+    from llm_aac.eval.candidate_headroom import candidate_headroom
     from modeling_llm_aac.caption_candidates import CandidateOptions
 
     if systems is None:
@@ -594,8 +595,6 @@ def evaluate_captioner(
             records = [r for r in all_records[system] if r["split"] == split]
             results[split][system] = score_records(records, metrics, tokenize=tokenize)
             if system == CLAP_RESCORING:
-                from llm_aac.eval.candidate_headroom import candidate_headroom
-
                 results[split][system]["candidate_headroom"] = candidate_headroom(records, tokenize=tokenize)
     for system in systems:
         write_jsonl(os.path.join(output_dir, predictions_file(system)), all_records[system])

@@ -33,6 +33,17 @@ def clip_lengths(tables: Sequence[Any], rows: Iterable[tuple[int, int]]) -> list
     return [per_table[table_index][row_index] for table_index, row_index in rows]
 
 
+def training_lengths(dataset: Any, enabled: bool, log) -> list[int] | None:
+    """`dataset.clip_lengths()` when `enabled` (a warning on `log` when its tables cannot tell), else None."""
+    if not enabled:
+        return None
+    lengths = dataset.clip_lengths()
+    if lengths is None:
+        log.warning("--group_by_duration: the training tables have no num_frames or duration column; batches are "
+                    "uniformly random")
+    return lengths
+
+
 class DurationGroupedSamplerMixin:
     """Mixin for a `Trainer` subclass (put it first among the bases): `train_lengths` (one per training item, or
     None for the `Trainer`'s own sampler) batches items of similar length together."""
@@ -52,4 +63,4 @@ class DurationGroupedSamplerMixin:
                                     lengths=self.train_lengths)
 
 
-__all__ = ["DurationGroupedSamplerMixin", "clip_lengths", "table_column"]
+__all__ = ["DurationGroupedSamplerMixin", "clip_lengths", "table_column", "training_lengths"]

@@ -478,6 +478,7 @@ def run_stage(stage, model, processor, training_args, model_args, stage_args, da
     from llm_aac.train.caption_data import CaptionBatchCollator, CaptionPairs, ClipReferences, MismatchedAudioPairs
     from llm_aac.train.callbacks import TimeLimitCallback
     from llm_aac.train.caption_trainer import CaptionEvaluator, CaptionTrainer
+    from llm_aac.train.duration_grouping import training_lengths
 
     tables, names, eval_table, data_args = data
     model = prepare_stage_model(stage, model, model_args)
@@ -516,10 +517,7 @@ def run_stage(stage, model, processor, training_args, model_args, stage_args, da
     minutes = getattr(stage_args, f"{stage}_max_minutes")
     if minutes > 0:
         callbacks.append(TimeLimitCallback(minutes))
-    train_lengths = train_pairs.clip_lengths() if stage_args.group_by_duration else None
-    if stage_args.group_by_duration and train_lengths is None:
-        logger.warning("--group_by_duration: the training tables have no num_frames or duration column; batches are "
-                       "uniformly random")
+    train_lengths = training_lengths(train_pairs, stage_args.group_by_duration, logger)
     trainer = CaptionTrainer(
         model=model,
         args=training_args,

@@ -61,7 +61,7 @@ from transformers import Trainer, TrainerCallback
 
 from llm_aac.processing.caption_perturbations import PERTURBATION_KINDS, parse_perturbation_kinds, perturb_caption
 from llm_aac.train.caption_data import CorpusDataArguments
-from llm_aac.train.duration_grouping import DurationGroupedSamplerMixin, clip_lengths
+from llm_aac.train.duration_grouping import DurationGroupedSamplerMixin, clip_lengths, training_lengths
 from llm_aac.train.training_arguments import CorpusTrainingArguments
 
 logger = logging.getLogger("train_clap")
@@ -622,10 +622,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"weight {training_args.hard_negative_weight:g})" if train_items.hard_negative_kinds else "off",
                 len(hard_negative_probe.texts), len(set(hard_negative_probe.reference_rows)))
 
-    train_lengths = train_items.clip_lengths() if data_args.group_by_duration else None
-    if data_args.group_by_duration and train_lengths is None:
-        logger.warning("--group_by_duration: the training tables have no num_frames or duration column; "
-                       "batches are uniformly random")
+    train_lengths = training_lengths(train_items, data_args.group_by_duration, logger)
     trainer = ClapTrainer(
         model=model,
         args=training_args,

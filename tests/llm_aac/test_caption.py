@@ -64,20 +64,26 @@ def test_missing_model_is_a_clear_error(tmp_path, capsys):
     assert "cannot load the captioner" in capsys.readouterr().err
 
 
+def caption_a_bad_and_a_good_file(model_path, bad, good_clip, tmp_path, capsys) -> str:
+    """`llm-aac caption BAD GOOD`: exit 1, the good file captioned, exactly one error line; returns that line."""
+    soundfile.write(tmp_path / "a.wav", good_clip, 16000, subtype="FLOAT")
+    code = main(["caption", str(bad), str(tmp_path / "a.wav"), "--model", str(model_path), "--device", "cpu"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert [line.split("\t")[0] for line in out.strip().splitlines()] == [str(tmp_path / "a.wav")]
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    return errors[0]
+
+
 def test_a_file_longer_than_the_encoder_takes_is_one_error_line(folder, tmp_path, capsys):
     path, pipe, clips = folder
     audio = pipe.model.config.audio_config
     limit_seconds = audio.max_length * audio.patch_size / 100  # 10 ms frames
     rate = 8000  # not the model's rate: the length check converts
     soundfile.write(tmp_path / "long.wav", np.zeros(int((limit_seconds + 1) * rate), dtype=np.float32) + 0.01, rate)
-    soundfile.write(tmp_path / "a.wav", clips[0], 16000, subtype="FLOAT")
-
-    code = main(["caption", str(tmp_path / "long.wav"), str(tmp_path / "a.wav"), "--model", str(path), "--device", "cpu"])
-    out, err = capsys.readouterr()
-    assert code == 1
-    assert [line.split("\t")[0] for line in out.strip().splitlines()] == [str(tmp_path / "a.wav")]
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "long.wav" in errors[0] and "max_length" in errors[0]
+    error = caption_a_bad_and_a_good_file(path, tmp_path / "long.wav", clips[0], tmp_path, capsys)
+    assert "long.wav" in error and "max_length" in error
 
 
 def test_a_file_with_nan_samples_is_one_error_line(folder, tmp_path, capsys):
@@ -85,11 +91,5 @@ def test_a_file_with_nan_samples_is_one_error_line(folder, tmp_path, capsys):
     broken = clips[1].astype(np.float32).copy()
     broken[5] = np.nan
     soundfile.write(tmp_path / "nan.wav", broken, 16000, subtype="FLOAT")
-    soundfile.write(tmp_path / "a.wav", clips[0], 16000, subtype="FLOAT")
-
-    code = main(["caption", str(tmp_path / "nan.wav"), str(tmp_path / "a.wav"), "--model", str(path), "--device", "cpu"])
-    out, err = capsys.readouterr()
-    assert code == 1
-    assert [line.split("\t")[0] for line in out.strip().splitlines()] == [str(tmp_path / "a.wav")]
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "nan.wav" in errors[0] and "1 NaN/Inf samples (first at index 5" in errors[0]
+    error = caption_a_bad_and_a_good_file(path, tmp_path / "nan.wav", clips[0], tmp_path, capsys)
+    assert "nan.wav" in error and "1 NaN/Inf samples (first at index 5" in error
