@@ -107,9 +107,11 @@ class DemoSizes:
     captioner_group_by_duration: int = 0  # 1: captioner batches of clips of similar length (finetune_aac --group_by_duration)
     clap_preset: str = "tiny"
     # EAT-CLAP's compositional hard negatives (`train/train_clap.py --hard_negatives`): "" (off: plain InfoNCE) or a
-    # comma list of count, order, antonym; and how many in-batch negatives each counts for (`--hard_negative_weight`)
+    # comma list of count, order, antonym; how many in-batch negatives each counts for (`--hard_negative_weight`);
+    # at most how many per clip, kinds drawn among those that apply (`--hard_negatives_per_clip`; 3: one of each kind)
     clap_hard_negatives: str = ""
     clap_hard_negative_weight: float = 1.0
+    clap_hard_negatives_per_clip: int = 1
     log_points: int = 4  # training-loss log entries per stage
     feature_batch_size: int = 8
     eval_batch_size: int = 8
@@ -123,6 +125,9 @@ class DemoSizes:
         weight = self.clap_hard_negative_weight
         if not (isinstance(weight, (int, float)) and weight >= 0 and weight != float("inf")):
             raise ValueError(f"clap_hard_negative_weight must be a finite number >= 0, got {weight!r}")
+        per_clip = self.clap_hard_negatives_per_clip
+        if isinstance(per_clip, bool) or not isinstance(per_clip, int) or per_clip < 1:
+            raise ValueError(f"clap_hard_negatives_per_clip must be an integer >= 1, got {per_clip!r}")
 
 
 # Where the candidates ablation's names meet `CandidateOptions.strategy`.
@@ -442,7 +447,8 @@ def clap_training_arguments(output: str, features_dir: str, encoder_dir: str, si
     ]
     if sizes.clap_hard_negatives:
         arguments += ["--hard_negatives", sizes.clap_hard_negatives,
-                      "--hard_negative_weight", str(sizes.clap_hard_negative_weight)]
+                      "--hard_negative_weight", str(sizes.clap_hard_negative_weight),
+                      "--hard_negatives_per_clip", str(sizes.clap_hard_negatives_per_clip)]
     return arguments
 
 

@@ -112,6 +112,29 @@ def _gather_with_grad(embeds: torch.Tensor) -> tuple[torch.Tensor, int]:
     return torch.cat([g[:n] for g, n in zip(gathered, sizes)]), sum(sizes[:rank])
 
 
+def check_hard_negative_owners(hard_negative_owners: torch.Tensor, num_clips: int) -> None:
+    """Raises a ValueError unless `hard_negative_owners` is a 1-D integer tensor of clip indices in `[0, num_clips)`.
+
+    It reads the values, so call it where they are on the CPU (a data collator, user code): on an accelerator
+    `min()` / `max()` would make the host wait for the device. `clap_contrastive_loss` checks CPU owners only.
+    """
+    if not isinstance(hard_negative_owners, torch.Tensor) or hard_negative_owners.ndim != 1:
+        raise ValueError(
+            "hard_negative_owners must be a 1-D tensor of clip indices, got "
+            + (f"shape {tuple(hard_negative_owners.shape)}" if isinstance(hard_negative_owners, torch.Tensor)
+               else type(hard_negative_owners).__name__)
+        )
+    if hard_negative_owners.dtype.is_floating_point or hard_negative_owners.dtype.is_complex or (
+            hard_negative_owners.dtype == torch.bool):
+        raise ValueError(f"hard_negative_owners must hold integer clip indices, got dtype {hard_negative_owners.dtype}.")
+    if hard_negative_owners.numel() and (
+            int(hard_negative_owners.min()) < 0 or int(hard_negative_owners.max()) >= num_clips):
+        raise ValueError(
+            f"hard_negative_owners must index the {num_clips} clips of the batch, got values "
+            f"{sorted(set(hard_negative_owners.tolist()))}."
+        )
+
+
 def _own_hard_negative_logits(
     audio_embeds: torch.Tensor,
     hard_negative_embeds: torch.Tensor,
@@ -120,24 +143,28 @@ def _own_hard_negative_logits(
     hard_negative_weight: float,
 ) -> torch.Tensor:
     """`[clips, hard negatives]` audio->text logits in which clip i sees only its own hard negatives (the others are
-    -inf), each counted `hard_negative_weight` times in the softmax denominator (log-weight added to its logit)."""
+    -inf), each counted `hard_negative_weight` times in the softmax denominator (log-weight added to its logit).
+
+    Only shapes are checked here, plus the owners' values when they are on the CPU: reading device values
+    (`min()` / `max()`) would stall the host twice per training step. On an accelerator an owner outside
+    `[0, clips)` is not detected; its column is -inf for every clip, so that hard negative is left out. The
+    training collator (`train/train_clap.py`) checks its owners on the CPU with `check_hard_negative_owners`."""
     if hard_negative_embeds.ndim != 2 or hard_negative_embeds.shape[1] != audio_embeds.shape[1]:
         raise ValueError(
             f"hard_negative_embeds must be [num_hard_negatives, {audio_embeds.shape[1]}], got "
             f"{tuple(hard_negative_embeds.shape)}."
         )
-    if hard_negative_owners is None or tuple(hard_negative_owners.shape) != (hard_negative_embeds.shape[0],):
+    if not isinstance(hard_negative_owners, torch.Tensor) or (
+            tuple(hard_negative_owners.shape) != (hard_negative_embeds.shape[0],)):
         raise ValueError(
             "hard_negative_owners must give the clip (row of this batch) of each hard negative: expected shape "
-            f"({hard_negative_embeds.shape[0]},), got "
-            f"{None if hard_negative_owners is None else tuple(hard_negative_owners.shape)}."
+            f"({hard_negative_embeds.shape[0]},) (a tensor), got "
+            + (f"shape {tuple(hard_negative_owners.shape)}." if isinstance(hard_negative_owners, torch.Tensor)
+               else f"{type(hard_negative_owners).__name__}.")
         )
+    if hard_negative_owners.device.type == "cpu":
+        check_hard_negative_owners(hard_negative_owners, audio_embeds.shape[0])
     owners = hard_negative_owners.to(device=audio_embeds.device, dtype=torch.long)
-    if owners.numel() and (int(owners.min()) < 0 or int(owners.max()) >= audio_embeds.shape[0]):
-        raise ValueError(
-            f"hard_negative_owners must index the {audio_embeds.shape[0]} clips of the batch, got values "
-            f"{sorted(set(owners.tolist()))}."
-        )
     logits = (logit_scale * audio_embeds @ hard_negative_embeds.T).float() + math.log(hard_negative_weight)
     rows = torch.arange(audio_embeds.shape[0], device=audio_embeds.device)
     return logits.masked_fill(owners[None, :] != rows[:, None], float("-inf"))
@@ -167,6 +194,8 @@ def clap_contrastive_loss(
     clip j's caption may well describe clip i (few event types, few counts), and it is no harder for clip i
     than clip j's caption, which is already a negative; this also keeps them local (never gathered). They are
     no text->audio anchors, having no clip of their own. With none (M = 0) the loss is the plain one.
+    The owners' values are checked only when they are on the CPU (see `check_hard_negative_owners`): the loss
+    reads no device value, so it adds no host-device synchronisation to a training step.
     """
     if audio_embeds.shape != text_embeds.shape:
         raise ValueError(
@@ -423,4 +452,5 @@ class EATClapModel(EATClapPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-__all__ = ["EATClapModel", "EATClapOutput", "EATClapPreTrainedModel", "clap_contrastive_loss"]
+__all__ = ["EATClapModel", "EATClapOutput", "EATClapPreTrainedModel", "check_hard_negative_owners",
+           "clap_contrastive_loss"]

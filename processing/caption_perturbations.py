@@ -18,7 +18,9 @@ apply to AudioCaps / Clotho captions as well as to the synthetic corpus (no corp
   `quiet` / `faint` / `soft`, `high` <-> `low`, `fades in` <-> `fades out`, `slowly` <-> `quickly`, ...).
 
 Each editor returns every single-site edit of a caption (deterministic, in text order); `perturb_caption` samples
-from them with a seeded generator and drops edits that equal the caption or one of its other references. A
+from them with a seeded generator (up to `per_kind` of each kind and, with `max_perturbations`, a cap on the total
+filled from kinds drawn at random among those that apply) and drops edits that equal the caption or one of its
+other references. A
 caption that no rule applies to gets no perturbation. The rules are heuristics without a part-of-speech tagger:
 they miss captions that leave a count implicit (`a dog barks` gets no count edit) and can misplace an
 elliptical clause (`a car revs and then accelerates away` swaps into `accelerates away and then a car revs`).
@@ -29,25 +31,23 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 PERTURBATION_KINDS = ("count", "order", "antonym")
 
 # ------------------------------------------------------------------------------------------- tokens
 
 
-@dataclass(frozen=True)
 class _Token:
-    text: str
-    start: int
-    end: int
+    """A word, number or punctuation mark of a caption with its character span (lower case and word-ness computed
+    once: the count rules read them many times per token)."""
 
-    @property
-    def lower(self) -> str:
-        return self.text.lower()
+    __slots__ = ("text", "start", "end", "lower", "is_word")
 
-    @property
-    def is_word(self) -> bool:
-        return self.text.isalpha()
+    def __init__(self, text: str, start: int, end: int):
+        self.text, self.start, self.end = text, start, end
+        self.lower = text.lower()
+        self.is_word = text.isalpha()
 
 
 _TOKEN_PATTERN = re.compile(r"[A-Za-z]+|\d+|[^\sA-Za-z\d]")
@@ -71,9 +71,14 @@ def _same_case(new: str, old: str) -> str:
     return new
 
 
+_NOT_WORD_PATTERN = re.compile(r"[^\w']+")
+
+
+@lru_cache(maxsize=8192)
 def _normalized(text: str) -> str:
     # The same key as `modeling_llm_aac.clap_scoring.normalize_caption` (kept local: this module imports no torch).
-    return " ".join(re.sub(r"[^\w']+", " ", text.lower()).replace("'", "").split())
+    # Cached: every edit is keyed by `_unique` and again by `perturb_caption`'s reference check.
+    return " ".join(_NOT_WORD_PATTERN.sub(" ", text.lower()).replace("'", "").split())
 
 
 # Words that are never the head noun or the verb of a counted phrase: where the scan for them stops.
@@ -514,13 +519,21 @@ def parse_perturbation_kinds(kinds: str | Sequence[str] | None) -> tuple[str, ..
 
 
 def perturb_caption(caption: str, kinds: str | Sequence[str] = PERTURBATION_KINDS, *, per_kind: int = 1,
-                    rng=0, exclude: Iterable[str] = ()) -> list[CaptionPerturbation]:
-    """Up to `per_kind` perturbations of `caption` for each of `kinds`, kinds in `PERTURBATION_KINDS` order.
+                    max_perturbations: int | None = None, rng=0,
+                    exclude: Iterable[str] = ()) -> list[CaptionPerturbation]:
+    """Up to `per_kind` perturbations of `caption` for each of `kinds`, at most `max_perturbations` in all, kinds
+    in `PERTURBATION_KINDS` order.
 
     Args:
         caption: an English caption.
         kinds: which editors run (`"count,order"`, a list of names, or all three).
         per_kind: how many of each editor's edits are kept, drawn without replacement (all when fewer exist).
+        max_perturbations: a cap on the total (None: no cap). When it can bind (`max_perturbations < len(kinds) *
+            per_kind`) the kinds are visited in a random order, kinds without an edit for this caption skipped,
+            each giving up to `per_kind` edits until the cap is reached: with `per_kind=1` the caption gets
+            `min(max_perturbations, applicable kinds)` perturbations of distinct kinds drawn uniformly among the
+            kinds that apply to it, and editors after the last one needed do not run. A cap that cannot bind
+            changes nothing, not even the draws: the result equals the uncapped one for the same `rng`.
         rng: a `numpy.random.Generator` or a seed for one; the same seed gives the same perturbations.
         exclude: captions that must not come out (the clip's other references: a perturbation that equals
             one of them would be a false negative), compared case- and punctuation-insensitively.
@@ -531,17 +544,29 @@ def perturb_caption(caption: str, kinds: str | Sequence[str] = PERTURBATION_KIND
         raise TypeError(f"caption must be a string, got {type(caption).__name__}: {caption!r}")
     if isinstance(per_kind, bool) or not isinstance(per_kind, int) or per_kind < 1:
         raise ValueError(f"per_kind must be a positive integer, got {per_kind!r}")
+    if max_perturbations is not None and (isinstance(max_perturbations, bool) or not isinstance(max_perturbations, int)
+                                          or max_perturbations < 1):
+        raise ValueError(f"max_perturbations must be a positive integer or None, got {max_perturbations!r}")
     generator = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     forbidden = {_normalized(caption)} | {_normalized(text) for text in exclude}
-    perturbations = []
-    for kind in parse_perturbation_kinds(kinds):
+    kinds = parse_perturbation_kinds(kinds)
+    remaining = len(kinds) * per_kind if max_perturbations is None else min(max_perturbations, len(kinds) * per_kind)
+    visit = kinds
+    if remaining < len(kinds) * per_kind:
+        visit = [kinds[i] for i in generator.permutation(len(kinds))]
+    chosen: dict[str, list[str]] = {}
+    for kind in visit:
+        if remaining == 0:
+            break
         candidates = [text for text in PERTURBATION_EDITORS[kind](caption) if _normalized(text) not in forbidden]
-        if len(candidates) > per_kind:
-            chosen = sorted(generator.choice(len(candidates), size=per_kind, replace=False).tolist())
-            candidates = [candidates[i] for i in chosen]
-        perturbations += [CaptionPerturbation(text, kind) for text in candidates]
+        keep = min(per_kind, remaining)
+        if len(candidates) > keep:
+            picked = sorted(generator.choice(len(candidates), size=keep, replace=False).tolist())
+            candidates = [candidates[i] for i in picked]
+        chosen[kind] = candidates
+        remaining -= len(candidates)
         forbidden |= {_normalized(text) for text in candidates}
-    return perturbations
+    return [CaptionPerturbation(text, kind) for kind in kinds for text in chosen.get(kind, ())]
 
 
 __all__ = [

@@ -22,8 +22,11 @@ Compositional hard negatives (opt-in, CompA-CLAP style): `--hard_negatives count
 each training caption into up to `--hard_negatives_per_kind` captions of a different scene per kind (a changed
 count, two sequence clauses swapped, a direction / loudness / pitch word flipped: generic English rules,
 `llm_aac.processing.caption_perturbations`; a caption no rule applies to gets none, and an edit that equals one of
-the clip's references is dropped). They are extra negatives in the audio->text softmax of their own clip only,
-each counted `--hard_negative_weight` times (see `clap_contrastive_loss`). In-batch negatives almost never differ
+the clip's references is dropped), and at most `--hard_negatives_per_clip` K (default 1) in all: the kinds are
+drawn at random among those that apply to the caption, so the text tower encodes at most 1 + K captions per clip
+(uncapped, the three kinds give ~2.4 hard negatives per synthetic caption; K = kinds x per-kind is the uncapped
+draw). They are extra negatives in the audio->text softmax of their own clip only, each counted
+`--hard_negative_weight` times (see `clap_contrastive_loss`). In-batch negatives almost never differ
 from the right caption by a count or an order alone, so plain InfoNCE barely learns to tell such captions apart,
 which is what rescoring captioner candidates needs. The edits are drawn per clip and epoch from `--caption_seed`.
 
@@ -135,6 +138,11 @@ class ClapDataArguments(CorpusDataArguments):
     hard_negatives_per_kind: int = field(
         default=1, metadata={"help": "at most this many hard negatives of each kind per caption (drawn per epoch)"}
     )
+    hard_negatives_per_clip: int = field(
+        default=1, metadata={"help": "at most this many hard negatives per caption in all, kinds drawn at random among "
+                             "those that apply to it (1: the text tower encodes at most 2x the batch; the number of "
+                             "kinds x --hard_negatives_per_kind: every kind, no cap)"}
+    )
     group_by_duration: bool = field(
         default=True, metadata={"help": "batches of clips of similar length (transformers' LengthGroupedSampler: "
                                 "random megabatches of 50 batches, each sorted by length), so the audio tower pads "
@@ -185,6 +193,8 @@ def check_arguments(model_args: ClapModelArguments, data_args: ClapDataArguments
         problems.append(f"--hard_negatives: {error}")
     if data_args.hard_negatives_per_kind < 1:
         problems.append(f"--hard_negatives_per_kind must be >= 1, got {data_args.hard_negatives_per_kind}")
+    if data_args.hard_negatives_per_clip < 1:
+        problems.append(f"--hard_negatives_per_clip must be >= 1, got {data_args.hard_negatives_per_clip}")
     if not (math.isfinite(training_args.hard_negative_weight) and training_args.hard_negative_weight >= 0):
         problems.append(f"--hard_negative_weight must be a finite number >= 0, got {training_args.hard_negative_weight}")
     if problems:
@@ -201,13 +211,18 @@ class ClipCaptionEpochs(torch.utils.data.Dataset):
     `seed`), so consecutive epochs cycle through all captions. `EpochCallback` advances `epoch`.
 
     With `hard_negative_kinds` (see `caption_perturbations.PERTURBATION_KINDS`) items also hold `"hard_negatives"`:
-    up to `hard_negatives_per_kind` perturbations of the caption per kind, none equal to one of the clip's
-    references, drawn from (`seed`, epoch, index), so that they are the same in every DataLoader worker and on a
-    resume, and change from epoch to epoch.
+    up to `hard_negatives_per_kind` perturbations of the caption per kind and at most `hard_negatives_per_clip` in
+    all (None: no cap; with a cap, kinds drawn at random among those that apply to the caption, see
+    `perturb_caption(max_perturbations=...)`), none equal to one of the clip's references, drawn from (`seed`,
+    epoch, index), so that they are the same in every DataLoader worker and on a resume, and change from epoch to
+    epoch. They are drawn when an item is read (in the DataLoader workers), not precomputed: the caption rotation
+    shows a (clip, reference) pair once per n epochs, so a per-dataset table would cost the edits of every
+    reference up front (~20 s for 100k references on one core) for a short run that reads each pair about once.
     """
 
     def __init__(self, tables: Sequence, names: Sequence[str] | None = None, *, seed: int = 0,
-                 hard_negative_kinds: Sequence[str] = (), hard_negatives_per_kind: int = 1):
+                 hard_negative_kinds: Sequence[str] = (), hard_negatives_per_kind: int = 1,
+                 hard_negatives_per_clip: int | None = None):
         from llm_aac.train.caption_data import table_captions
 
         names = list(names) if names is not None else [f"table {i}" for i in range(len(tables))]
@@ -231,6 +246,7 @@ class ClipCaptionEpochs(torch.utils.data.Dataset):
         self.seed = int(seed)
         self.hard_negative_kinds = parse_perturbation_kinds(hard_negative_kinds)
         self.hard_negatives_per_kind = int(hard_negatives_per_kind)
+        self.hard_negatives_per_clip = None if hard_negatives_per_clip is None else int(hard_negatives_per_clip)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -252,6 +268,7 @@ class ClipCaptionEpochs(torch.utils.data.Dataset):
         if self.hard_negative_kinds:
             perturbations = perturb_caption(
                 caption, self.hard_negative_kinds, per_kind=self.hard_negatives_per_kind,
+                max_perturbations=self.hard_negatives_per_clip,
                 rng=np.random.default_rng([self.seed, self.epoch, index]), exclude=references,
             )
             item["hard_negatives"] = [p.text for p in perturbations]
@@ -276,7 +293,8 @@ class ClapBatchCollator:
     normalised with the extractor's statistics, padded to a multiple of 16 frames); captions through the
     text tower's tokenizer (`max_caption_tokens`). Items' `"hard_negatives"` (when the batch has any) become
     `hard_negative_input_ids` / `hard_negative_attention_mask` (/ `hard_negative_token_type_ids`) and
-    `hard_negative_owners`, the item index of each.
+    `hard_negative_owners`, the item index of each, range-checked here (`check_hard_negative_owners`) since the
+    loss on the accelerator does not read them.
     """
 
     def __init__(self, feature_extractor, tokenizer, *, max_frames: int | None = None, max_caption_tokens: int = 64):
@@ -304,9 +322,15 @@ class ClapBatchCollator:
                  "return_loss": True}
         hard_negatives = [(owner, text) for owner, item in enumerate(items) for text in item.get("hard_negatives", ())]
         if hard_negatives:
+            from modeling_llm_aac.modeling_eat_clap import check_hard_negative_owners
+
             tokens = self.text([text for _, text in hard_negatives])
             batch.update({f"hard_negative_{name}": value for name, value in tokens.items()})
-            batch["hard_negative_owners"] = torch.tensor([owner for owner, _ in hard_negatives], dtype=torch.long)
+            owners = torch.tensor([owner for owner, _ in hard_negatives], dtype=torch.long)
+            # Checked here, on the CPU (in a DataLoader worker): the loss reads no device value, so as not to stall
+            # the training step.
+            check_hard_negative_owners(owners, len(items))
+            batch["hard_negative_owners"] = owners
         return batch
 
 
@@ -606,7 +630,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     train_items = ClipCaptionEpochs(tables, names, seed=data_args.caption_seed,
                                     hard_negative_kinds=parse_perturbation_kinds(data_args.hard_negatives),
-                                    hard_negatives_per_kind=data_args.hard_negatives_per_kind)
+                                    hard_negatives_per_kind=data_args.hard_negatives_per_kind,
+                                    hard_negatives_per_clip=data_args.hard_negatives_per_clip)
     eval_items = ClipCaptionEpochs([eval_table], ["validation"], seed=data_args.caption_seed)
     if data_args.max_eval_clips:
         eval_items = torch.utils.data.Subset(eval_items, range(min(data_args.max_eval_clips, len(eval_items))))
@@ -618,8 +643,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.info("%d training clips, %d validation clips; %.2f M trained parameters of %.2f M", len(train_items),
                 len(retrieval_clips), trainable / 1e6, sum(p.numel() for p in model.parameters()) / 1e6)
     logger.info("hard negatives: %s; validation probe: %d perturbations of %d references",
-                f"{', '.join(train_items.hard_negative_kinds)} (up to {data_args.hard_negatives_per_kind} per kind, "
-                f"weight {training_args.hard_negative_weight:g})" if train_items.hard_negative_kinds else "off",
+                f"{', '.join(train_items.hard_negative_kinds)} (up to {data_args.hard_negatives_per_kind} per kind and "
+                f"{data_args.hard_negatives_per_clip} per clip, weight {training_args.hard_negative_weight:g})"
+                if train_items.hard_negative_kinds else "off",
                 len(hard_negative_probe.texts), len(set(hard_negative_probe.reference_rows)))
 
     train_lengths = training_lengths(train_items, data_args.group_by_duration, logger)
@@ -669,6 +695,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         evaluations = [{k: v for k, v in e.items() if k == "step" or k.startswith("eval_")} for e in history if "eval_loss" in e]
         summary = {"preset": model_args.preset, "seconds": round(time.monotonic() - start, 1),
                    "hard_negatives": list(train_items.hard_negative_kinds),
+                   "hard_negatives_per_clip": train_items.hard_negatives_per_clip if train_items.hard_negative_kinds
+                   else None,
                    "global_step": trainer.state.global_step, "evaluations": evaluations, "curves": curves,
                    "trained_parameters": trainable}
         with open(os.path.join(output_dir, "summary.json"), "w") as f:

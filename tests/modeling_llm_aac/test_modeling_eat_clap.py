@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from transformers import AutoConfig, AutoModel, BertConfig, BertModel, RobertaConfig
 
 from modeling_llm_aac import EATClapConfig, EATClapModel, EATConfig, EATModel
-from modeling_llm_aac.modeling_eat_clap import clap_contrastive_loss
+from modeling_llm_aac.modeling_eat_clap import check_hard_negative_owners, clap_contrastive_loss
 
 
 def tiny_bert(**overrides):
@@ -253,6 +253,31 @@ def test_hard_negative_input_errors():
 # Negatives gathered across processes
 # ----------------------------------------------------------------------------------------------
 
+
+
+def test_owner_check_on_the_cpu_and_a_loss_that_reads_no_device_value():
+    check_hard_negative_owners(torch.tensor([0, 2, 2]), 3)
+    check_hard_negative_owners(torch.empty(0, dtype=torch.long), 3)
+    with pytest.raises(ValueError, match=r"must index the 3 clips of the batch, got values \[-1, 0\]"):
+        check_hard_negative_owners(torch.tensor([0, -1]), 3)
+    with pytest.raises(ValueError, match="must hold integer clip indices, got dtype torch.float32"):
+        check_hard_negative_owners(torch.tensor([0.0, 1.0]), 3)
+    with pytest.raises(ValueError, match=r"must be a 1-D tensor of clip indices, got shape \(1, 2\)"):
+        check_hard_negative_owners(torch.tensor([[0, 1]]), 3)
+    with pytest.raises(ValueError, match="must be a 1-D tensor of clip indices, got list"):
+        check_hard_negative_owners([0, 1], 3)
+    # Off the CPU only shapes are checked: the loss must run on tensors whose values cannot be read at all (meta
+    # tensors raise on any .item() / int() / bool()), i.e. without a host-device synchronisation.
+    audio, text, hard = (_unit_rows(rows, seed=seed).to("meta") for rows, seed in ((3, 0), (3, 1), (4, 2)))
+    loss = clap_contrastive_loss(audio, text, torch.tensor(10.0, device="meta"), hard_negative_embeds=hard,
+                                 hard_negative_owners=torch.tensor([0, 1, 2, 2]).to("meta"), hard_negative_weight=2.0)
+    assert loss.device.type == "meta" and loss.shape == ()
+    with pytest.raises(ValueError, match=r"expected shape \(4,\)"):
+        clap_contrastive_loss(audio, text, torch.tensor(10.0, device="meta"), hard_negative_embeds=hard,
+                              hard_negative_owners=torch.tensor([0, 1]).to("meta"))
+    with pytest.raises(ValueError, match=r"expected shape \(4,\) \(a tensor\), got list"):
+        clap_contrastive_loss(audio, text, torch.tensor(10.0, device="meta"), hard_negative_embeds=hard,
+                              hard_negative_owners=[0, 1, 2, 2])
 
 def _global_loss(audio, text, scale):
     labels = torch.arange(audio.shape[0])

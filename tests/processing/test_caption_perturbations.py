@@ -120,3 +120,31 @@ def test_kinds_parsing_and_bad_arguments():
         perturb_caption("A bell rings twice.", per_kind=0)
     with pytest.raises(TypeError, match="caption must be a string"):
         perturb_caption(None)
+
+
+def test_a_cap_per_caption_draws_kinds_among_the_applicable_ones():
+    caption = "Two quiet low pitched beeps are heard, then three quiet chimes ring."  # every kind applies
+    no_order = "A loud bell rings twice."  # count and antonym apply, order does not
+    for text, applicable in ((caption, set(PERTURBATION_KINDS)), (no_order, {"count", "antonym"})):
+        drawn = []
+        for seed in range(30):
+            one = perturb_caption(text, max_perturbations=1, rng=seed)
+            assert one == perturb_caption(text, max_perturbations=1, rng=np.random.default_rng(seed))  # seeded
+            assert len(one) == 1 and one[0].kind in applicable
+            assert one[0].text in {p.text for p in perturb_caption(text, one[0].kind, per_kind=100)}
+            drawn.append(one[0].kind)
+        assert set(drawn) == applicable  # every applicable kind gets drawn, none that does not apply
+        two = perturb_caption(text, max_perturbations=2, rng=0)
+        assert len(two) == 2 and len({p.kind for p in two}) == 2  # two kinds, in PERTURBATION_KINDS order
+        assert [p.kind for p in two] == [k for k in PERTURBATION_KINDS if k in {p.kind for p in two}]
+    assert perturb_caption("A dog barks.", max_perturbations=1, rng=0) == []  # no kind applies
+    # a kind with one edit, the cap filled from the next kinds: at most max_perturbations in all
+    assert len(perturb_caption(caption, per_kind=2, max_perturbations=3, rng=4)) == 3
+    # a cap that cannot bind changes nothing, not even the draws
+    for seed in range(5):
+        for per_kind in (1, 2):
+            assert perturb_caption(caption, per_kind=per_kind, max_perturbations=3 * per_kind, rng=seed) == \
+                perturb_caption(caption, per_kind=per_kind, rng=seed)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="max_perturbations must be a positive integer or None"):
+            perturb_caption(caption, max_perturbations=bad)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from llm_aac.processing.caption_perturbations import perturb_caption
 from llm_aac.train.train_clap import (
     ClapTrainer,
     ClapBatchCollator,
@@ -131,6 +132,68 @@ def test_items_carry_seeded_hard_negatives_and_the_collator_marks_their_clips():
     assert not any(key.startswith("hard_negative") for key in TextLengthCollator()([plain[0], plain[1]]))
 
 
+def test_a_cap_of_one_hard_negative_per_clip():
+    references = [["Two quiet beeps sound, then a loud bell rings twice.", "A bell rings after two beeps."],
+                  ["A loud siren rises in pitch."], ["A dog barks."]]
+    table = [{"captions": refs, "id": i} for i, refs in enumerate(references)]
+    kinds = ("count", "order", "antonym")
+    capped = ClipCaptionEpochs([table], seed=2, hard_negative_kinds=kinds, hard_negatives_per_clip=1)
+    uncapped = ClipCaptionEpochs([table], seed=2, hard_negative_kinds=kinds)
+    drawn = {0: set(), 1: set()}
+    for epoch in range(12):
+        capped.set_epoch(epoch)
+        uncapped.set_epoch(epoch)
+        items = [capped[i] for i in range(3)]
+        assert items == [capped[i] for i in range(3)]  # the same draw on every read (workers, resumes)
+        assert items[2]["hard_negatives"] == []  # no rule applies
+        for index in (0, 1):
+            negatives = items[index]["hard_negatives"]
+            assert len(negatives) == 1  # at most one per clip (these captions have some)
+            every_kind = perturb_caption(items[index]["caption"], kinds, per_kind=100,
+                                         exclude=references[index])
+            assert negatives[0] in {p.text for p in every_kind}
+            drawn[index].add(next(p.kind for p in every_kind if p.text == negatives[0]))
+        assert len(uncapped[0]["hard_negatives"]) >= 2  # without the cap: one of each kind that applies
+    assert drawn[0] == {"count", "order", "antonym"} and drawn[1] == {"antonym"}  # among the applicable kinds
+    same_seed = ClipCaptionEpochs([table], seed=2, hard_negative_kinds=kinds, hard_negatives_per_clip=1)
+    same_seed.set_epoch(11)
+    assert [same_seed[i] for i in range(3)] == items  # deterministic under the seed
+    # a cap of (kinds x per kind) is the uncapped draw itself
+    full = ClipCaptionEpochs([table], seed=2, hard_negative_kinds=kinds, hard_negatives_per_clip=3)
+    full.set_epoch(11)
+    assert [full[i] for i in range(3)] == [uncapped[i] for i in range(3)]
+
+
+def test_the_collator_checks_its_hard_negative_owners_on_the_cpu(monkeypatch):
+    from modeling_llm_aac import modeling_eat_clap
+
+    checked = []
+    original = modeling_eat_clap.check_hard_negative_owners
+
+    def recording(owners, num_clips):
+        checked.append((owners.device.type, owners.tolist(), num_clips))
+        return original(owners, num_clips)
+
+    monkeypatch.setattr(modeling_eat_clap, "check_hard_negative_owners", recording)
+
+    class TextOnlyCollator(ClapBatchCollator):
+        def __init__(self):
+            pass
+
+        def audio(self, rows):
+            return {"input_features": torch.zeros(len(rows), 16, 4), "audio_attention_mask": torch.ones(len(rows), 16)}
+
+        def text(self, captions):
+            return {"input_ids": torch.tensor([[len(c)] for c in captions])}
+
+    items = [{"row": {}, "caption": "a", "hard_negatives": ["b", "c"]}, {"row": {}, "caption": "d"},
+             {"row": {}, "caption": "e", "hard_negatives": ["f"]}]
+    batch = TextOnlyCollator()(items)
+    assert checked == [("cpu", [0, 0, 2], 3)] and batch["hard_negative_owners"].tolist() == [0, 0, 2]
+    with pytest.raises(ValueError, match=r"must index the 2 clips of the batch, got values \[0, 2\]"):
+        original(torch.tensor([0, 2]), 2)
+
+
 def test_hard_negative_metrics_match_a_naive_count():
     references = [["A bell rings twice.", "A dog barks."], ["A man speaks, then a car passes by."],
                   ["A loud siren rises twice."]]
@@ -180,7 +243,8 @@ def test_hard_negatives_change_the_training_loss_and_are_logged(tmp_path):
         assert all(0 <= e["eval_hard_negative_accuracy"] <= 1 and e["eval_hard_negative_references"] > 0
                    for e in evaluations)
     assert plain[0]["eval_loss"] == hard[0]["eval_loss"]  # the validation loss has no hard negatives: comparable
-    assert json.load(open(tmp_path / "hard" / "summary.json"))["hard_negatives"] == ["count", "order", "antonym"]
+    summary = json.load(open(tmp_path / "hard" / "summary.json"))
+    assert (summary["hard_negatives"], summary["hard_negatives_per_clip"]) == (["count", "order", "antonym"], 1)
 
 
 def test_loss_falls_on_synthetic_clips(tmp_path):
@@ -235,9 +299,10 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="unknown --preset"):
         main(["--preset", "huge", "--synthetic_clips", "4", "--output_dir", str(tmp_path)])
     with pytest.raises(ValueError, match=r"--hard_negatives: unknown hard-negative kind\(s\) \['colour'\].*"
-                                         r"--hard_negatives_per_kind must be >= 1.*--hard_negative_weight must be"):
+                                         r"--hard_negatives_per_kind must be >= 1.*--hard_negatives_per_clip must be "
+                                         r">= 1, got 0.*--hard_negative_weight must be"):
         main(TINY + ["--synthetic_clips", "4", "--hard_negatives", "count,colour", "--hard_negatives_per_kind", "0",
-                     "--hard_negative_weight", "-1", "--output_dir", str(tmp_path)])
+                     "--hard_negatives_per_clip", "0", "--hard_negative_weight", "-1", "--output_dir", str(tmp_path)])
 
 
 def test_time_limit_stops_training_and_evaluates_there(tmp_path):

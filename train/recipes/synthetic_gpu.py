@@ -881,10 +881,7 @@ def run_recipe(args: argparse.Namespace, output: str) -> dict:
         "tokenizer + text LM", f"{sizes.lm_preset} Llama, {sizes.lm_steps} steps or {sizes.lm_minutes} min", "lm",
         "lm", lm_settings,
         lambda folder: demo.pretrain_language_model(folder, sizes, args.seed, choices, corpus_seed=args.corpus_seed))
-    # The hard-negative fields enter the key only when that option is on, so that earlier CLAP stages keep theirs.
-    clap_values = {k: v for k, v in values.items() if k.startswith("clap_")
-                   and (values["clap_hard_negatives"] or not k.startswith("clap_hard_negative"))}
-    clap_settings = {**eat_settings, **clap_values, "validation_clips": sizes.validation_clips}
+    clap_settings = {**eat_settings, **clap_cache_values(values), "validation_clips": sizes.validation_clips}
     clap = None
     if not args.skip_evaluation:  # the CLAP scorer only rescores the evaluation's candidates
         clap = stage("CLAP", f"EAT-CLAP ({sizes.clap_preset}), {sizes.clap_steps} steps or {sizes.clap_minutes} min",
@@ -974,6 +971,13 @@ def run_recipe(args: argparse.Namespace, output: str) -> dict:
     with open(os.path.join(output, REPORT_FILE), "w", encoding="utf-8") as f:
         f.write(markdown_report(results))
     return results
+
+
+def clap_cache_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The CLAP stage's own sizes in its cache key: every `clap_` field, the hard-negative ones (kinds, weight, per
+    clip) only when that option is on, so that earlier CLAP stages without hard negatives keep their key."""
+    return {k: v for k, v in values.items() if k.startswith("clap_")
+            and (values["clap_hard_negatives"] or not k.startswith("clap_hard_negative"))}
 
 
 def captioner_cache_entry(knobs: Mapping[str, str], settings: Mapping[str, Any]) -> tuple[str, dict]:

@@ -105,8 +105,12 @@ def test_clap_hard_negative_knob_reaches_the_clap_trainer():
     argv, (_, data_args, training_args) = clap_arguments(["clap_hard_negatives=count,order",
                                                           "clap_hard_negative_weight=2"])
     assert (data_args.hard_negatives, training_args.hard_negative_weight) == ("count,order", 2.0)
+    assert data_args.hard_negatives_per_clip == 1  # one hard negative per clip unless told
+    argv, (_, data_args, _) = clap_arguments(["clap_hard_negatives=count,order,antonym",
+                                              "clap_hard_negatives_per_clip=3"])
+    assert argv[argv.index("--hard_negatives_per_clip") + 1] == "3" and data_args.hard_negatives_per_clip == 3
     argv, (_, data_args, training_args) = clap_arguments([])
-    assert "--hard_negatives" not in argv and "--hard_negative_weight" not in argv  # off by default: argv unchanged
+    assert not any(a.startswith("--hard_negative") for a in argv)  # off by default: argv unchanged
     assert (data_args.hard_negatives, training_args.hard_negative_weight) == ("", 1.0)
     # "none": plain InfoNCE under a CLAP cache key of its own (a fresh baseline that logs the hard-negative accuracy)
     argv, (_, data_args, _) = clap_arguments(["clap_hard_negatives=none"])
@@ -116,6 +120,26 @@ def test_clap_hard_negative_knob_reaches_the_clap_trainer():
         clap_arguments(["clap_hard_negatives=colour"])
     with pytest.raises(ValueError, match="clap_hard_negative_weight must be a finite number >= 0, got -1"):
         clap_arguments(["clap_hard_negatives=count", "clap_hard_negative_weight=-1"])
+    with pytest.raises(ValueError, match="clap_hard_negatives_per_clip must be an integer >= 1, got 0"):
+        clap_arguments(["clap_hard_negatives=count", "clap_hard_negatives_per_clip=0"])
+
+
+def test_clap_cache_key_holds_the_hard_negative_settings_only_when_on():
+    import dataclasses
+
+    from llm_aac import demo
+
+    def key(overrides):
+        values = recipe.size_values("gpu", 1.0, recipe.parse_overrides(overrides))
+        sizes = demo.DemoSizes(**{k: v for k, v in values.items() if k not in recipe.PROBE_FIELDS})
+        return recipe.clap_cache_values(dataclasses.asdict(sizes))
+
+    plain = key([])
+    assert "clap_batch_size" in plain and not any(k.startswith("clap_hard_negative") for k in plain)
+    assert key(["clap_hard_negatives_per_clip=3"]) == plain  # no hard negatives: the knob changes nothing
+    one = key(["clap_hard_negatives=count"])
+    three = key(["clap_hard_negatives=count", "clap_hard_negatives_per_clip=3"])
+    assert (one["clap_hard_negatives_per_clip"], three["clap_hard_negatives_per_clip"]) == (1, 3) and one != three
 
 
 def test_arguments_defaults_and_errors(monkeypatch, capsys):
