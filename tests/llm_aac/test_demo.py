@@ -28,7 +28,8 @@ def test_quick_demo_end_to_end_and_saved_pipeline(tmp_path):
     out = completed.stdout
     for number, stage in enumerate(STAGES, start=1):
         assert f"[{number}/{len(STAGES)}] {stage} done in" in out
-    assert "| beam search (4 beams) |" in out and "| CLAP rescoring (slam, 7 candidates) |" in out
+    # the default candidates: one 7-beam search's 7 hypotheses (SLAM-AAC's 7 searches are the alternative)
+    assert "| beam search (4 beams) |" in out and "| CLAP rescoring (single, 7 candidates) |" in out
     assert "CIDEr-D" in out and "Semantic accuracy" in out and "event_f1" in out
     assert "Captioner training, validation (4 clips, beam 2): loss " in out
     assert "## 5 example captions" in out and out.count("   references     : ") == 5
@@ -46,6 +47,10 @@ def test_quick_demo_end_to_end_and_saved_pipeline(tmp_path):
     assert len(report["examples"]) == 5 and all(len(e["references"]) == 5 for e in report["examples"])
     assert {"before", "projector", "lora"} <= set(report["captioner_validation"])
 
+    # The saved pipeline rescores the same candidates by default: one beam search with the "single" defaults.
+    saved = json.loads((output / "audio_captioning.json").read_text())
+    assert saved["defaults"] == {"candidates": "single"}
+
     # The printed line works: the folder loads as a pipeline (with its CLAP scorer) and captions a clip.
     from transformers import pipeline
 
@@ -57,8 +62,25 @@ def test_quick_demo_end_to_end_and_saved_pipeline(tmp_path):
     result = captioner({"array": clip["audio"], "sampling_rate": clip["sampling_rate"]}, return_candidates=True)
     assert isinstance(result["caption"], str)
     assert len(result["candidates"]) >= 1
+    assert all(candidate["origin"].endswith(" of 7") for candidate in result["candidates"]), result["candidates"]
     plain = captioner(clip["audio"], candidates="none")
     assert isinstance(plain["caption"], str)
+
+
+def test_rescoring_candidates_default_to_one_beam_search(tmp_path, monkeypatch):
+    """The demo (and the GPU recipe's baseline) rescores one 7-beam search's 7 hypotheses; SLAM-AAC's 7 searches
+    are the alternative."""
+    import llm_aac.eval.evaluate_captioner as evaluate_captioner
+    from llm_aac.demo import CANDIDATE_STRATEGIES, DEMO_CHOICES, SIZES, RecipeChoices, evaluate
+
+    assert DEMO_CHOICES.candidates == "single_pass" and CANDIDATE_STRATEGIES["single_pass"] == "single"
+    calls = []
+    monkeypatch.setattr(evaluate_captioner, "evaluate_captioner", lambda *args, **kwargs: calls.append(kwargs))
+    evaluate("model", str(tmp_path), "corpus", SIZES["quick"])
+    evaluate("model", str(tmp_path), "corpus", SIZES["quick"], RecipeChoices(candidates="slam"))
+    single, slam = (call["candidate_options"] for call in calls)
+    assert (single.strategy, single.candidates_per_clip, single.num_beams) == ("single", 7, None)  # 7 beams
+    assert (slam.strategy, slam.beam_sizes) == ("slam", (2, 3, 4, 5, 6, 7, 8))
 
 
 @pytest.mark.parametrize(

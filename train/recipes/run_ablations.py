@@ -12,7 +12,7 @@ on one GPU, and a table of mean ± spread.
     # only aggregate results made by separate commands (folders searched for results.json)
     python train/recipes/run_ablations.py --aggregate runs/abl-seed0 runs/abl-seed1 --table docs/ablations.md
     # CPU check of the machinery at smoke size
-    python train/recipes/run_ablations.py --output /tmp/abl --smoke --configs baseline,single_pass --seeds 0
+    python train/recipes/run_ablations.py --output /tmp/abl --smoke --configs baseline,slam --seeds 0
     # diagnosis 2 of docs/results.md (~10 minutes on one H100; the EAT stage is built once, alone on the GPU,
     # while the other runs wait for it): frozen encoder, the captioner's encoder learning rate, a random encoder;
     # one seed, the captioner at a quarter of its steps, no CLAP / test-split evaluation (validation curves and
@@ -23,20 +23,20 @@ on one GPU, and a table of mean ± spread.
         --set captioner_eval_clips=100 --set captioner_eval_steps=200 --set captioner_eval_minutes=0.15 \\
         --skip-evaluation
 
-Configurations (`CONFIGS`): the baseline (cwt features, linear projector, projector warm-up then LoRA, SLAM
-candidates, the pretrained EAT trained with the captioner) and one change each: `fbank`, `cwt_seed` (features),
-`qformer` (projector), `projector_only` (no LoRA), `single_pass` (one beam search's 7 hypotheses as the CLAP
-candidates instead of SLAM's 7 searches) - these six, issue 7 §3's ablations, are the default `--configs` - and the
-encoder diagnostics `scratch` (the captioner's encoder from random weights instead of the EAT stage's) and `frozen`
-(the pretrained encoder kept frozen). `--config NAME:ITEM[,ITEM...]` defines another, named NAME in the tables:
-recipe knobs (`features=fbank`, `encoder_init=scratch`, ...) and sizes (`captioner_batch_size=32`: the recipe's
-`--set`). `--set FIELD=VALUE` sets a size of every run (a configuration's own sizes win); both count in the plan.
-`--skip-evaluation` makes diagnostic runs: each stops after its captioner and encoder probe (no CLAP, no test split),
-and the table's test columns stay empty while the validation and probe columns fill.
-`single_pass` reuses the baseline's captioner and CLAP of its seed from the shared stage cache (only decoding
-differs): it waits on the cache lock while the baseline run trains them, then decodes. Runs of one seed share the
-corpus, the features of each type, the text LM, and the EAT and CLAP of each feature type, each built once by
-whichever run gets there first (a file lock makes the others wait, then reuse it).
+Configurations (`CONFIGS`): the baseline (cwt features, linear projector, projector warm-up then LoRA, one beam
+search's 7 hypotheses as the CLAP candidates, the pretrained EAT trained with the captioner) and one change each:
+`fbank`, `cwt_seed` (features), `qformer` (projector), `projector_only` (no LoRA), `slam` (SLAM-AAC's candidates,
+the top hypothesis of each of 7 beam searches of beam 2..8, instead of one search's) - these six, issue 7 §3's
+ablations, are the default `--configs` - and the encoder diagnostics `scratch` (the captioner's encoder from random
+weights instead of the EAT stage's) and `frozen` (the pretrained encoder kept frozen).
+`--config NAME:ITEM[,ITEM...]` defines another, named NAME in the tables: recipe knobs (`features=fbank`,
+`encoder_init=scratch`, ...) and sizes (`captioner_batch_size=32`: the recipe's `--set`). `--set FIELD=VALUE` sets a
+size of every run (a configuration's own sizes win); both count in the plan. `--skip-evaluation` makes diagnostic
+runs: each stops after its captioner and encoder probe (no CLAP, no test split), and the table's test columns stay
+empty while the validation and probe columns fill. `slam` reuses the baseline's captioner and CLAP of its seed from
+the shared stage cache (only decoding differs): it waits on the cache lock while the baseline run trains them, then
+decodes. Runs of one seed share the corpus, the features of each type, the text LM, and the EAT and CLAP of each
+feature type, each built once by whichever run gets there first (a file lock makes the others wait, then reuse it).
 
 Several runs at once (`--parallel N`): the models are small and overhead-bound, so one run leaves most of an H100
 idle; N subprocesses share it (and the CPU cores: each gets cores / N worker processes and threads). Each run
@@ -90,14 +90,17 @@ CONFIGS: dict[str, dict[str, str]] = {
     "cwt_seed": {"features": "cwt_seed"},
     "qformer": {"projector": "qformer"},
     "projector_only": {"training": "projector_only"},
-    "single_pass": {"candidates": "single_pass"},
+    "slam": {"candidates": "slam"},
     # Diagnostics of the captioner's encoder (not in the default set): random weights instead of the EAT stage's,
     # and the pretrained encoder kept frozen.
     "scratch": {"encoder_init": "scratch"},
     "frozen": {"encoder_training": "frozen"},
 }
 # The ablations of issue 7 §3: what `--configs` runs by default.
-ISSUE_CONFIGS = ("baseline", "fbank", "cwt_seed", "qformer", "projector_only", "single_pass")
+ISSUE_CONFIGS = ("baseline", "fbank", "cwt_seed", "qformer", "projector_only", "slam")
+# Predefined configurations that are gone, with the knobs they had: their results count under the recipe's label of
+# those knobs (`configuration_label`; `single_pass` is the baseline since its candidates became the baseline's).
+RETIRED_CONFIGS: dict[str, dict[str, str]] = {"single_pass": {"candidates": "single_pass"}}
 CONFIG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -124,7 +127,7 @@ def parse_config(text: str, knobs: Mapping[str, Sequence[str]], parse_sizes) -> 
     name = name.strip()
     if not separator or not CONFIG_NAME.match(name):
         raise ValueError(f"--config takes NAME:ITEM[,ITEM...] with a folder-safe NAME, got {text!r}")
-    if name in CONFIGS:
+    if name in CONFIGS or name in RETIRED_CONFIGS:
         raise ValueError(f"--config {name!r}: the name of a predefined configuration; choose another")
     chosen: dict[str, str] = {}
     sizes: list[str] = []
@@ -393,8 +396,36 @@ def find_results(paths: Iterable[str]) -> list[str]:
     return sorted(set(found))
 
 
+def configuration_label(results: Mapping[str, Any]) -> str:
+    """The configuration a run belongs to under today's definitions: its label, unless that names a predefined
+    configuration whose knobs the run did not have because the definition changed after it ran (the baseline's
+    CLAP candidates were SLAM-AAC's 7 searches, and `single_pass` the alternative, before one beam search's
+    hypotheses became the baseline), or a retired one (`RETIRED_CONFIGS`); then the recipe's label of the knobs it
+    ran with (`slam`, `fbank+slam`, `baseline`). Knobs that the results do not record are the definition's."""
+    label = results["label"]
+    definitions = {**RETIRED_CONFIGS, **CONFIGS}
+    if label not in definitions:
+        return label
+    recipe = _load_recipe()
+    ran = {knob: value for knob, value in results.get("config", {}).items() if knob in recipe.KNOBS}
+    defined = {**recipe.BASELINE, **definitions[label]}
+    if label in CONFIGS and all(defined[knob] == value for knob, value in ran.items()):
+        return label
+    return recipe.run_label({**defined, **ran})
+
+
+def _finished_as(result_file: str) -> str | None:
+    """`configuration_label` of a run's results file (None when it cannot be read as results)."""
+    try:
+        with open(result_file, encoding="utf-8") as f:
+            return configuration_label(json.load(f))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def load_results(files: Sequence[str], print_fn=print) -> list[dict]:
-    """Results of recipe runs; for the same configuration, seed, size and budget scale the newest wins."""
+    """Results of recipe runs, each under its `configuration_label`; for the same configuration, seed, size and
+    budget scale the newest wins."""
     chosen: dict[tuple, dict] = {}
     for path in files:
         with open(path, encoding="utf-8") as f:
@@ -405,6 +436,11 @@ def load_results(files: Sequence[str], print_fn=print) -> list[dict]:
         missing = [k for k in ("label", "config", "splits") if k not in results]
         if missing:
             raise ValueError(f"{path!r} is not a synthetic_gpu.py results file (no {missing})")
+        label = configuration_label(results)
+        if label != results["label"]:
+            print_fn(f"note: {path} ran '{results['label']}' as it was defined then; counted as '{label}' (the knobs "
+                     "it ran with)")
+            results = {**results, "label": label, "recorded_label": results["label"]}
         config = results["config"]
         key = (results["label"], config.get("seed"), config.get("size"), config.get("budget_scale"))
         results["_path"] = path
@@ -689,9 +725,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    threads=threads, configuration=configuration, sizes=args.overrides,
                                    extra=[*(["--skip-evaluation"] if args.skip_evaluation else []), *args.recipe_arg]),
         ))
-    for job in jobs:
+    for job, (_, config, _) in zip(jobs, planned):
         if not args.rerun and os.path.isfile(job.result):
-            job.status = "done"  # an earlier command finished it
+            ran_as = _finished_as(job.result)
+            if ran_as in (None, config):
+                job.status = "done"  # an earlier command finished it
+            else:  # finished under an older definition of the configuration (e.g. the baseline's candidates)
+                print(f"note: {job.result} ran other knobs than '{config}' now has (counted as '{ran_as}'); it runs "
+                      "again")
     todo = [job for job in jobs if job.status == "pending"]
     print(f"{len(jobs)} runs ({len(jobs) - len(todo)} already done), {args.parallel} at a time; each: {workers} "
           f"processes for synthesis / features, {dataloader_workers if not args.smoke else 0} DataLoader workers, "

@@ -21,7 +21,11 @@ def test_plan_order_dependencies_and_errors():
     names = [name for name, _, _ in plan]
     assert names[:6] == ["baseline-seed0", "fbank-seed0", "cwt_seed-seed0", "baseline-seed1", "fbank-seed1",
                          "cwt_seed-seed1"]
-    assert names[-2:] == ["single_pass-seed0", "single_pass-seed1"] and len(names) == 12
+    # the decoding-only configuration (SLAM-AAC's candidates) goes last: it reuses the baseline's trained stages
+    assert names[-2:] == ["slam-seed0", "slam-seed1"] and len(names) == 12
+    assert ablations.ISSUE_CONFIGS == ("baseline", "fbank", "cwt_seed", "qformer", "projector_only", "slam")
+    assert ablations.CONFIGS["slam"] == {"candidates": "slam"} and "single_pass" not in ablations.CONFIGS
+    assert recipe.BASELINE["candidates"] == "single_pass"
     with pytest.raises(ValueError, match="unknown configuration"):
         ablations.plan_runs(["baseline", "mfcc"], [0])
     with pytest.raises(ValueError, match="seeds repeat"):
@@ -49,8 +53,8 @@ def test_custom_configurations_knobs_and_sizes():
         "batch32", {}, ("captioner_batch_size=32", "lora_learning_rate=3e-4"))
     both = ablations.parse_config("fbank_scratch:features=fbank,encoder_init=scratch", knobs, recipe.parse_overrides)
     assert dict(both.knobs) == {"features": "fbank", "encoder_init": "scratch"} and not both.decoding_only
-    assert ablations.parse_config("beams:candidates=single_pass", knobs, recipe.parse_overrides).decoding_only
-    assert ablations.named_configuration("single_pass").decoding_only
+    assert ablations.parse_config("beams:candidates=slam", knobs, recipe.parse_overrides).decoding_only
+    assert ablations.named_configuration("slam").decoding_only
     for text, message in (("nocolon", "NAME:ITEM"), ("bad name:features=fbank", "NAME:ITEM"),
                           ("scratch:features=fbank", "predefined configuration"),
                           ("x:features=mfcc", "features must be one of"), ("x:lora_stepz=3", "unknown size field"),
@@ -59,7 +63,7 @@ def test_custom_configurations_knobs_and_sizes():
             ablations.parse_config(text, knobs, recipe.parse_overrides)
 
     # custom runs go after the predefined ones of their tier; decoding-only ones last
-    custom = {c.name: c for c in (batch, ablations.parse_config("beams:candidates=single_pass", knobs,
+    custom = {c.name: c for c in (batch, ablations.parse_config("beams:candidates=slam", knobs,
                                                                    recipe.parse_overrides))}
     plan = ablations.plan_runs(["beams", "batch32", "frozen", "scratch", "fbank", "baseline"], [0], custom)
     assert [name for name, _, _ in plan] == ["baseline-seed0", "fbank-seed0", "scratch-seed0", "frozen-seed0",
@@ -215,6 +219,36 @@ def test_aggregation_math_over_folders(tmp_path):
     assert ablations.main(["--aggregate", str(tmp_path / "empty-or-missing")]) == 2
 
 
+def test_results_of_an_older_configuration_definition_count_under_the_knobs_they_ran(tmp_path):
+    # Before one beam search's hypotheses became the baseline's candidates, `baseline` rescored SLAM-AAC's and
+    # `single_pass` was the alternative: such results count as `slam` and `baseline`, other runs keep their label.
+    def ran(label, seed, cider, **knobs):
+        results = _results(label, seed, 1.0, cider, 0.8)
+        results["config"].update({"features": "cwt", "projector": "linear", "training": "lora", **knobs})
+        return results
+
+    old_baseline, old_single = ran("baseline", 0, 1.01, candidates="slam"), ran("single_pass", 0, 1.07,
+                                                                               candidates="single_pass")
+    old_fbank = ran("fbank", 0, 0.9, candidates="slam", features="fbank")
+    new_slam, custom = ran("slam", 1, 1.02, candidates="slam"), ran("beams", 0, 1.0, candidates="slam")
+    assert [ablations.configuration_label(r) for r in (old_baseline, old_single, old_fbank, new_slam, custom)] == [
+        "slam", "baseline", "fbank+slam", "slam", "beams"]
+    # no knobs recorded: the definition's
+    assert ablations.configuration_label(_results("fbank", 0, 1.0, 1.0, 0.8)) == "fbank"
+    assert ablations.configuration_label(_results("single_pass", 0, 1.0, 1.0, 0.8)) == "baseline"
+    with pytest.raises(ValueError, match="predefined configuration"):
+        ablations.parse_config("single_pass:candidates=slam", recipe.KNOBS, recipe.parse_overrides)
+
+    for name, results in (("baseline-seed0", old_baseline), ("single_pass-seed0", old_single),
+                          ("slam-seed1", new_slam)):
+        _write(tmp_path / "runs", name, results)
+    notes = []
+    rows = ablations.aggregate(ablations.load_results(ablations.find_results([str(tmp_path)]), print_fn=notes.append))
+    assert [(r["config"], r["seeds"]) for r in rows] == [("baseline", [0]), ("slam", [0, 1])]
+    assert rows[0]["columns"]["test CIDEr-D CLAP"]["values"] == [1.07]
+    assert sum("counted as" in note for note in notes) == 2
+
+
 def test_mean_and_spread_ignores_missing_values():
     assert ablations.mean_and_spread([1.0, None, 3.0, float("nan")]) == (2.0, pytest.approx(2 ** 0.5))
     assert ablations.mean_and_spread([None]) == (None, None)
@@ -232,7 +266,7 @@ parser.add_argument("--smoke", action="store_true")
 args = parser.parse_args()
 os.makedirs(args.output, exist_ok=True)
 seed = int(args.seed)
-cider = {"baseline": 1.0, "single_pass": 0.9}[args.label] + 0.1 * seed
+cider = {"baseline": 1.0, "slam": 0.9}[args.label] + 0.1 * seed
 results = {"label": args.label, "date": "2026-11-27", "device": "fake",
            "config": {"seed": seed, "size": "smoke" if args.smoke else "gpu", "budget_scale": float(args.budget_scale)},
            "splits": {"test": {"num_clips": 5, "beam_search": {"cider_d": 1.0}, "clap_rescoring": {"cider_d": cider},
@@ -245,20 +279,29 @@ def test_command_line_with_a_stand_in_recipe(tmp_path, capsys):
     fake = tmp_path / "fake_recipe.py"
     fake.write_text(FAKE_RECIPE)
     output = tmp_path / "ablations"
-    argv = ["--output", str(output), "--configs", "baseline,single_pass", "--seeds", "0", "1", "--smoke",
+    argv = ["--output", str(output), "--configs", "baseline,slam", "--seeds", "0", "1", "--smoke",
             "--parallel", "2", "--recipe", str(fake), "--budget-scale", "0.5"]
     assert ablations.main(argv) == 0
     out = capsys.readouterr().out
     assert "4 runs (0 already done), 2 at a time; each:" in out and "makespan: " in out
     assert "| baseline | 0.5 (smoke) | 2 (0, 1) | 1.000 ± 0.000 | 1.050 ± 0.071 | 5.0 ± 7.1 |" in out
-    assert "| single_pass | 0.5 (smoke) | 2 (0, 1) |" in out
+    assert "| slam | 0.5 (smoke) | 2 (0, 1) |" in out
     assert (output / ablations.TABLE_FILE).is_file() and (output / ablations.SUMMARY_FILE).is_file()
-    log = (output / "logs" / "single_pass-seed1.log").read_text()
-    assert log.startswith("$ ") and "--candidates single_pass" in log
+    log = (output / "logs" / "slam-seed1.log").read_text()
+    assert log.startswith("$ ") and "--candidates slam" in log
+    assert "--candidates" not in (output / "logs" / "baseline-seed1.log").read_text()  # the recipe's default
 
     # The same command again: everything is done, nothing runs.
     assert ablations.main(argv) == 0
     assert "4 runs (4 already done)" in capsys.readouterr().out
+    # A baseline finished before the baseline's candidates changed (SLAM-AAC's then) is a `slam` run now: run again.
+    stale = output / "runs" / "baseline-seed0" / "results.json"
+    stale.write_text(json.dumps({**json.loads(stale.read_text()), "config": {
+        "seed": 0, "size": "smoke", "budget_scale": 0.5, "features": "cwt", "candidates": "slam"}}))
+    assert ablations.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "ran other knobs than 'baseline' now has (counted as 'slam'); it runs again" in out
+    assert "4 runs (3 already done)" in out and "| baseline | 0.5 (smoke) | 2 (0, 1) |" in out
 
     assert ablations.main(["--output", str(output), "--configs", "baseline,mfcc", "--smoke"]) == 2
     assert "unknown configuration(s) ['mfcc']" in capsys.readouterr().err
@@ -283,7 +326,7 @@ def test_command_line_with_a_stand_in_recipe(tmp_path, capsys):
     shorter = recipe.worst_case_minutes(recipe.size_values("gpu", 0.3, {"test_clips": 300, "lora_minutes": 9}), "gpu",
                                         skip_evaluation=True)
     assert shorter < longest and f"worst case per run: {shorter:.1f} min" in out
-    assert ablations.main(diagnose + ["--skip-evaluation", "--configs", "baseline,single_pass"]) == 2
+    assert ablations.main(diagnose + ["--skip-evaluation", "--configs", "baseline,slam"]) == 2
     assert "only change the decoding" in capsys.readouterr().err
     # --config alone runs only the configurations defined
     assert ablations.main(["--output", str(tmp_path / "d2"), "--seeds", "0", "--dry-run",

@@ -80,6 +80,17 @@ def test_encoder_knobs_keep_the_baseline_captioner_key():
     assert recipe.run_label(knobs) == "scratch+frozen"
 
 
+def test_candidates_baseline_is_single_pass_and_slam_keeps_the_baseline_captioner_key():
+    # One beam search's n-best list is the baseline; SLAM-AAC's 7 searches are the alternative, decoding only.
+    assert recipe.BASELINE["candidates"] == "single_pass" and recipe.KNOBS["candidates"] == ("single_pass", "slam")
+    settings = {"eat": {"seed": 0}, "projector": "linear", "training": "lora", "lora_steps": 10}
+    args = recipe.resolve_arguments(["--output", "x", "--smoke", "--candidates", "slam"])
+    knobs = {name: getattr(args, name) for name in recipe.KNOBS}
+    assert knobs == {**recipe.BASELINE, "candidates": "slam"} and recipe.run_label(knobs) == "slam"
+    assert recipe.captioner_cache_entry(knobs, settings) == recipe.captioner_cache_entry(recipe.BASELINE, settings) \
+        == ("captioner-cwt-linear-lora", settings)
+
+
 def test_overrides_are_typed_and_checked():
     assert recipe.parse_overrides(["lora_steps=2000", "lora_minutes=4.5", "lm_preset=small",
                                    "eat_config_overrides=ema_decay=0.99"]) == {
@@ -146,7 +157,7 @@ def test_arguments_defaults_and_errors(monkeypatch, capsys):
     args = recipe.resolve_arguments(["--output", "x", "--smoke"])
     assert (args.size, args.device, args.feature_device, args.dataloader_workers, args.threads) == (
         "smoke", "cpu", "cpu", 0, 1)
-    assert (args.features, args.projector, args.training, args.candidates) == ("cwt", "linear", "lora", "slam")
+    assert (args.features, args.projector, args.training, args.candidates) == ("cwt", "linear", "lora", "single_pass")
     assert (args.encoder_init, args.encoder_training) == ("pretrained", "trained")
     args = recipe.resolve_arguments(["--output", "x", "--features", "fbank", "--feature-device", "cpu"])
     assert (args.size, args.device, args.feature_device, args.dataloader_workers) == ("gpu", "cuda", "cpu", 4)
@@ -174,8 +185,7 @@ def test_arguments_defaults_and_errors(monkeypatch, capsys):
 def test_run_labels():
     assert recipe.run_label(recipe.BASELINE) == "baseline"
     assert recipe.run_label({**recipe.BASELINE, "features": "fbank"}) == "fbank"
-    assert recipe.run_label({**recipe.BASELINE, "projector": "qformer", "candidates": "single_pass"}) == \
-        "qformer+single_pass"
+    assert recipe.run_label({**recipe.BASELINE, "projector": "qformer", "candidates": "slam"}) == "qformer+slam"
 
 
 def test_output_folder_of_someone_else_is_refused(tmp_path):
@@ -317,6 +327,16 @@ def test_smoke_recipe_end_to_end(tmp_path, monkeypatch):
     assert "Candidate headroom (cider_d" in report
     assert (output / recipe.CURVES_FILE).stat().st_size > 10_000
     assert (output / recipe.MODEL_DIR / "config.json").is_file()
+    # The baseline rescores one 7-beam search's hypotheses, and its saved pipeline does so by default.
+    assert results["config"]["candidates"] == "single_pass" and "| CLAP rescoring (single_pass) |" in report
+    saved = json.loads((output / recipe.MODEL_DIR / "audio_captioning.json").read_text())
+    assert saved["defaults"] == {"candidates": "single"}
+
+    def origins(run_output):
+        with open(run_output / "evaluation" / "predictions-clap_rescoring.jsonl") as f:
+            return {origin for line in f for c in json.loads(line)["candidates"] for origin in c["origin"].split(",")}
+
+    assert origins(output) <= {f"beam {rank} of 7" for rank in range(1, 8)}
 
     # The encoder probes: every representation and pooling scored on the smoke size's clips, in the report too.
     probes = results["encoder_probe"]
@@ -333,6 +353,20 @@ def test_smoke_recipe_end_to_end(tmp_path, monkeypatch):
     assert summary["captioner_start"] == summary["pretrained_eat"] == \
         eat_probe["representations"]["pretrained_eat"]["poolings"]["mean"]["macro_f1"]
     assert "## Encoder probe" in report and "the same EAT architecture with random weights | cls | 32 |" in report
+
+    # SLAM-AAC's candidates on the same cache: only the decoding differs, so every trained stage (the captioner and
+    # CLAP included) is the baseline's cache entry, and the rescoring picks among the top hypotheses of beams 2..8.
+    slam_output = tmp_path / "slam"
+    assert recipe.main(["--smoke", "--output", str(slam_output), "--cache-dir", results["paths"]["cache"],
+                        "--candidates", "slam", "--no-progress", "--workers", "1"]) == 0
+    slam = json.loads((slam_output / recipe.RESULTS_FILE).read_text())
+    assert slam["label"] == "slam" and slam["config"]["candidates"] == "slam"
+    cached = [r for r in slam["stages"] if r["cache_entry"]]
+    assert all(r["reused"] for r in cached) and {r["name"] for r in cached} >= {"CLAP", "captioner"}
+    assert {r["name"]: r["cache_entry"] for r in cached} == \
+        {r["name"]: r["cache_entry"] for r in results["stages"] if r["cache_entry"]}
+    assert "| CLAP rescoring (slam) |" in (slam_output / recipe.REPORT_FILE).read_text()
+    assert origins(slam_output) <= {f"beams={size}" for size in range(2, 9)}
 
     # A diagnostic run of the frozen-encoder variant on the same cache: it reuses every stage up to the captioner,
     # skips CLAP and the evaluation, and its captioner keeps the EAT stage's weights exactly (so its probe gives the
