@@ -332,11 +332,9 @@ def test_smoke_recipe_end_to_end(tmp_path, monkeypatch):
     saved = json.loads((output / recipe.MODEL_DIR / "audio_captioning.json").read_text())
     assert saved["defaults"] == {"candidates": "single"}
 
-    def origins(run_output):
-        with open(run_output / "evaluation" / "predictions-clap_rescoring.jsonl") as f:
-            return {origin for line in f for c in json.loads(line)["candidates"] for origin in c["origin"].split(",")}
-
-    assert origins(output) <= {f"beam {rank} of 7" for rank in range(1, 8)}
+    with open(output / "evaluation" / "predictions-clap_rescoring.jsonl") as f:
+        origins = {origin for line in f for c in json.loads(line)["candidates"] for origin in c["origin"].split(",")}
+    assert origins <= {f"beam {rank} of 7" for rank in range(1, 8)}, origins
 
     # The encoder probes: every representation and pooling scored on the smoke size's clips, in the report too.
     probes = results["encoder_probe"]
@@ -354,19 +352,13 @@ def test_smoke_recipe_end_to_end(tmp_path, monkeypatch):
         eat_probe["representations"]["pretrained_eat"]["poolings"]["mean"]["macro_f1"]
     assert "## Encoder probe" in report and "the same EAT architecture with random weights | cls | 32 |" in report
 
-    # SLAM-AAC's candidates on the same cache: only the decoding differs, so every trained stage (the captioner and
-    # CLAP included) is the baseline's cache entry, and the rescoring picks among the top hypotheses of beams 2..8.
-    slam_output = tmp_path / "slam"
-    assert recipe.main(["--smoke", "--output", str(slam_output), "--cache-dir", results["paths"]["cache"],
-                        "--candidates", "slam", "--no-progress", "--workers", "1"]) == 0
-    slam = json.loads((slam_output / recipe.RESULTS_FILE).read_text())
-    assert slam["label"] == "slam" and slam["config"]["candidates"] == "slam"
-    cached = [r for r in slam["stages"] if r["cache_entry"]]
-    assert all(r["reused"] for r in cached) and {r["name"] for r in cached} >= {"CLAP", "captioner"}
-    assert {r["name"]: r["cache_entry"] for r in cached} == \
-        {r["name"]: r["cache_entry"] for r in results["stages"] if r["cache_entry"]}
-    assert "| CLAP rescoring (slam) |" in (slam_output / recipe.REPORT_FILE).read_text()
-    assert origins(slam_output) <= {f"beams={size}" for size in range(2, 9)}
+    # The candidates knob changes only the decoding: it is in no stage's cache entry (name or settings), so a
+    # `--candidates slam` run on this cache reuses every trained stage, the captioner and CLAP included.
+    cache_root = results["paths"]["cache"]
+    for entry in (r["cache_entry"] for r in results["stages"] if r["cache_entry"]):
+        record = json.loads(open(os.path.join(cache_root, entry, recipe.DONE_FILE)).read())
+        stored = json.dumps([entry, record["name"], record["settings"]])
+        assert "candidates" not in stored and "single_pass" not in stored and "slam" not in stored, stored
 
     # A diagnostic run of the frozen-encoder variant on the same cache: it reuses every stage up to the captioner,
     # skips CLAP and the evaluation, and its captioner keeps the EAT stage's weights exactly (so its probe gives the
