@@ -8,8 +8,8 @@ Systems (each scored separately, side by side):
 
 * `beam_search` -- plain decoding with the captioner's generation config (SLAM-AAC: beam 4), or
   `--num-beams` / `--max-new-tokens`;
-* `clap_rescoring` -- caption candidates (`--candidates slam|single|sample`, default SLAM-AAC's 7 beam
-  searches) re-ranked by a CLAP scorer (`--clap`, or the scorer saved with the captioner), optionally
+* `clap_rescoring` -- caption candidates (`--candidates slam|single|sample`; default: the strategy and options
+  saved with the captioner (`save_captioner(..., candidates=...)`), else SLAM-AAC's 7 beam searches) re-ranked by a CLAP scorer (`--clap`, or the scorer saved with the captioner), optionally
   fused with the captioner's log-probability (`--lm-weight`).
 
 `--tune-lm-weight SPLIT` chooses that weight on another split (e.g. `validation`) before the evaluation
@@ -48,7 +48,7 @@ import math
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -665,8 +665,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CLAP scorer for rescoring: Hub id, ClapModel / EAT-CLAP folder or laion-clap .pt "
                              "(default with --compare-rescoring: the scorer saved with the captioner)")
     parser.add_argument("--clap-tokenizer", default=None, help="tokenizer of a laion-clap .pt (e.g. roberta-base)")
-    parser.add_argument("--candidates", choices=["slam", "single", "sample"], default="slam",
-                        help="candidate strategy for rescoring (default slam: beam sizes 2..8)")
+    parser.add_argument("--candidates", choices=["slam", "single", "sample"], default=None,
+                        help="candidate strategy for rescoring (default: the one saved with the captioner, which "
+                             "the pipeline uses too; else slam: beam sizes 2..8)")
     parser.add_argument("--num-candidates", type=int, default=None, help="candidates per clip (single / sample)")
     parser.add_argument("--lm-weight", type=float, default=None,
                         help="weight of the captioner's log-probability in the pick (default: the scorer's, 0)")
@@ -686,6 +687,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-clips", type=int, default=None,
                         help="first N clips per split (synthetic without --data-dir: clips rendered, default 100)")
     parser.add_argument("--synthetic-seed", type=int, default=0, help="seed of in-memory synthetic clips")
+
+
+def saved_candidate_defaults(model: str | os.PathLike) -> dict[str, Any]:
+    """`CandidateOptions` fields of the candidates saved with a captioner folder (or Hub id) by `save_captioner`,
+    so that the evaluation rescores what `pipeline("audio-captioning", model=...)` rescores; SLAM-AAC's
+    candidates when the folder saved none."""
+    from modeling_llm_aac.caption_candidates import CandidateOptions
+    from modeling_llm_aac.pipeline_audio_captioning import read_pipeline_settings
+
+    saved = dict(read_pipeline_settings(os.fspath(model)).get("defaults", {}))
+    strategy = saved.pop("candidates", None) or "slam"
+    known = {f.name for f in fields(CandidateOptions)}
+    return {"strategy": strategy, **{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in known}}
 
 
 def _metric_argument(text: str):
@@ -719,10 +733,11 @@ def main(args: argparse.Namespace) -> int:
         generate_kwargs["num_beams"] = args.num_beams
     if args.max_new_tokens is not None:
         generate_kwargs["max_new_tokens"] = args.max_new_tokens
-    candidate_options = CandidateOptions(
-        strategy=args.candidates, num_candidates=args.num_candidates, max_new_tokens=args.max_new_tokens,
-        backend=args.backend,
-    )
+    options = saved_candidate_defaults(args.model) if args.candidates is None else {"strategy": args.candidates}
+    for name in ("num_candidates", "max_new_tokens"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    candidate_options = CandidateOptions(**options, backend=args.backend)
     clap_kwargs = {"tokenizer": args.clap_tokenizer} if args.clap_tokenizer else {}
     summary = evaluate_captioner(
         args.model, args.dataset, args.split, output_dir=args.output, data_dir=args.data_dir,

@@ -156,7 +156,7 @@ class AudioCaptioningPipeline(Pipeline):
     _load_image_processor = False
 
     def __init__(self, model, processor=None, clap: Any = None, clap_kwargs: dict | None = None, **kwargs):
-        settings = _read_pipeline_settings(getattr(model, "name_or_path", None))
+        settings = read_pipeline_settings(getattr(model, "name_or_path", None))
         for key, value in settings.get("defaults", {}).items():
             kwargs.setdefault(key, value)
         super().__init__(model, processor=processor, **kwargs)
@@ -355,7 +355,9 @@ def _save_scorer(scorer: CLAPScorer, directory: str, save_weights: bool) -> dict
     return settings
 
 
-def _read_pipeline_settings(name_or_path) -> dict[str, Any]:
+def read_pipeline_settings(name_or_path) -> dict[str, Any]:
+    """The `audio_captioning.json` a captioner folder (or Hub repo) was saved with: default decoding options under
+    `"defaults"` and the CLAP scorer settings; `{}` when there is none."""
     if not name_or_path:
         return {}
     path = None

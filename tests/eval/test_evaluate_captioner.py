@@ -230,3 +230,14 @@ def test_cli_tunes_the_lm_weight_on_validation_and_scores_test_with_it(tmp_path,
     with pytest.raises(ValueError, match="needs the clap_rescoring system"):
         evaluate_captioner(captioner_dir, "synthetic", ["test"], output_dir=tmp_path / "w", metrics="fast",
                            tune_lm_weight_on="validation", max_clips=1, device="cpu", progress=False)
+
+
+def test_evaluation_candidates_default_to_the_ones_saved_with_the_captioner(tmp_path):
+    from llm_aac.eval.evaluate_captioner import saved_candidate_defaults
+
+    assert saved_candidate_defaults(tmp_path) == {"strategy": "slam"}  # nothing saved: SLAM-AAC's
+    settings = {"defaults": {"candidates": "single", "num_candidates": 5, "beam_sizes": [2, 3]}, "clap": None}
+    (tmp_path / "audio_captioning.json").write_text(json.dumps(settings))
+    options = saved_candidate_defaults(tmp_path)
+    assert options == {"strategy": "single", "num_candidates": 5, "beam_sizes": (2, 3)}
+    assert CandidateOptions(**options).candidates_per_clip == 5
