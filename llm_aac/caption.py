@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -74,6 +75,18 @@ def _fitting_clips(captioner, clips: list[tuple[str, dict]]) -> tuple[list[tuple
     return fitting, too_long
 
 
+def _local_model_problem(model: str) -> str | None:
+    """Why `--model` cannot be a local captioner folder when it names a local path (absolute, `./`, `../`, or an
+    existing file), so that a mistyped folder is reported as such instead of as an invalid Hub repo id."""
+    if os.path.isdir(model):
+        return None
+    if os.path.isfile(model):
+        return "this is a file; give the folder a captioner was saved to (save_pretrained / llm-aac demo --output)"
+    if os.path.isabs(model) or model.startswith(("./", "../", "~")):
+        return "no such folder"
+    return None
+
+
 def main(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         print(f"error: --batch-size must be positive, got {args.batch_size}", file=sys.stderr)
@@ -89,6 +102,10 @@ def main(args: argparse.Namespace) -> int:
 
         from modeling_llm_aac.pipeline_audio_captioning import AudioCaptioningPipeline
 
+        local_problem = _local_model_problem(args.model)
+        if local_problem:
+            print(f"error: cannot load the captioner {args.model!r}: {local_problem}", file=sys.stderr)
+            return 2
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         clap = False if args.no_clap else args.clap
         clap_kwargs = {"tokenizer": args.clap_tokenizer} if args.clap_tokenizer else None

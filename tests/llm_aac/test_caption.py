@@ -60,8 +60,11 @@ def test_good_corrupt_and_text_files(folder, tmp_path, capsys):
 def test_missing_model_is_a_clear_error(tmp_path, capsys):
     soundfile.write(tmp_path / "a.wav", np.zeros(16000, dtype=np.float32), 16000)
     code = main(["caption", str(tmp_path / "a.wav"), "--model", str(tmp_path / "nowhere"), "--device", "cpu"])
+    # a mistyped local folder or a file is named as such, not as an invalid Hub repo id
     assert code == 2
-    assert "cannot load the captioner" in capsys.readouterr().err
+    assert "cannot load the captioner" in (err := capsys.readouterr().err) and "no such folder" in err
+    code = main(["caption", str(tmp_path / "a.wav"), "--model", str(tmp_path / "a.wav"), "--device", "cpu"])
+    assert code == 2 and "this is a file" in capsys.readouterr().err
 
 
 def caption_a_bad_and_a_good_file(model_path, bad, good_clip, tmp_path, capsys) -> str:
