@@ -144,12 +144,15 @@ LM_WEIGHT_SPLIT = "validation"
 #   macro F1 from mean-pooled outputs: 0.18 after 1,200 steps on a 1,200-step schedule, 0.62 random, 0.78 after
 #   the 2,110 steps here; docs/results.md, diagnosis 2).
 # * Text LM (8 x 512 Llama, 64 blocks of 512 tokens per step): the first H100 captioner run trained it at ~10
-#   steps/s (700 steps in 81 s with start-up, docs/results.md) -> 800 steps within 1.5 minutes.
-# * EAT-CLAP: the pretrained EAT-small on whole clips + a 4-layer BERT, 600 steps within 2 minutes (retrieval
-#   over the 500 validation clips at both ends). Measured on an H100 (2026-11-26): at 64 clips per step the stage
+#   steps/s (700 steps in 81 s with start-up, docs/results.md). In the full-budget H100 run (2026-11-27) its
+#   training loss was flat from step ~100 on (0.8 -> 0.73 by step 800; the captioner's LoRA stage trains on the
+#   same captions anyway), so 400 steps within 0.8 minutes, and the time saved goes to CLAP.
+# * EAT-CLAP: the pretrained EAT-small on whole clips + a 4-layer BERT, 800 steps within 2.7 minutes (retrieval
+#   over the 500 validation clips at both ends). Measured on an H100: at 64 clips per step (2026-11-26) the stage
 #   took 86 s with its evaluations (~0.12 s per step for ~3 TFLOP of work: launch-bound), reaching validation
-#   R@1 0.34 both ways; so 256 clips per step (4x the in-batch negatives InfoNCE learns from, for a little more
-#   time per step; not yet measured).
+#   R@1 0.34 both ways; at 256 clips per step (4x the in-batch negatives InfoNCE learns from; 2026-11-27) 592 steps
+#   in 2 minutes reached R@1 0.70 with the loss still falling, and CLAP's share of the rescoring headroom (28 %)
+#   is what the rescoring gain target hinges on: 800 steps.
 # * Captioner (`small` preset, lr 1e-3 for projector and adapter, linear projector 1,024 wide, LoRA r 16 on every
 #   linear layer of the LM), batch 96 instead of the preset's 32: the H100 runs of issue 4 made ~6-7 steps/s at
 #   batch 32, bound by kernel launches and Python, not by the GPU, so three times the clips per step cost little
@@ -161,7 +164,7 @@ LM_WEIGHT_SPLIT = "validation"
 #   too (loss, mismatched-audio loss and beam-4 captions of 200 clips: ~10 s each, 2 in the warm-up and 5 in the
 #   LoRA stage at 400-step spacing), so each stage's limit is its training minutes plus `captioner_eval_minutes`
 #   per validation pass; that allowance does not shrink with --budget-scale.
-# Training stages: 4.5 + 1.5 + 2 + (0.4 + 2 x 0.2) + (5.2 + 5 x 0.2) = 15.0 minutes (<= 15, issue 7 §2); with
+# Training stages: 4.5 + 0.8 + 2.7 + (0.4 + 2 x 0.2) + (5.2 + 5 x 0.2) = 15.0 minutes (<= 15, issue 7 §2); with
 # synthesis, features, probes, saving and evaluating 1,500 clips (+ the 500 validation clips that choose the
 # rescoring's log-probability weight) 22.4 minutes measured on an H100 (2026-11-27), ~28 in the worst case
 # (`worst_case_minutes`). The evaluation allowance (`UNTIMED_MINUTES`: 2.5 min per 1,000 clips) comes from that run's
@@ -179,13 +182,13 @@ SIZES: dict[str, dict[str, Any]] = {
         train_clips=20_000, validation_clips=500, test_clips=1_000, compositional_clips=500,
         eat_preset="small", eat_config_overrides=EAT_GPU_OVERRIDES, eat_steps=3_000, eat_stop_steps=2_100,
         eat_batch_size=48, eat_max_frames=1024, eat_minutes=4.5,
-        text_clips=20_000, vocab_size=2_000, lm_preset="small", lm_steps=800, lm_batch_size=64, lm_minutes=1.5,
+        text_clips=20_000, vocab_size=2_000, lm_preset="small", lm_steps=400, lm_batch_size=64, lm_minutes=0.8,
         captioner_preset="small", projector_steps=100, projector_learning_rate=1e-3, projector_minutes=0.4,
         lora_steps=1_600, lora_learning_rate=1e-3, lora_minutes=5.2, captioner_eval_minutes=0.2, captioner_batch_size=96,
         encoder_learning_rate=1e-4,
         captioner_eval_steps=400, captioner_eval_clips=200, captioner_eval_beams=4, projector_hidden_size=1024,
         lora_r=16, lora_alpha=32, lora_target_modules="all-linear",
-        clap_preset="small", clap_steps=600, clap_learning_rate=3e-4, clap_batch_size=256, clap_minutes=2.0,
+        clap_preset="small", clap_steps=800, clap_learning_rate=3e-4, clap_batch_size=256, clap_minutes=2.7,
         log_points=50, feature_batch_size=64, eval_batch_size=32,
         probe_train_clips=2_000, probe_eval_clips=500,
     ),
