@@ -37,7 +37,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-from transformers import TrainingArguments
+from llm_aac.train.training_arguments import SyncFreeTrainingArguments
 
 logger = logging.getLogger("finetune_eat_classifier")
 
@@ -70,7 +70,7 @@ class ClassifierArguments:
 
 
 @dataclass
-class ClassifierTrainingArguments(TrainingArguments):
+class ClassifierTrainingArguments(SyncFreeTrainingArguments):
     """`TrainingArguments` with fine-tuning defaults for an EAT classifier (all overridable)."""
 
     per_device_train_batch_size: int = field(default=16, metadata={"help": "clips per device"})

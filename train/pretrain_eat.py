@@ -34,7 +34,7 @@ import sys
 from dataclasses import dataclass, field
 
 import torch
-from transformers import TrainingArguments
+from llm_aac.train.training_arguments import SyncFreeTrainingArguments
 
 logger = logging.getLogger("pretrain_eat")
 
@@ -116,7 +116,7 @@ class PretrainEATArguments:
 
 
 @dataclass
-class EATPretrainingTrainingArguments(TrainingArguments):
+class EATPretrainingTrainingArguments(SyncFreeTrainingArguments):
     """`TrainingArguments` with EAT's pretraining defaults (each can still be set on the command line)."""
 
     per_device_train_batch_size: int = field(default=12, metadata={"help": "clips per device (EAT: 12)"})

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-from transformers import TrainingArguments
+from llm_aac.train.training_arguments import SyncFreeTrainingArguments
 
 logger = logging.getLogger("pretrain_text_lm")
 
@@ -144,7 +144,7 @@ class TextLMArguments:
 
 
 @dataclass
-class TextLMTrainingArguments(TrainingArguments):
+class TextLMTrainingArguments(SyncFreeTrainingArguments):
     """`TrainingArguments` with language-model pretraining defaults (each can be set on the command line)."""
 
     output_dir: str = field(default="runs/text-lm", metadata={"help": "where the model and logs go"})

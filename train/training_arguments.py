@@ -1,4 +1,10 @@
-"""`TrainingArguments` defaults shared by the scripts that train on clip / caption corpora.
+"""`TrainingArguments` defaults shared by this repo's training scripts.
+
+`SyncFreeTrainingArguments` is the base of every script's arguments: Trainer's `logging_nan_inf_filter` (on by
+default in transformers) tests each micro-step's loss for NaN / inf on the host, a device sync per step that keeps
+the CPU from queueing the next step's kernels while the GPU works; our small models are launch-bound, so it is
+off by default here (a NaN loss is then logged as NaN instead of being replaced by the running mean; pass
+`--logging_nan_inf_filter true` for transformers' behaviour).
 
 `train/finetune_aac.py` (the captioner) and `train/train_clap.py` (EAT-CLAP) read raw corpus rows through their
 own collators, evaluate from the first step on and compute their own metrics beside the loss; their
@@ -13,7 +19,17 @@ from transformers import TrainingArguments
 
 
 @dataclass
-class CorpusTrainingArguments(TrainingArguments):
+class SyncFreeTrainingArguments(TrainingArguments):
+    """`TrainingArguments` without the per-step host sync of the NaN / inf loss filter (see the module docstring)."""
+
+    logging_nan_inf_filter: bool = field(
+        default=False,
+        metadata={"help": "replace NaN / inf step losses in the logged loss (reads the loss back every step)"},
+    )
+
+
+@dataclass
+class CorpusTrainingArguments(SyncFreeTrainingArguments):
     """`TrainingArguments` with the defaults of the corpus training scripts (each can be set on the command line)."""
 
     remove_unused_columns: bool = field(default=False, metadata={"help": "the collator reads raw rows"})
@@ -28,4 +44,4 @@ class CorpusTrainingArguments(TrainingArguments):
     ddp_find_unused_parameters: bool | None = field(default=False, metadata={"help": "every trained tensor is used"})
 
 
-__all__ = ["CorpusTrainingArguments"]
+__all__ = ["CorpusTrainingArguments", "SyncFreeTrainingArguments"]
