@@ -152,7 +152,9 @@ LM_WEIGHT_SPLIT = "validation"
 #   took 86 s with its evaluations (~0.12 s per step for ~3 TFLOP of work: launch-bound), reaching validation
 #   R@1 0.34 both ways; at 256 clips per step (4x the in-batch negatives InfoNCE learns from; 2026-11-27) 592 steps
 #   in 2 minutes reached R@1 0.70 with the loss still falling, and CLAP's share of the rescoring headroom (28 %)
-#   is what the rescoring gain target hinges on: 800 steps.
+#   is what the rescoring gain target hinges on: 800 steps. Each caption brings one compositional hard negative
+#   (a count / order / antonym edit, `DemoSizes.clap_hard_negatives`): on the demo's captioner they raised the
+#   rescoring gain from +5.1 % to +9.4 % (docs/results.md); `--set clap_hard_negatives=` trains plain InfoNCE.
 # * Captioner (`small` preset, lr 1e-3 for projector and adapter, linear projector 1,024 wide, LoRA r 16 on every
 #   linear layer of the LM), batch 96 instead of the preset's 32: the H100 runs of issue 4 made ~6-7 steps/s at
 #   batch 32, bound by kernel launches and Python, not by the GPU, so three times the clips per step cost little

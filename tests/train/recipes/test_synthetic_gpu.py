@@ -120,9 +120,11 @@ def test_clap_hard_negative_knob_reaches_the_clap_trainer():
     argv, (_, data_args, _) = clap_arguments(["clap_hard_negatives=count,order,antonym",
                                               "clap_hard_negatives_per_clip=3"])
     assert argv[argv.index("--hard_negatives_per_clip") + 1] == "3" and data_args.hard_negatives_per_clip == 3
-    argv, (_, data_args, training_args) = clap_arguments([])
-    assert not any(a.startswith("--hard_negative") for a in argv)  # off by default: argv unchanged
-    assert (data_args.hard_negatives, training_args.hard_negative_weight) == ("", 1.0)
+    argv, (_, data_args, training_args) = clap_arguments([])  # on by default: one per clip, every kind
+    assert (data_args.hard_negatives, data_args.hard_negatives_per_clip, training_args.hard_negative_weight) == (
+        "count,order,antonym", 1, 1.0)
+    argv, (_, data_args, _) = clap_arguments(["clap_hard_negatives="])  # "": off, the plain InfoNCE of before
+    assert not any(a.startswith("--hard_negative") for a in argv) and data_args.hard_negatives == ""
     # "none": plain InfoNCE under a CLAP cache key of its own (a fresh baseline that logs the hard-negative accuracy)
     argv, (_, data_args, _) = clap_arguments(["clap_hard_negatives=none"])
     assert argv[argv.index("--hard_negatives") + 1] == "none" and parse_perturbation_kinds(data_args.hard_negatives) == ()
@@ -145,9 +147,11 @@ def test_clap_cache_key_holds_the_hard_negative_settings_only_when_on():
         sizes = demo.DemoSizes(**{k: v for k, v in values.items() if k not in recipe.PROBE_FIELDS})
         return recipe.clap_cache_values(dataclasses.asdict(sizes))
 
-    plain = key([])
+    plain = key(["clap_hard_negatives="])
     assert "clap_batch_size" in plain and not any(k.startswith("clap_hard_negative") for k in plain)
-    assert key(["clap_hard_negatives_per_clip=3"]) == plain  # no hard negatives: the knob changes nothing
+    # no hard negatives: the knob changes nothing
+    assert key(["clap_hard_negatives=", "clap_hard_negatives_per_clip=3"]) == plain
+    assert key([]) == key(["clap_hard_negatives=count,order,antonym"]) != plain  # the default is on
     one = key(["clap_hard_negatives=count"])
     three = key(["clap_hard_negatives=count", "clap_hard_negatives_per_clip=3"])
     assert (one["clap_hard_negatives_per_clip"], three["clap_hard_negatives_per_clip"]) == (1, 3) and one != three
