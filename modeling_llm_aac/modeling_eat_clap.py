@@ -148,7 +148,7 @@ def _own_hard_negative_logits(
     Only shapes are checked here, plus the owners' values when they are on the CPU: reading device values
     (`min()` / `max()`) would stall the host twice per training step. On an accelerator an owner outside
     `[0, clips)` is not detected; its column is -inf for every clip, so that hard negative is left out. The
-    training collator (`train/train_clap.py`) checks its owners on the CPU with `check_hard_negative_owners`."""
+    training collator (`train/train_clap.py`) builds the owners from its item indices, so they are in range."""
     if hard_negative_embeds.ndim != 2 or hard_negative_embeds.shape[1] != audio_embeds.shape[1]:
         raise ValueError(
             f"hard_negative_embeds must be [num_hard_negatives, {audio_embeds.shape[1]}], got "

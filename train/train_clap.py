@@ -293,8 +293,8 @@ class ClapBatchCollator:
     normalised with the extractor's statistics, padded to a multiple of 16 frames); captions through the
     text tower's tokenizer (`max_caption_tokens`). Items' `"hard_negatives"` (when the batch has any) become
     `hard_negative_input_ids` / `hard_negative_attention_mask` (/ `hard_negative_token_type_ids`) and
-    `hard_negative_owners`, the item index of each, range-checked here (`check_hard_negative_owners`) since the
-    loss on the accelerator does not read them.
+    `hard_negative_owners`, the item index of each (in range by construction, which the loss on an accelerator
+    relies on: it reads no owner value).
     """
 
     def __init__(self, feature_extractor, tokenizer, *, max_frames: int | None = None, max_caption_tokens: int = 64):
@@ -322,15 +322,9 @@ class ClapBatchCollator:
                  "return_loss": True}
         hard_negatives = [(owner, text) for owner, item in enumerate(items) for text in item.get("hard_negatives", ())]
         if hard_negatives:
-            from modeling_llm_aac.modeling_eat_clap import check_hard_negative_owners
-
             tokens = self.text([text for _, text in hard_negatives])
             batch.update({f"hard_negative_{name}": value for name, value in tokens.items()})
-            owners = torch.tensor([owner for owner, _ in hard_negatives], dtype=torch.long)
-            # Checked here, on the CPU (in a DataLoader worker): the loss reads no device value, so as not to stall
-            # the training step.
-            check_hard_negative_owners(owners, len(items))
-            batch["hard_negative_owners"] = owners
+            batch["hard_negative_owners"] = torch.tensor([owner for owner, _ in hard_negatives], dtype=torch.long)
         return batch
 
 

@@ -164,36 +164,6 @@ def test_a_cap_of_one_hard_negative_per_clip():
     assert [full[i] for i in range(3)] == [uncapped[i] for i in range(3)]
 
 
-def test_the_collator_checks_its_hard_negative_owners_on_the_cpu(monkeypatch):
-    from modeling_llm_aac import modeling_eat_clap
-
-    checked = []
-    original = modeling_eat_clap.check_hard_negative_owners
-
-    def recording(owners, num_clips):
-        checked.append((owners.device.type, owners.tolist(), num_clips))
-        return original(owners, num_clips)
-
-    monkeypatch.setattr(modeling_eat_clap, "check_hard_negative_owners", recording)
-
-    class TextOnlyCollator(ClapBatchCollator):
-        def __init__(self):
-            pass
-
-        def audio(self, rows):
-            return {"input_features": torch.zeros(len(rows), 16, 4), "audio_attention_mask": torch.ones(len(rows), 16)}
-
-        def text(self, captions):
-            return {"input_ids": torch.tensor([[len(c)] for c in captions])}
-
-    items = [{"row": {}, "caption": "a", "hard_negatives": ["b", "c"]}, {"row": {}, "caption": "d"},
-             {"row": {}, "caption": "e", "hard_negatives": ["f"]}]
-    batch = TextOnlyCollator()(items)
-    assert checked == [("cpu", [0, 0, 2], 3)] and batch["hard_negative_owners"].tolist() == [0, 0, 2]
-    with pytest.raises(ValueError, match=r"must index the 2 clips of the batch, got values \[0, 2\]"):
-        original(torch.tensor([0, 2]), 2)
-
-
 def test_hard_negative_metrics_match_a_naive_count():
     references = [["A bell rings twice.", "A dog barks."], ["A man speaks, then a car passes by."],
                   ["A loud siren rises twice."]]
