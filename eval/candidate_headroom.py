@@ -23,11 +23,37 @@ from typing import Any
 HEADROOM_METRIC = "cider_d"
 
 
-def _sentence_scores(predictions: list[str], references: list[list[str]], tokenize: bool | None) -> list[float]:
+def sentence_scores(predictions: Sequence[str], references: Sequence[Sequence[str]], tokenize: bool | None) -> list[float]:
+    """Per-clip CIDEr-D of `predictions` from one corpus-level call (document frequencies of these references)."""
     from llm_aac.eval.caption_metrics import compute_caption_metrics
 
-    result = compute_caption_metrics(predictions, references, metrics=[HEADROOM_METRIC], tokenize=tokenize)
+    result = compute_caption_metrics(list(predictions), [list(r) for r in references], metrics=[HEADROOM_METRIC],
+                                     tokenize=tokenize)
     return [float(value) for value in result.sentence_scores[HEADROOM_METRIC]]
+
+
+def candidate_scores(captions: Sequence[Sequence[str]], references: Sequence[Sequence[str]],
+                     tokenize: bool | None) -> list[list[float]]:
+    """CIDEr-D of every candidate of every clip against the clip's references: one corpus call per candidate slot,
+    so the document frequencies are those of the evaluation itself.
+
+    Args:
+        captions: per clip, its candidate captions (at least one).
+        references: per clip, its reference captions.
+        tokenize: passed to `compute_caption_metrics`.
+
+    Returns:
+        per clip, one score per candidate, in the candidates' order.
+    """
+    slots = max(len(c) for c in captions)
+    per_clip: list[list[float]] = [[] for _ in captions]
+    for slot in range(slots):
+        # Clips with fewer candidates repeat their first one in this slot; only real candidates are kept.
+        filled = [c[slot] if slot < len(c) else c[0] for c in captions]
+        for index, score in enumerate(sentence_scores(filled, references, tokenize)):
+            if slot < len(captions[index]):
+                per_clip[index].append(score)
+    return per_clip
 
 
 def candidate_headroom(records: Sequence[Mapping[str, Any]], *, tokenize: bool | None = None) -> dict[str, Any]:
@@ -45,20 +71,13 @@ def candidate_headroom(records: Sequence[Mapping[str, Any]], *, tokenize: bool |
         raise ValueError(f"{len(empty)} record(s) have no candidates, e.g. {empty[:3]}")
     references = [list(record["references"]) for record in records]
     captions = [[entry["caption"] for entry in record["candidates"]] for record in records]
-    slots = max(len(c) for c in captions)
-    per_clip: list[list[float]] = [[] for _ in records]
-    for slot in range(slots):
-        # Clips with fewer candidates repeat their first one in this slot; only real candidates are kept.
-        filled = [c[slot] if slot < len(c) else c[0] for c in captions]
-        for index, score in enumerate(_sentence_scores(filled, references, tokenize)):
-            if slot < len(captions[index]):
-                per_clip[index].append(score)
+    per_clip = candidate_scores(captions, references, tokenize)
 
     def corpus(values: list[float]) -> float:
         return sum(values) / len(values)
 
     # The picks get their own corpus call too (same references, so the same document frequencies).
-    picked = corpus(_sentence_scores([r["prediction"] for r in records], references, tokenize))
+    picked = corpus(sentence_scores([r["prediction"] for r in records], references, tokenize))
     summary: dict[str, Any] = {
         "metric": HEADROOM_METRIC,
         "clips": len(records),
@@ -90,4 +109,4 @@ def format_headroom(summary: Mapping[str, Any]) -> str:
             + (f" ({100 * taken:.0f} % of the headroom)" if taken is not None else "") + ".")
 
 
-__all__ = ["HEADROOM_METRIC", "candidate_headroom", "format_headroom"]
+__all__ = ["HEADROOM_METRIC", "candidate_headroom", "candidate_scores", "format_headroom", "sentence_scores"]
