@@ -1,17 +1,31 @@
 import json
+import logging
 import os
 import socket
 import subprocess
 import sys
+import types
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from llm_aac.train.pretrain_eat import build_config, main, parse_overrides
-from modeling_llm_aac.modeling_eat_pretraining import ema_decay_at
+from llm_aac.train import pretrain_eat
+from llm_aac.train.pretrain_eat import (
+    BF16_NUMERICS_LEVERS,
+    apply_numerics_levers,
+    build_config,
+    main,
+    parse_arguments,
+    parse_overrides,
+    training_numerics_levers,
+)
+from modeling_llm_aac.modeling_eat import EATLayerNorm
+from modeling_llm_aac.modeling_eat_pretraining import EATForPreTraining, ema_decay_at
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "tests", "modeling_llm_aac"))  # the autocast helpers of the model tests
+from autocast_test_utils import cuda_layer_norm_autocast_rule  # noqa: E402
 EMA = dict(ema_decay=0.5, ema_end_decay=0.9, ema_anneal_end_step=40)  # a decay that visibly changes per step
 
 
@@ -221,3 +235,157 @@ def test_two_process_data_parallel_run(pretraining_run, tmp_path):
     previous, _ = split_state(output_dir / "checkpoint-3")
     teacher, student = split_state(output_dir)
     assert_ema_step(previous, teacher, student, 4)
+
+
+# ---- bf16 numerics levers: on by default under bf16, off with the switch, in fp32 and fp16
+
+def lever_state(model) -> dict:
+    """Each numerics lever's setting in a pretraining model: the set of its LayerNorms' flags, the decoder's flag."""
+    norms = {m.keep_autocast_dtype for m in model.modules() if isinstance(m, EATLayerNorm)}
+    return {"layer_norm_in_autocast_dtype": norms, "bias_in_product_dtype": model.decoder.bias_in_product_dtype}
+
+
+LEVERS_ON = {"layer_norm_in_autocast_dtype": {True}, "bias_in_product_dtype": True}
+LEVERS_OFF = {"layer_norm_in_autocast_dtype": {False}, "bias_in_product_dtype": False}
+BF16_ON_CPU = ("--bf16", "true", "--use_cpu", "true")  # CPU bf16 autocast: a CPU refuses --bf16 without --use_cpu
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    (BF16_ON_CPU, BF16_NUMERICS_LEVERS),
+    (BF16_ON_CPU + ("--bf16_numerics_levers", "false"), ()),
+    (BF16_ON_CPU + ("--no_bf16_numerics_levers",), ()),
+    (("--bf16", "false"), ()),
+    ((), ()),
+])
+def test_numerics_levers_follow_the_mixed_precision(tmp_path, extra, expected):
+    args, training_args = parse_arguments(tiny_run_args(tmp_path, max_steps=1, save_steps=1, extra=extra))
+    assert training_numerics_levers(training_args, enabled=args.bf16_numerics_levers) == expected
+
+
+def test_numerics_levers_stay_off_in_fp16_and_read_accelerate_without_a_resolved_precision(monkeypatch):
+    assert training_numerics_levers(types.SimpleNamespace(mixed_precision="fp16")) == ()
+    assert training_numerics_levers(types.SimpleNamespace(mixed_precision="bf16")) == BF16_NUMERICS_LEVERS
+    # Training arguments without `mixed_precision` (older transformers): --fp16 / --bf16, else accelerate's setting.
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    older = types.SimpleNamespace(fp16=False, bf16=False)
+    assert training_numerics_levers(older) == BF16_NUMERICS_LEVERS
+    assert training_numerics_levers(older, enabled=False) == ()
+    assert training_numerics_levers(types.SimpleNamespace(fp16=True, bf16=False)) == ()
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    assert training_numerics_levers(older) == ()
+
+
+def test_applied_levers_are_the_modeling_options_without_touching_the_config():
+    """Set on a default model, the levers run exactly what `EATConfig(layer_norm_in_autocast_dtype=True)` plus
+    `decoder.bias_in_product_dtype = True` run (what the benchmark measured), and the config keeps its default."""
+    torch.manual_seed(0)
+    applied = EATForPreTraining(build_config("tiny", 64)).train()
+    untouched = EATForPreTraining(build_config("tiny", 64)).train()
+    configured = EATForPreTraining(build_config("tiny", 64, {"layer_norm_in_autocast_dtype": True})).train()
+    configured.decoder.bias_in_product_dtype = True
+    for model in (untouched, configured):
+        model.load_state_dict(applied.state_dict())
+    apply_numerics_levers(applied, ())
+    assert lever_state(applied) == LEVERS_OFF
+    apply_numerics_levers(applied, BF16_NUMERICS_LEVERS)
+    assert lever_state(applied) == LEVERS_ON and lever_state(configured) == LEVERS_ON
+    assert applied.config.layer_norm_in_autocast_dtype is False
+    with pytest.raises(ValueError, match="unknown numerics levers.*'fp8'"):
+        apply_numerics_levers(applied, ("fp8",))
+
+    features = torch.randn(2, 64, 64)
+    losses = {}
+    for name, model in (("applied", applied), ("untouched", untouched), ("configured", configured)):
+        model.decoder.conv_implementation = "banded_matmul"  # the compiled path, where the bias lever acts
+        torch.manual_seed(1)  # the same masks and decoder noise
+        with torch.autocast("cpu", dtype=torch.bfloat16), cuda_layer_norm_autocast_rule():
+            losses[name] = model(features).loss
+    assert torch.equal(losses["applied"], losses["configured"])
+    assert not torch.equal(losses["applied"], losses["untouched"])  # the levers do change the bf16 numerics
+
+
+@pytest.fixture
+def recorded_levers(monkeypatch):
+    """The lever state of the model each training step of `main` ran, recorded at its first step."""
+    seen: list[dict] = []
+    make_trainer_class = pretrain_eat._make_trainer_class
+
+    def recording_trainer_class():
+        from llm_aac.train.ema import unwrap_model
+
+        class RecordingTrainer(make_trainer_class()):
+            def compute_loss(self, model, inputs, *args, **kwargs):
+                if not seen:
+                    seen.append(lever_state(unwrap_model(model)))
+                return super().compute_loss(model, inputs, *args, **kwargs)
+
+        return RecordingTrainer
+
+    monkeypatch.setattr(pretrain_eat, "_make_trainer_class", recording_trainer_class)
+    return seen
+
+
+def saved_layer_norm_settings(run_dir) -> dict:
+    """`layer_norm_in_autocast_dtype` of every config the run saved, and of the reloaded encoder's LayerNorms."""
+    from transformers import AutoConfig, AutoModel
+
+    import modeling_llm_aac  # noqa: F401  (registers the Auto classes)
+
+    folders = {"output_dir": run_dir, "encoder": run_dir / "encoder"}
+    folders.update({folder.name: folder for folder in run_dir.glob("checkpoint-*")})
+    settings = {name: AutoConfig.from_pretrained(path).layer_norm_in_autocast_dtype for name, path in folders.items()}
+    encoder = AutoModel.from_pretrained(run_dir / "encoder")
+    settings["encoder modules"] = {m.keep_autocast_dtype for m in encoder.modules() if isinstance(m, EATLayerNorm)}
+    return settings
+
+
+@pytest.mark.parametrize(("extra", "expected", "message"), [
+    (BF16_ON_CPU, LEVERS_ON, "bf16 numerics levers on: layer_norm_in_autocast_dtype, bias_in_product_dtype "
+                             "(--bf16_numerics_levers false for autocast's standard numerics)"),
+    (BF16_ON_CPU + ("--bf16_numerics_levers", "false"), LEVERS_OFF,
+     "bf16 numerics levers off (--bf16_numerics_levers false)"),
+    ((), LEVERS_OFF, "bf16 numerics levers off (mixed precision 'no')"),
+], ids=["bf16", "bf16-switched-off", "fp32"])
+def test_training_runs_with_the_levers_and_saves_standard_numerics(
+        pretraining_run, tmp_path, recorded_levers, caplog, extra, expected, message):
+    output_dir = tmp_path / "run"
+    with caplog.at_level(logging.INFO, logger="pretrain_eat"):
+        assert main(tiny_run_args(output_dir, max_steps=2, save_steps=2, extra=(
+            "--feature_cache_dir", str(pretraining_run / "feature_cache"), *extra))) == 0
+    assert recorded_levers == [expected]
+    assert message in caplog.messages
+    assert saved_layer_norm_settings(output_dir) == {
+        "output_dir": False, "encoder": False, "checkpoint-2": False, "encoder modules": {False}}
+
+
+def test_bf16_run_resumes_with_the_levers(pretraining_run, tmp_path, recorded_levers):
+    cache = ("--feature_cache_dir", str(pretraining_run / "feature_cache"))
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    assert main(tiny_run_args(full, max_steps=4, save_steps=2, extra=(*BF16_ON_CPU, *cache))) == 0
+    recorded_levers.clear()
+    assert main(tiny_run_args(resumed, max_steps=4, save_steps=100, extra=(
+        *BF16_ON_CPU, *cache, "--resume_from_checkpoint", str(full / "checkpoint-2")))) == 0
+    assert recorded_levers == [LEVERS_ON]  # the checkpoint's config (default False) did not turn them off
+    history = json.load(open(resumed / "log_history.json"))
+    assert [entry["step"] for entry in history if "loss" in entry] == [1, 2, 3, 4]
+    assert saved_layer_norm_settings(resumed) == {
+        "output_dir": False, "encoder": False, "checkpoint-4": False, "encoder modules": {False}}
+    # The resumed steps 3-4 are the uninterrupted run's steps 3-4: same state, same numerics.
+    full_state, resumed_state = load_file(full / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert full_state.keys() == resumed_state.keys()
+    for name, value in full_state.items():
+        torch.testing.assert_close(resumed_state[name], value, atol=0, rtol=0, msg=name)
+
+
+@pytest.mark.parametrize(("device", "expected"), [("cuda", BF16_NUMERICS_LEVERS), ("cpu", ())])
+def test_demo_eat_stage_gets_the_levers_on_a_gpu_only(monkeypatch, tmp_path, device, expected):
+    """The demo and the GPU recipe pretrain EAT through `pretrain_eat.main`: bf16 (levers on) on a GPU, fp32 on CPU."""
+    from llm_aac import demo
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(pretrain_eat, "main", lambda argv: calls.append(list(argv)) or 0)
+    demo.pretrain_encoder(str(tmp_path), str(tmp_path / "features"), demo.SIZES["full"], 0,
+                          demo.RecipeChoices(device=device))
+    (argv,) = calls
+    args, training_args = parse_arguments(argv + ["--use_cpu", "true"])  # this CPU machine stands in for the GPU
+    assert training_numerics_levers(training_args, enabled=args.bf16_numerics_levers) == expected
