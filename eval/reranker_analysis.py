@@ -65,6 +65,7 @@ RULE_LABELS = {
     "oracle": "oracle (reads the references)",
     "worst": "worst candidate",
 }
+BASELINE_LABELS = {BEAM_SEARCH: "beam search", CAPTIONER_PICK: "the captioner's pick"}
 
 
 # ----------------------------------------------------------------------------------------------- input
@@ -164,9 +165,10 @@ def match_beam_predictions(records: Sequence[Mapping[str, Any]], beam_records: S
 def weight_grid(values: Sequence[float] = DEFAULT_WEIGHT_VALUES, signals: Sequence[str] = SIGNALS,
                 ) -> list[tuple[float, ...]]:
     """Every weight vector over `signals` with entries from `values` and at least one non-zero, sparsest first (so
-    that ties between equally good vectors go to the simplest)."""
-    values = sorted(set(float(v) for v in values))
-    if not values or any(not math.isfinite(v) or v < 0 for v in values) or max(values) <= 0:
+    that ties between equally good vectors go to the simplest). 0 is always among the values: every signal can be
+    left out (the mixes without CLAP need it)."""
+    values = sorted(set(float(v) for v in values) | {0.0})
+    if any(not math.isfinite(v) or v < 0 for v in values) or max(values) <= 0:
         raise ValueError(f"weights must be finite, non-negative and not all zero, got {values}")
     grid = [w for w in itertools.product(values, repeat=len(signals)) if any(w)]
     return sorted(grid, key=lambda w: (sum(v != 0 for v in w), w))
@@ -359,7 +361,7 @@ def reranker_analysis(records: Sequence[Mapping[str, Any]], beam_records: Sequen
         "metric": "cider_d",
         "tokenize": tokenize,
         "signals": list(SIGNALS),
-        "weight_values": sorted(set(float(v) for v in weight_values)),
+        "weight_values": sorted(set(float(v) for v in weight_values) | {0.0}),
         "splits": {split: analyse_split(list(grouped[split].values()), beam[split] if beam else None,
                                         tokenize=tokenize, weight_values=weight_values, split=split)
                    for split in chosen},
@@ -382,7 +384,7 @@ def format_report(result: Mapping[str, Any]) -> str:
     lines = []
     tokenised = "PTB-tokenised" if result.get("tokenize") else "untokenised"
     for split, report in result["splits"].items():
-        baseline = RULE_LABELS[report["baseline"]]
+        baseline = BASELINE_LABELS[report["baseline"]]
         lines += [f"## {split}: {report['clips']} clips, {report['candidates_per_clip']:.2f} candidates per clip "
                   f"(CIDEr-D, {tokenised}; {report['grid_size']} weight vectors)", "",
                   f"| rule | CIDEr-D | vs {baseline} | weights ({' / '.join(SIGNALS)}) |", "|---|---:|---:|---|"]
@@ -422,11 +424,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="report this split (repeatable; default: every split in the file)")
     parser.add_argument("--tokenize", action="store_true",
                         help="PTB-tokenise captions before CIDEr-D as aac-metrics does; off by default because the "
-                             "tokenizer needs Java and is slow (numbers are then comparable with the evaluation's only "
-                             "if it was tokenised too)")
+                             "tokenizer needs Java and is slow (the numbers match the evaluation's metrics.md when both "
+                             "were scored the same way)")
     parser.add_argument("--weights", type=_weight_values_argument, default=DEFAULT_WEIGHT_VALUES,
                         metavar="W1,W2,...",
-                        help="values each signal's weight takes in the grid (default: "
+                        help="values each signal's weight takes in the grid, 0 always included (default: "
                              + ",".join(f"{w:g}" for w in DEFAULT_WEIGHT_VALUES) + ")")
     parser.add_argument("--output-json", default=None, metavar="PATH",
                         help="also write every number (per rule, the weights chosen per half) to this JSON file")
