@@ -43,6 +43,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from llm_aac.processing.json_lines import iter_json_lines
+
 SIGNALS = ("clap", "log_prob", "consensus")
 # Record field of each signal read from the candidates (consensus is computed).
 SIGNAL_FIELDS = {"clap": "clap_score", "log_prob": "log_prob"}
@@ -75,27 +77,16 @@ def read_predictions(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The records of an evaluation's `predictions-<system>.jsonl`, each checked for `file`, `split` and a string
     `prediction`; ValueError naming the file and line otherwise."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"{path}: no such file (expected an evaluation's predictions-<system>.jsonl)")
     records = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}, line {number}: not JSON ({error}): {line[:80]!r}") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}, line {number}: expected a JSON object, got {type(record).__name__}")
-            missing = [key for key in ("file", "split", "prediction") if key not in record]
-            if missing:
-                raise ValueError(f"{path}, line {number}: record has no {', '.join(map(repr, missing))} "
-                                 f"(keys: {sorted(record)})")
-            if not isinstance(record["prediction"], str):
-                raise ValueError(f"{path}, line {number} ({record['file']!r}): prediction is "
-                                 f"{type(record['prediction']).__name__} ({record['prediction']!r}), expected a string")
-            records.append(record)
+    for number, record in iter_json_lines(path):
+        missing = [key for key in ("file", "split", "prediction") if key not in record]
+        if missing:
+            raise ValueError(f"{path}, line {number}: record has no {', '.join(map(repr, missing))} "
+                             f"(keys: {sorted(record)})")
+        if not isinstance(record["prediction"], str):
+            raise ValueError(f"{path}, line {number} ({record['file']!r}): prediction is "
+                             f"{type(record['prediction']).__name__} ({record['prediction']!r}), expected a string")
+        records.append(record)
     if not records:
         raise ValueError(f"{path}: empty file, no records")
     return records

@@ -13,9 +13,10 @@ Sources (combine freely):
 from __future__ import annotations
 
 import csv
-import json
 import os
 from collections.abc import Iterable, Sequence
+
+from llm_aac.processing.json_lines import iter_json_lines
 
 CSV_SINGLE_COLUMNS = ("caption", "captions", "text", "raw_text")
 
@@ -53,18 +54,11 @@ def _csv_captions(path: str) -> list[str]:
 
 def _jsonl_captions(path: str) -> list[str]:
     texts = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path!r} line {number} is not JSON: {error}") from None
-            value = record.get("captions", record.get("caption")) if isinstance(record, dict) else None
-            if value is None:
-                raise ValueError(f"{path!r} line {number} has no 'caption' or 'captions' field: {line.strip()[:200]}")
-            texts.extend([value] if isinstance(value, str) else list(value))
+    for number, record in iter_json_lines(path):
+        value = record.get("captions", record.get("caption"))
+        if value is None:
+            raise ValueError(f"{path!r} line {number} has no 'caption' or 'captions' field: {sorted(record)}")
+        texts.extend([value] if isinstance(value, str) else list(value))
     return texts
 
 
