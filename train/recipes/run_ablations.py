@@ -1,5 +1,5 @@
 """Ablations of the synthetic GPU recipe (issue 7 §3): each configuration x several seeds, several runs at once
-on one GPU, and a table of mean ± spread.
+on one GPU or on several GPUs of one host, and a table of mean ± spread.
 
     # all six configurations x seeds 0 and 1 at 30 % of the budget (the EAT stage keeps its full length: its
     # 9-minute limit lets the step count decide while runs share the GPU), five runs at a time, stopping before 25 min
@@ -7,6 +7,10 @@ on one GPU, and a table of mean ± spread.
         --set eat_minutes=9 --deadline-minutes 25
     # the same command again (on the same machine) resumes: finished runs are skipped, the others continue
     # from their last finished stage (shared stage cache in OUTPUT/cache)
+    # two seeds over four GPUs of one host in one command: two runs per GPU (8 at once), each run on the GPU
+    # running the fewest (CUDA_VISIBLE_DEVICES=<its GPU>); `--gpus all` takes every GPU this process sees
+    python train/recipes/run_ablations.py --output runs/abl-4gpu --seeds 0 1 --configs baseline,fbank,qformer,slam \\
+        --gpus 0,1,2,3 --parallel 2 --budget-scale 0.3 --set eat_minutes=12 --deadline-minutes 25
     # a subset: one seed, some configurations
     python train/recipes/run_ablations.py --output runs/abl-seed1 --configs baseline,fbank --seeds 1 ...
     # only aggregate results made by separate commands (folders searched for results.json)
@@ -45,11 +49,23 @@ Every training stage of the recipe stops at its time limit, which is wall-clock 
 fewer steps in that time than a run alone (the results record steps done; compare configurations run under the
 same contention, e.g. in the same command).
 
+Several GPUs of one host (`--gpus 0,1,2,3`: indices as nvidia-smi numbers them, which must be among
+CUDA_VISIBLE_DEVICES's entries when that is set; or `--gpus all`: every GPU this process sees, found from
+CUDA_VISIBLE_DEVICES or `nvidia-smi -L` without initialising CUDA here): `--parallel N` is then N runs per GPU, N x
+G at once over G GPUs (the plan's slots), and the CPU cores are shared among all N x G. Each run starts with
+CUDA_VISIBLE_DEVICES=<its GPU> in its environment, so the recipe sees that GPU alone, as cuda:0, on the GPU running
+the fewest runs (ties: the lowest index); its start line and log name the GPU, and its results record that GPU's
+name as on one GPU. Without `--gpus`, CUDA_VISIBLE_DEVICES is left as it is. Runs of one seed keep sharing their
+stages across GPUs: the stage cache (OUTPUT/cache) and its file locks are on the host's filesystem, so a run on one
+GPU waits while a run on another builds a stage it needs, then reuses it. A GPU that runs fewer runs than its slots
+(e.g. towards the end) gives each more steps within the time limits.
+
 `--deadline-minutes M`: no run starts later than M minutes minus the shortest stage, and each run gets the time
 left as its own deadline, so it stops cleanly before a stage that would end late (exit status 3); running the
 same command again continues. The plan printed first gives each run's worst case (time limits + untimed work) and
-two makespan bounds: every run building all its stages on `--parallel` slots, and, when all runs fit in the
-slots at once, the chain of one run that builds everything (the others wait for shared stages, not longer).
+two makespan bounds: every run building all its stages on the slots (`--parallel`, times the GPUs of `--gpus`),
+and, when all runs fit in the slots at once, the chain of one run that builds everything (the others wait for
+shared stages, not longer).
 
 Table (printed, OUTPUT/ablations.md, OUTPUT/ablations.json): per configuration and budget scale, n seeds,
 mean ± sample standard deviation over seeds (n - 1 denominator; "±" is left out for one seed) of test CIDEr-D
@@ -181,6 +197,7 @@ class Job:
     status: str = "pending"  # pending, running, done, failed, deadline
     returncode: int | None = None
     seconds: float = 0.0
+    gpu: str | None = None  # the CUDA_VISIBLE_DEVICES it ran with (run_jobs with gpus), else None
 
 
 def plan_runs(configs: Sequence[str], seeds: Sequence[int],
@@ -241,14 +258,121 @@ def worst_case_makespan(jobs: Sequence[Job], parallel: int) -> float:
     return max(slots) if jobs else 0.0
 
 
+# ------------------------------------------------------------------------------------------------ GPUs
+
+# How CUDA reads CUDA_VISIBLE_DEVICES entries: an index, a GPU UUID or a MIG instance; the first entry of any other
+# form ends the list (e.g. "0,1,-1,3" shows GPUs 0 and 1 only).
+_DEVICE_ENTRY = re.compile(r"^(\d+|GPU-[0-9A-Fa-f-]+|MIG-[0-9A-Za-z/-]+)$")
+
+
+def parse_gpu_list(text: str) -> str | list[str]:
+    """`--gpus` as typed: "all", or comma-separated GPU indices (non-negative integers, no repeats) -> the indices
+    as CUDA_VISIBLE_DEVICES values, in increasing order (so that ties of the least-loaded choice go to the lowest
+    index). Raises argparse.ArgumentTypeError naming the offending entries."""
+    text = text.strip()
+    if text.lower() == "all":
+        return "all"
+    entries = [entry.strip() for entry in text.split(",")]
+    bad = [entry for entry in entries if not entry.isdigit()]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"GPU indices are non-negative integers separated by commas (or 'all'), got {bad} in {text!r}")
+    indices = [int(entry) for entry in entries]
+    repeated = sorted({index for index in indices if indices.count(index) > 1})
+    if repeated:
+        raise argparse.ArgumentTypeError(f"GPU indices repeat: {repeated} in {text!r}")
+    return [str(index) for index in sorted(indices)]
+
+
+def visible_devices_entries(value: str) -> list[str]:
+    """The GPUs a CUDA_VISIBLE_DEVICES value shows, as CUDA reads it: its entries up to the first one that is not a
+    device (an empty value or "-1" shows none)."""
+    entries = []
+    for entry in (part.strip() for part in value.split(",")):
+        if not _DEVICE_ENTRY.match(entry):
+            break
+        entries.append(entry)
+    return entries
+
+
+def _nvidia_smi_gpu_count() -> int | None:
+    """GPUs listed by `nvidia-smi -L` ("GPU 0: ..." lines; MIG instances are indented under their GPU), or None
+    when nvidia-smi is missing or fails."""
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=60, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sum(1 for line in listing.stdout.splitlines() if re.match(r"^GPU \d+:", line))
+
+
+def _torch_gpu_count() -> int:
+    import torch  # last resort: may initialise the CUDA driver in this process
+
+    return torch.cuda.device_count()
+
+
+def visible_gpus(environ: Mapping[str, str] | None = None, *, use_torch: bool = True,
+                 nvidia_smi_count=_nvidia_smi_gpu_count, torch_count=_torch_gpu_count) -> tuple[list[str] | None, str]:
+    """(the GPUs this process can see, as the CUDA_VISIBLE_DEVICES value that selects each for a child; where that
+    came from). The entries of CUDA_VISIBLE_DEVICES when it is set, else the indices of `nvidia-smi -L`'s GPUs, else
+    (with `use_torch`) those of `torch.cuda.device_count()`; (None, why) when none of them answers."""
+    environ = os.environ if environ is None else environ
+    if "CUDA_VISIBLE_DEVICES" in environ:
+        value = environ["CUDA_VISIBLE_DEVICES"]
+        return visible_devices_entries(value), f"CUDA_VISIBLE_DEVICES={value!r}"
+    count = nvidia_smi_count()
+    if count is not None:
+        return [str(index) for index in range(count)], "nvidia-smi -L"
+    if not use_torch:
+        return None, "no CUDA_VISIBLE_DEVICES and no nvidia-smi"
+    return [str(index) for index in range(torch_count())], "torch.cuda.device_count() (no nvidia-smi)"
+
+
+def resolve_gpus(requested: str | Sequence[str], environ: Mapping[str, str] | None = None, *,
+                 nvidia_smi_count=_nvidia_smi_gpu_count, torch_count=_torch_gpu_count) -> tuple[list[str], str]:
+    """`--gpus` (parsed by `parse_gpu_list`) -> (the CUDA_VISIBLE_DEVICES value of each GPU to use, a note for the
+    plan). "all": every GPU this process sees. Indices: checked against the GPUs this process sees when
+    CUDA_VISIBLE_DEVICES or nvidia-smi tells them (an index must be one of CUDA_VISIBLE_DEVICES's entries when that
+    is set: the runs may not leave the GPUs given to this command). Raises ValueError naming the problem."""
+    if requested == "all":
+        found, source = visible_gpus(environ, nvidia_smi_count=nvidia_smi_count, torch_count=torch_count)
+        if not found:
+            raise ValueError(f"--gpus all found no GPU (from {source})")
+        return found, f"all: {len(found)} from {source}"
+    requested = list(requested)
+    found, source = visible_gpus(environ, use_torch=False, nvidia_smi_count=nvidia_smi_count)
+    if found is not None:
+        if source.startswith("CUDA_VISIBLE_DEVICES") and any(not entry.isdigit() for entry in found):
+            raise ValueError(f"--gpus {','.join(requested)}: this process's {source} names GPUs by UUID; use "
+                             "--gpus all, or unset CUDA_VISIBLE_DEVICES and give indices")
+        missing = [index for index in requested if index not in found]
+        if missing:
+            raise ValueError(f"--gpus: GPU(s) {missing} not visible here ({source} shows {found or 'none'})")
+    return requested, ""
+
+
+def _device_options(arguments: Sequence[str]) -> dict[str, str]:
+    """The last --device / --feature-device value among the recipe's extra arguments (`--x V` or `--x=V`)."""
+    found = {}
+    for position, argument in enumerate(arguments):
+        for option in ("--device", "--feature-device"):
+            if argument == option and position + 1 < len(arguments):
+                found[option] = arguments[position + 1]
+            elif argument.startswith(option + "="):
+                found[option] = argument.partition("=")[2]
+    return found
+
+
 # ------------------------------------------------------------------------------------------------ runner
 
 
-def run_jobs(jobs: Sequence[Job], parallel: int, *, deadline_minutes: float | None = None,
-             min_start_minutes: float = 0.0, deadline_argument: str | None = "--deadline-minutes",
-             poll_seconds: float = 1.0, environment: Mapping[str, str] | None = None,
-             print_fn=print) -> list[Job]:
-    """Runs `jobs` as subprocesses in order, at most `parallel` at once.
+def run_jobs(jobs: Sequence[Job], parallel: int, *, gpus: Sequence[str] | None = None,
+             deadline_minutes: float | None = None, min_start_minutes: float = 0.0,
+             deadline_argument: str | None = "--deadline-minutes", poll_seconds: float = 1.0,
+             environment: Mapping[str, str] | None = None, print_fn=print) -> list[Job]:
+    """Runs `jobs` as subprocesses in order, at most `parallel` at once, or with `gpus` (CUDA_VISIBLE_DEVICES values)
+    `parallel` per GPU: each job starts with CUDA_VISIBLE_DEVICES set to the GPU running the fewest jobs (ties: the
+    first in `gpus`), kept in `job.gpu`. Without `gpus` the environment's CUDA_VISIBLE_DEVICES is left as it is.
 
     With `deadline_minutes`, a job starts only while at least `min_start_minutes` are left, and gets the time left
     as `deadline_argument VALUE` (its own deadline). A job is `done` when it exits 0 and its `result` file exists;
@@ -259,6 +383,13 @@ def run_jobs(jobs: Sequence[Job], parallel: int, *, deadline_minutes: float | No
     names = [job.name for job in jobs]
     if len(set(names)) != len(names):
         raise ValueError(f"job names repeat: {names}")
+    if gpus is not None:
+        gpus = [str(gpu) for gpu in gpus]
+        if not gpus or len(set(gpus)) != len(gpus):
+            raise ValueError(f"gpus must be distinct and at least one (None: leave CUDA_VISIBLE_DEVICES alone), got "
+                             f"{gpus}")
+    slots = parallel * (len(gpus) if gpus else 1)
+    load = dict.fromkeys(gpus or (), 0)  # GPU -> jobs running on it
     started = time.monotonic()
     running: dict[str, tuple[subprocess.Popen, Any, float]] = {}
     by_name = {job.name: job for job in jobs}
@@ -277,8 +408,11 @@ def run_jobs(jobs: Sequence[Job], parallel: int, *, deadline_minutes: float | No
             job.status = "deadline"
         else:
             job.status = "failed"
-        print_fn(f"[{_clock(started)}] {job.name}: {job.status} (exit {process.returncode}) after {job.seconds:.0f} s; "
-                 f"log {job.log}", flush=True)
+        if job.gpu is not None:
+            load[job.gpu] -= 1
+        where = "" if job.gpu is None else f" on GPU {job.gpu}"
+        print_fn(f"[{_clock(started)}] {job.name}: {job.status}{where} (exit {process.returncode}) after "
+                 f"{job.seconds:.0f} s; log {job.log}", flush=True)
 
     try:
         while True:
@@ -292,21 +426,28 @@ def run_jobs(jobs: Sequence[Job], parallel: int, *, deadline_minutes: float | No
                 for job in pending:
                     job.status = "deadline"
                 pending = []
-            for job in pending[: max(0, parallel - len(running))]:
+            for job in pending[: max(0, slots - len(running))]:
                 command = list(job.command)
                 left = minutes_left()
                 if left is not None and deadline_argument:
                     # rounded down: a child must not believe it has more time than the command
                     command += [deadline_argument, f"{math.floor(left * 1000) / 1000:.3f}"]
+                child_env, shown, where = env, "", ""
+                if gpus:
+                    # With parallel x len(gpus) slots, the least-loaded GPU always has a free one of its own.
+                    job.gpu = min(gpus, key=load.__getitem__)
+                    load[job.gpu] += 1
+                    child_env = dict(env, CUDA_VISIBLE_DEVICES=job.gpu)
+                    shown, where = f"CUDA_VISIBLE_DEVICES={job.gpu} ", f" on GPU {job.gpu}"
                 os.makedirs(os.path.dirname(os.path.abspath(job.log)), exist_ok=True)
                 handle = open(job.log, "w", encoding="utf-8")
-                handle.write("$ " + " ".join(command) + "\n")
+                handle.write("$ " + shown + " ".join(command) + "\n")
                 handle.flush()
-                process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env,
+                process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=child_env,
                                            stdin=subprocess.DEVNULL)
                 running[job.name] = (process, handle, time.monotonic())
                 job.status = "running"
-                print_fn(f"[{_clock(started)}] {job.name}: started ({len(running)} running)", flush=True)
+                print_fn(f"[{_clock(started)}] {job.name}: started{where} ({len(running)} running)", flush=True)
             if not running and not [job for job in jobs if job.status == "pending"]:
                 return list(jobs)
             time.sleep(poll_seconds)
@@ -605,7 +746,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="training seeds (default 0 1)")
     parser.add_argument("--budget-scale", type=float, default=1.0,
                         help="the recipe's budget scale for every run (steps, time limits, training clips)")
-    parser.add_argument("--parallel", type=int, default=1, help="runs at once on the one GPU (default 1)")
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="runs at once on the GPU, or on each GPU of --gpus (N x G at once; default 1)")
+    parser.add_argument("--gpus", type=parse_gpu_list, default=None, metavar="LIST",
+                        help="spread the runs over these GPUs of this host: indices as nvidia-smi numbers them "
+                             "(e.g. 0,1,2,3; among CUDA_VISIBLE_DEVICES's entries when that is set), or 'all' = "
+                             "every GPU this process sees (the entries of "
+                             "CUDA_VISIBLE_DEVICES when set, else the GPUs `nvidia-smi -L` lists, else "
+                             "torch.cuda.device_count() as a last resort; the first two leave CUDA uninitialised "
+                             "here). Each run starts with CUDA_VISIBLE_DEVICES=<its GPU> (the recipe sees it as "
+                             "cuda:0) on the GPU running the fewest runs (ties: the lowest index). Default: unset, "
+                             "CUDA_VISIBLE_DEVICES is left as it is (one GPU)")
     parser.add_argument("--deadline-minutes", type=float, default=None,
                         help="no run starts after this (minus --min-start-minutes); runs stop before a stage that "
                              "would end later; the same command again resumes")
@@ -659,6 +810,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         problems.append(f"--deadline-minutes must be > 0, got {args.deadline_minutes}")
     if not os.path.isfile(args.recipe):
         problems.append(f"--recipe {args.recipe!r} does not exist")
+    gpus: list[str] | None = None
+    gpus_note = ""
+    if args.gpus is not None:
+        devices = _device_options(args.recipe_arg)
+        device = devices.get("--device", "cpu" if args.smoke else "cuda")
+        if device == "cpu":
+            why = ("--smoke runs the recipe on the CPU" if "--device" not in devices
+                   else "--recipe-arg --device cpu runs the recipe on the CPU")
+            problems.append(f"--gpus with {why}: nothing to spread over GPUs (smoke sizes on GPUs: add "
+                            "--recipe-arg=--device --recipe-arg=cuda)")
+        for option, value in devices.items():
+            if value.startswith("cuda:") and value != "cuda:0":
+                problems.append(f"--gpus with --recipe-arg {option} {value}: each run sees only its own GPU, as "
+                                "cuda:0")
+        try:
+            gpus, gpus_note = resolve_gpus(args.gpus)
+        except ValueError as error:
+            problems.append(str(error))
     recipe = _load_recipe()
     size = "smoke" if args.smoke else "gpu"
     custom: dict[str, Configuration] = {}
@@ -705,10 +874,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = os.path.abspath(args.output)
     cache_dir = os.path.join(output, "cache")
     cpus = os.cpu_count() or 1
+    slots = args.parallel * (len(gpus) if gpus else 1)  # runs at once, over all GPUs
     # Synthesis and feature extraction run while the other runs wait for them (shared stages): all cores. Training
-    # stages run side by side: a share of the cores each.
+    # stages run side by side, on every GPU: a share of the cores each.
     workers = max(1, min(16, cpus))
-    share = max(1, cpus // args.parallel)
+    share = max(1, cpus // slots)
     dataloader_workers = max(1, share - 1)
     threads = max(1, min(4, share))
     full_run = max(whole for whole, _ in worst.values())
@@ -734,11 +904,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"note: {job.result} ran other knobs than '{config}' now has (counted as '{ran_as}'); it runs "
                       "again")
     todo = [job for job in jobs if job.status == "pending"]
-    print(f"{len(jobs)} runs ({len(jobs) - len(todo)} already done), {args.parallel} at a time; each: {workers} "
+    on_gpus = f" on {len(gpus)} GPU{'s' if len(gpus) > 1 else ''}" if gpus else ""
+    print(f"{len(jobs)} runs ({len(jobs) - len(todo)} already done), {slots} at a time{on_gpus}; each: {workers} "
           f"processes for synthesis / features, {dataloader_workers if not args.smoke else 0} DataLoader workers, "
           f"{threads} threads; budget scale {args.budget_scale} ({size} sizes)")
-    bounds = f"{worst_case_makespan(todo, args.parallel):.1f} min if no stage were shared"
-    if todo and len(todo) <= args.parallel:
+    if gpus:
+        print(f"GPUs {', '.join(gpus)}{f' ({gpus_note})' if gpus_note else ''}: {args.parallel} slot(s) each; a run "
+              "starts with CUDA_VISIBLE_DEVICES=<its GPU> on the GPU running the fewest runs; the stages of one seed "
+              f"are shared across GPUs (cache {cache_dir})")
+    bounds = f"{worst_case_makespan(todo, slots):.1f} min if no stage were shared"
+    if todo and len(todo) <= slots:
         bounds += f", ~{full_run:.1f} min with the sharing (one run's chain)"
     print(f"worst case per run: {full_run:.1f} min building every stage, {decoding_only:.1f} min decoding only; "
           f"makespan: {bounds}" + ("" if args.deadline_minutes is None else f"; deadline {args.deadline_minutes:.1f} min"))
@@ -755,10 +930,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     os.makedirs(output, exist_ok=True)
     start = time.monotonic()
-    run_jobs(jobs, args.parallel, deadline_minutes=args.deadline_minutes, min_start_minutes=args.min_start_minutes)
+    run_jobs(jobs, args.parallel, gpus=gpus, deadline_minutes=args.deadline_minutes,
+             min_start_minutes=args.min_start_minutes)
     print(f"\nall runs ended after {(time.monotonic() - start) / 60:.1f} min:")
     for job in jobs:
-        print(f"  {job.name:<24} {job.status:<8} {'' if job.returncode is None else f'exit {job.returncode}'}")
+        print(f"  {job.name:<24} {job.status:<8} {'' if job.returncode is None else f'exit {job.returncode}'}"
+              f"{'' if job.gpu is None else f' (GPU {job.gpu})'}")
     unfinished = [job for job in jobs if job.status != "done"]
     if unfinished:
         print(f"{len(unfinished)} run(s) unfinished: run the same command again to continue "
