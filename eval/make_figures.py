@@ -2,6 +2,7 @@
 
     python eval/make_figures.py                                       # features.png only
     python eval/make_figures.py --training runs/aac-small runs/eat-tiny --metrics results/clotho/metrics.json
+    python eval/make_figures.py --no-features --ablations runs/ablations/ablations.json
 
 * `features.png` -- the same synthetic clip as the three input features of `LLMAACFeatureExtractor`:
   Kaldi fbank (EAT's input), the band-limited Morlet scalogram (`cwt`) and the original LLM-AAC CWT
@@ -10,6 +11,9 @@
   (`trainer_state.json`, `log_history.json` or a run folder), drawn by `train/plot_curves.py`.
 * `metrics_rescoring.png` -- the caption metrics of `llm-aac evaluate --compare-rescoring` (its
   `metrics.json`): beam search against CLAP rescoring, per split, as bars and as a table.
+* `ablations.png` -- the table of `train/recipes/run_ablations.py` (its `ablations.json`, e.g. from
+  `--aggregate`): per configuration, the mean over seeds as a bar and every seed's value as a dot, one panel per
+  column (`--ablation-columns`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from collections.abc import Mapping, Sequence
 FEATURES_FILE = "features.png"
 CURVES_FILE = "training_curves.png"
 METRICS_FILE = "metrics_rescoring.png"
+ABLATIONS_FILE = "ablations.png"
+DEFAULT_ABLATION_COLUMNS = ("test CIDEr-D CLAP", "compos. CIDEr-D CLAP", "event F1 CLAP", "audio gain")
 DEFAULT_CURVE_KEYS = ("loss", "eval_loss", "eval_cider_d", "eval_spider", "frame_loss", "utterance_loss")
 FEATURE_TYPES = ("fbank", "cwt", "cwt_seed")
 # Semantic-accuracy scores shown beside the caption metrics (synthetic corpus).
@@ -205,6 +211,50 @@ def plot_metrics_table(metrics_json: str | os.PathLike | Mapping, output_path: s
     return _save(figure, output_path, plt)
 
 
+def plot_ablations(ablations_json: str | os.PathLike | Mapping, output_path: str | os.PathLike, *,
+                   columns: Sequence[str] = DEFAULT_ABLATION_COLUMNS, title: str | None = None) -> str:
+    """`ablations.png` from `run_ablations.py`'s `ablations.json`: a panel per column, a bar per configuration
+    (its mean over seeds; the baseline's in another colour) with each seed's value as a dot, so that two seeds'
+    spread shows beside the mean.
+
+    Rows of several budget scales or sizes are labelled with them. ValueError when the file is not an ablations
+    table or a column is in none of its rows (the message lists the columns there are).
+    """
+    table = ablations_json
+    if not isinstance(table, Mapping):
+        with open(os.fspath(table), encoding="utf-8") as f:
+            table = json.load(f)
+    rows = table.get("rows") if isinstance(table, Mapping) else None
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, Mapping) and "columns" in r for r in rows):
+        raise ValueError("not a run_ablations.py ablations.json (expected a non-empty 'rows' list with 'columns')")
+    available = sorted({name for row in rows for name in row["columns"]})
+    unknown = [c for c in columns if c not in available]
+    if unknown or not columns:
+        raise ValueError(f"ablation column(s) {unknown or list(columns)} not in the table; it has {available}")
+    several = len({(r.get("budget_scale"), r.get("size")) for r in rows}) > 1
+    labels = [f"{r['config']} ({r.get('size')}, x{r.get('budget_scale')})" if several else str(r["config"])
+              for r in rows]
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns) + 1, 3.6), squeeze=False)
+    for axis, column in zip(axes[0], columns):
+        for position, row in enumerate(rows):
+            cell = row["columns"].get(column) or {}
+            values = [v for v in cell.get("values") or [] if v is not None and math.isfinite(v)]
+            if cell.get("mean") is not None:
+                axis.bar(position, cell["mean"], color="C1" if row["config"] == "baseline" else "C0", alpha=0.6)
+            axis.scatter([position] * len(values), values, color="black", s=12, zorder=3)
+        axis.set_title(column, fontsize=9)
+        axis.set_xticks(range(len(rows)))
+        axis.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
+        axis.grid(axis="y", alpha=0.3)
+    seeds = sorted({s for r in rows for s in r.get("seeds") or []})
+    devices = sorted({d for r in rows for d in r.get("devices") or [] if d})
+    figure.suptitle(title or f"ablations: mean over seeds {seeds} (bars), each seed (dots)"
+                    + (f"; {', '.join(devices)}" if devices else ""), fontsize=10)
+    figure.tight_layout()
+    return _save(figure, output_path, plt)
+
+
 def _save(figure, output_path, plt) -> str:
     output_path = os.fspath(output_path)
     os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
@@ -215,7 +265,9 @@ def _save(figure, output_path, plt) -> str:
 
 def make_figures(output_dir: str | os.PathLike = "docs", *, training: Sequence[str] = (), training_labels=None,
                  curve_keys: Sequence[str] = DEFAULT_CURVE_KEYS, metrics: str | os.PathLike | None = None,
-                 features: bool = True, clip_seed: int = 0, clip_index: int | None = None) -> list[str]:
+                 features: bool = True, clip_seed: int = 0, clip_index: int | None = None,
+                 ablations: str | os.PathLike | None = None,
+                 ablation_columns: Sequence[str] = DEFAULT_ABLATION_COLUMNS) -> list[str]:
     """Writes the figures whose inputs are given (the features figure needs none); returns their paths."""
     written = []
     if features:
@@ -225,6 +277,8 @@ def make_figures(output_dir: str | os.PathLike = "docs", *, training: Sequence[s
                                             labels=training_labels))
     if metrics is not None:
         written.append(plot_metrics_table(metrics, os.path.join(output_dir, METRICS_FILE)))
+    if ablations is not None:
+        written.append(plot_ablations(ablations, os.path.join(output_dir, ABLATIONS_FILE), columns=ablation_columns))
     return written
 
 
@@ -235,6 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--training-labels", default=None, help="comma-separated legend entries, one per run")
     parser.add_argument("--curve-keys", default=",".join(DEFAULT_CURVE_KEYS), help="comma-separated logged keys to draw")
     parser.add_argument("--metrics", default=None, help="metrics.json of `llm-aac evaluate --compare-rescoring`")
+    parser.add_argument("--ablations", default=None, help="ablations.json of train/recipes/run_ablations.py")
+    parser.add_argument("--ablation-columns", default=",".join(DEFAULT_ABLATION_COLUMNS),
+                        help="comma-separated columns of the ablations table to draw, one panel each")
     parser.add_argument("--no-features", action="store_true", help="skip features.png")
     parser.add_argument("--clip-seed", type=int, default=0, help="synthetic corpus seed of the features clip")
     parser.add_argument("--clip-index", type=int, default=None,
@@ -245,6 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         training_labels=args.training_labels.split(",") if args.training_labels else None,
         curve_keys=[k for k in args.curve_keys.split(",") if k], metrics=args.metrics,
         features=not args.no_features, clip_seed=args.clip_seed, clip_index=args.clip_index,
+        ablations=args.ablations, ablation_columns=[c for c in args.ablation_columns.split(",") if c],
     )
     for path in written:
         print(f"wrote {path}")

@@ -54,3 +54,34 @@ def test_features_clip_choice_and_bad_metrics_file(tmp_path):
     assert clip["layout"] == "background" and clip["num_events"] >= 3 and clip["duration"] <= 10.0
     with pytest.raises(ValueError, match="not an `llm-aac evaluate` metrics.json"):
         plot_metrics_table({"scores": {}}, tmp_path / "x.png")
+
+
+def ablations_table():
+    """The shape of `run_ablations.py`'s ablations.json: rows with per-column mean, spread and per-seed values."""
+    def cell(*values):
+        return {"mean": sum(values) / len(values), "spread": None, "values": list(values)}
+
+    return {"rows": [
+        {"config": "baseline", "size": "gpu", "budget_scale": 0.3, "seeds": [0, 1], "devices": ["NVIDIA H200"],
+         "columns": {"test CIDEr-D CLAP": cell(1.36, 1.22), "audio gain": cell(0.69, 0.64)}},
+        {"config": "fbank", "size": "gpu", "budget_scale": 0.3, "seeds": [0, 1], "devices": ["NVIDIA H200"],
+         "columns": {"test CIDEr-D CLAP": cell(0.32, 0.41), "audio gain": cell(0.05, 0.12)}},
+    ], "paired": []}
+
+
+def test_ablations_figure(tmp_path):
+    (tmp_path / "ablations.json").write_text(json.dumps(ablations_table()))
+    out = tmp_path / "docs"
+    assert main(["--output-dir", str(out), "--no-features", "--ablations", str(tmp_path / "ablations.json"),
+                 "--ablation-columns", "test CIDEr-D CLAP,audio gain"]) == 0
+    assert is_png(out / "ablations.png") and (out / "ablations.png").stat().st_size > 10_000
+    assert not (out / "features.png").exists()
+
+
+def test_ablations_figure_bad_input(tmp_path):
+    from llm_aac.eval.make_figures import plot_ablations
+
+    with pytest.raises(ValueError, match="not a run_ablations.py ablations.json"):
+        plot_ablations({"rows": []}, tmp_path / "a.png")
+    with pytest.raises(ValueError, match=r"\['METEOR CLAP'\] not in the table; it has \['audio gain', 'test CIDEr-D CLAP'\]"):
+        plot_ablations(ablations_table(), tmp_path / "a.png", columns=["METEOR CLAP"])
