@@ -2,6 +2,7 @@
 
     python -m llm_aac.eval.reranker_analysis out/evaluation/predictions-clap_rescoring.jsonl \
         --beam out/evaluation/predictions-beam_search.jsonl --output-json out/evaluation/reranker.json
+    llm-aac rerank-report out/evaluation        # the same: the folder's rescoring and beam-search predictions
 
 `llm-aac evaluate --compare-rescoring` saves, per clip, the candidates it re-ranked with their CLAP similarity and
 the captioner's length-normalised log-probability. `candidate_headroom` says how much a perfect re-ranker could
@@ -406,11 +407,13 @@ def _weight_values_argument(text: str) -> tuple[float, ...]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("predictions", metavar="PREDICTIONS_JSONL",
-                        help="an evaluation's predictions-clap_rescoring.jsonl (candidates with clap_score and log_prob)")
+    parser.add_argument("predictions", metavar="PREDICTIONS_JSONL_OR_FOLDER",
+                        help="an evaluation's predictions-clap_rescoring.jsonl (candidates with clap_score and "
+                             "log_prob), or the evaluation's output folder holding it")
     parser.add_argument("--beam", default=None, metavar="BEAM_JSONL",
                         help="the same evaluation's predictions-beam_search.jsonl: adds the beam-search row, and gains "
-                             "are measured against it (default: against the captioner's pick)")
+                             "are measured against it (default: against the captioner's pick; with a folder, its "
+                             "predictions-beam_search.jsonl when there is one)")
     parser.add_argument("--split", action="append", default=None,
                         help="report this split (repeatable; default: every split in the file)")
     parser.add_argument("--tokenize", action="store_true",
@@ -425,8 +428,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write every number (per rule, the weights chosen per half) to this JSON file")
 
 
+def evaluation_files(predictions: str | os.PathLike, beam: str | os.PathLike | None) -> tuple[str, str | None]:
+    """(rescoring records, beam-search records or None) from the command line: a file is taken as it is; a folder
+    (`llm-aac evaluate --output`) gives its `predictions-clap_rescoring.jsonl` and, unless `beam` names a file, its
+    `predictions-beam_search.jsonl` when that exists."""
+    from llm_aac.eval.evaluate_captioner import BEAM_SEARCH, CLAP_RESCORING, predictions_file
+
+    predictions = os.fspath(predictions)
+    if not os.path.isdir(predictions):
+        return predictions, None if beam is None else os.fspath(beam)
+    rescoring = os.path.join(predictions, predictions_file(CLAP_RESCORING))
+    if not os.path.isfile(rescoring):
+        raise ValueError(f"{predictions}: the folder has no {predictions_file(CLAP_RESCORING)} (run `llm-aac evaluate "
+                         "--compare-rescoring --output FOLDER` first, or give the file)")
+    if beam is None:
+        found = os.path.join(predictions, predictions_file(BEAM_SEARCH))
+        beam = found if os.path.isfile(found) else None
+    return rescoring, None if beam is None else os.fspath(beam)
+
+
 def main(args: argparse.Namespace) -> int:
     try:
+        args.predictions, args.beam = evaluation_files(args.predictions, args.beam)
         records = read_predictions(args.predictions)
         beam = read_predictions(args.beam) if args.beam else None
         result = reranker_analysis(records, beam, splits=args.split, tokenize=True if args.tokenize else False,
@@ -445,7 +468,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 __all__ = ["DEFAULT_WEIGHT_VALUES", "SIGNALS", "analyse_split", "check_rescoring_records", "consensus_scores",
-           "format_report", "match_beam_predictions", "read_predictions", "reranker_analysis", "weight_grid",
+           "evaluation_files", "format_report", "match_beam_predictions", "read_predictions", "reranker_analysis", "weight_grid",
            "zscore_within_clips"]
 
 

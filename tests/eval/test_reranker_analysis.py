@@ -212,6 +212,21 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert "--weights '0,-1'" in capsys.readouterr().err
 
 
+def test_cli_takes_an_evaluation_folder(tmp_path, capsys):
+    rescoring, beam = split_records()
+    write_jsonl(tmp_path / "predictions-clap_rescoring.jsonl", rescoring)
+    assert cli.main(["rerank-report", str(tmp_path), "--split", "test"]) == 0
+    assert "vs the captioner's pick |" in capsys.readouterr().out  # no beam file in the folder yet
+    beam_path = write_jsonl(tmp_path / "predictions-beam_search.jsonl", beam)
+    assert cli.main(["rerank-report", str(tmp_path), "--split", "test", "--output-json", str(tmp_path / "r.json")]) == 0
+    assert "vs beam search |" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["predictions"] == str(tmp_path / "predictions-clap_rescoring.jsonl") and saved["beam"] == beam_path
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["rerank-report", str(tmp_path / "empty")]) == 2
+    assert "the folder has no predictions-clap_rescoring.jsonl" in capsys.readouterr().err
+
+
 def test_bad_files_are_named(tmp_path, capsys):
     missing = tmp_path / "nope.jsonl"
     with pytest.raises(ValueError, match=r"nope.jsonl: no such file"):
