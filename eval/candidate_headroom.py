@@ -17,7 +17,7 @@ realised (None when the ceiling equals the captioner's own pick).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 HEADROOM_METRIC = "cider_d"
@@ -45,12 +45,23 @@ def candidate_scores(captions: Sequence[Sequence[str]], references: Sequence[Seq
     Returns:
         per clip, one score per candidate, in the candidates' order.
     """
-    slots = max(len(c) for c in captions)
+    return slot_scores(captions, lambda positions: references, tokenize)
+
+
+def slot_scores(captions: Sequence[Sequence[str]],
+                references_at: Callable[[list[int]], Sequence[Sequence[str]]],
+                tokenize: bool | None) -> list[list[float]]:
+    """Per clip, a CIDEr-D score for each of its candidates, from one corpus call per candidate slot.
+
+    `references_at(positions)` gives each clip's references for the call that scores candidate `positions[i]` of
+    clip i (the slot, or 0 for a clip with fewer candidates: it stands in its first one, whose score is not kept),
+    e.g. the same references for every slot (`candidate_scores`) or the clip's other candidates (consensus).
+    """
     per_clip: list[list[float]] = [[] for _ in captions]
-    for slot in range(slots):
-        # Clips with fewer candidates repeat their first one in this slot; only real candidates are kept.
-        filled = [c[slot] if slot < len(c) else c[0] for c in captions]
-        for index, score in enumerate(sentence_scores(filled, references, tokenize)):
+    for slot in range(max(len(c) for c in captions)):
+        positions = [slot if slot < len(c) else 0 for c in captions]
+        filled = [c[k] for c, k in zip(captions, positions)]
+        for index, score in enumerate(sentence_scores(filled, references_at(positions), tokenize)):
             if slot < len(captions[index]):
                 per_clip[index].append(score)
     return per_clip
@@ -109,4 +120,5 @@ def format_headroom(summary: Mapping[str, Any]) -> str:
             + (f" ({100 * taken:.0f} % of the headroom)" if taken is not None else "") + ".")
 
 
-__all__ = ["HEADROOM_METRIC", "candidate_headroom", "candidate_scores", "format_headroom", "sentence_scores"]
+__all__ = ["HEADROOM_METRIC", "candidate_headroom", "candidate_scores", "format_headroom", "sentence_scores",
+           "slot_scores"]

@@ -9,8 +9,9 @@ Systems (each scored separately, side by side):
 * `beam_search` -- plain decoding with the captioner's generation config (SLAM-AAC: beam 4), or
   `--num-beams` / `--max-new-tokens`;
 * `clap_rescoring` -- caption candidates (`--candidates slam|single|sample`; default: the strategy and options
-  saved with the captioner (`save_captioner(..., candidates=...)`), else SLAM-AAC's 7 beam searches) re-ranked by a CLAP scorer (`--clap`, or the scorer saved with the captioner), optionally
-  fused with the captioner's log-probability (`--lm-weight`).
+  saved with the captioner (`save_captioner(..., candidates=...)`), else SLAM-AAC's 7 beam searches) re-ranked by
+  a CLAP scorer (`--clap`, or the scorer saved with the captioner), optionally fused with the captioner's
+  log-probability (`--lm-weight`).
 
 `--tune-lm-weight SPLIT` chooses that weight on another split (e.g. `validation`) before the evaluation
 splits are scored: every weight of `--lm-weights` re-picks the rescored captions of SPLIT from the same

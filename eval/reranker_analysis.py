@@ -170,18 +170,13 @@ def consensus_scores(captions: Sequence[Sequence[str]], tokenize: bool | None) -
     """Per clip, each candidate's CIDEr-D against the clip's other candidates as references: one corpus call per
     candidate slot (the document frequencies are those of the other candidates, over all clips). A clip with a
     single candidate gets 0 (it has nothing to agree with, and nothing to be chosen over)."""
-    from llm_aac.eval.candidate_headroom import sentence_scores
+    from llm_aac.eval.candidate_headroom import slot_scores
 
-    per_clip: list[list[float]] = [[] for _ in captions]
-    for slot in range(max(len(c) for c in captions)):
-        # Clips with fewer candidates stand in their first one (against the rest); its score is not kept.
-        positions = [slot if slot < len(c) else 0 for c in captions]
-        filled = [c[k] for c, k in zip(captions, positions)]
-        others = [[r for j, r in enumerate(c) if j != k] or list(c) for c, k in zip(captions, positions)]
-        for index, score in enumerate(sentence_scores(filled, others, tokenize)):
-            if slot < len(captions[index]):
-                per_clip[index].append(score if len(captions[index]) > 1 else 0.0)
-    return per_clip
+    def others(positions: list[int]) -> list[list[str]]:
+        return [[r for j, r in enumerate(c) if j != k] or list(c) for c, k in zip(captions, positions)]
+
+    scores = slot_scores(captions, others, tokenize)
+    return [clip if len(c) > 1 else [0.0] for clip, c in zip(scores, captions)]
 
 
 def zscore_within_clips(values, mask):
