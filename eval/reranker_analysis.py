@@ -7,26 +7,35 @@
 `llm-aac evaluate --compare-rescoring` saves, per clip, the candidates it re-ranked with their CLAP similarity and
 the captioner's length-normalised log-probability. `candidate_headroom` says how much a perfect re-ranker could
 gain from them (the oracle, which reads the references); this report asks what a re-ranker that cannot read the
-references could realistically take, from the three signals there are per candidate:
+references could realistically take, from the signals there are per candidate:
 
 * `clap` -- the candidate's CLAP audio-text similarity (`clap_score`);
 * `log_prob` -- the captioner's length-normalised log-probability;
-* `consensus` -- the candidate's CIDEr-D against the clip's OTHER candidates as references (minimum Bayes risk:
-  the candidate most like the rest is the safest guess of what the references say).
+* `consensus` -- consensus among candidates: the candidate's CIDEr-D against the clip's OTHER candidates as
+  references (minimum Bayes risk: the candidate most like the rest is the safest guess of what the references say);
+* `sampled_consensus` -- consensus with samples, only when the run sampled captions (`llm-aac evaluate
+  --pseudo-references K`): the candidate's agreement with K captions sampled from the captioner for the clip, in
+  [0, 1], read from the candidates' `consensus` field (`modeling_llm_aac.consensus_scoring`). Unlike consensus among
+  candidates, the samples are drawn independently of the beams, so they estimate the captioner's distribution of
+  phrasings rather than the beams' agreement with each other. It is used when every candidate of every clip carries
+  the field; a file where only some do is refused. Without it, the report is the three-signal one.
 
 Each signal is z-scored within its clip and mixed linearly with non-negative weights from a small grid (every
-combination of `--weights` per signal, at least one non-zero); a mix picks the clip's candidate of highest mixed
+combination of `--weights` per signal, at least one non-zero: 215 vectors with the default weights and three
+signals, 1295 with four); a mix picks the clip's candidate of highest mixed
 score. Every pick is scored with CIDEr-D against the clip's references (`candidate_headroom.candidate_scores`, so
 the document frequencies are the evaluation's own). Rules compared, per split:
 
 * beam search (with `--beam`: the plain decoding's caption), the captioner's pick (highest log-probability, which
   is also `log_prob` alone), the run's pick (the records' `prediction`, e.g. CLAP fused with the log-probability),
-  `clap` alone and `consensus` alone (weight 1 on the signal);
-* the best mix, with all signals and without `clap`, chosen by cross-fitting: the clips are split into two halves
+  `clap` alone, `consensus` alone and, when present, `sampled_consensus` alone (weight 1 on the signal);
+* the best mix, with all signals, without `clap` and, when sampled consensus is present, of `clap` and
+  `sampled_consensus` only (the other weights 0: how much of a gain is CLAP's and how much the samples'), each chosen
+  by cross-fitting: the clips are split into two halves
   by their position in the split (even / odd), the weights that score best on one half are scored on the other,
   and the reported number is the CIDEr-D over all clips of these held-out picks (each clip picked with the
   weights chosen on the other half). The in-sample best (weights chosen and scored on all clips) is reported
-  too, labelled optimistic: with 200+ weight vectors to choose from, it partly fits noise;
+  too, labelled optimistic: with hundreds of weight vectors to choose from, it partly fits noise;
 * the oracle (best candidate by the references) and the worst candidate.
 
 Gains are relative to beam search, or to the captioner's pick without `--beam`. Ties go to the earlier candidate
@@ -47,8 +56,11 @@ from typing import Any
 from llm_aac.processing.json_lines import iter_json_lines
 
 SIGNALS = ("clap", "log_prob", "consensus")
-# Record field of each signal read from the candidates (consensus is computed).
+SAMPLED_CONSENSUS = "sampled_consensus"
+# Record field of each signal read from the candidates. The `consensus` signal (among candidates) is computed here;
+# the candidates' `consensus` FIELD is the evaluation's consensus with sampled captions, signal `sampled_consensus`.
 SIGNAL_FIELDS = {"clap": "clap_score", "log_prob": "log_prob"}
+SAMPLED_CONSENSUS_FIELD = "consensus"
 DEFAULT_WEIGHT_VALUES = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 # Cross-fitting needs two halves of at least two clips each.
 MIN_CLIPS = 4
@@ -61,13 +73,21 @@ RULE_LABELS = {
     "run_pick": "the run's pick (`prediction`)",
     "clap_alone": "CLAP alone",
     "consensus_alone": "consensus alone",
+    "sampled_consensus_alone": "sampled consensus alone (consensus with samples)",
     "mix_crossfit": "best mix, cross-fitted",
     "mix_without_clap_crossfit": "best mix without CLAP, cross-fitted",
+    "mix_clap_sampled_consensus_crossfit": "best mix of CLAP and sampled consensus only, cross-fitted",
     "mix_in_sample": "best mix, in-sample (optimistic)",
     "mix_without_clap_in_sample": "best mix without CLAP, in-sample (optimistic)",
+    "mix_clap_sampled_consensus_in_sample": "best mix of CLAP and sampled consensus only, in-sample (optimistic)",
     "oracle": "oracle (reads the references)",
     "worst": "worst candidate",
 }
+# With sampled consensus present, the computed consensus is named apart from it.
+RULE_LABELS_WITH_SAMPLES = {**RULE_LABELS, "consensus_alone": "consensus among candidates alone"}
+SIGNAL_LEGEND = ("Signals: clap = CLAP similarity; log_prob = the captioner's log-probability; consensus = consensus "
+                 "among candidates (CIDEr-D against the clip's other candidates); sampled_consensus = consensus with "
+                 "samples (agreement with the captioner's sampled captions, the candidates' `consensus` field).")
 BASELINE_LABELS = {BEAM_SEARCH: "beam search", CAPTIONER_PICK: "the captioner's pick"}
 
 
@@ -95,7 +115,9 @@ def read_predictions(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 def check_rescoring_records(records: Sequence[Mapping[str, Any]], path: str = "the rescoring records") -> None:
     """Every record needs references and candidates, every candidate a caption and finite `clap_score` and
-    `log_prob`; ValueError naming the first offending clip otherwise."""
+    `log_prob`; the `consensus` field (consensus with sampled captions) is optional, but then on every candidate of
+    every record and finite. ValueError naming the first offending clip otherwise."""
+    with_consensus = without_consensus = None  # (clip, candidate position) of a first example of each
     for record in records:
         clip = record.get("file")
         references = record.get("references")
@@ -119,6 +141,30 @@ def check_rescoring_records(records: Sequence[Mapping[str, Any]], path: str = "t
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                     raise ValueError(f"{path}: clip {clip!r}, candidate {position}: {field} is {value!r}, "
                                      "expected a finite number")
+            value = entry.get(SAMPLED_CONSENSUS_FIELD)
+            if value is None:
+                without_consensus = without_consensus or (clip, position)
+                continue
+            with_consensus = with_consensus or (clip, position)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{path}: clip {clip!r}, candidate {position}: {SAMPLED_CONSENSUS_FIELD} (consensus "
+                                 f"with sampled captions) is {value!r}, expected a finite number")
+            if with_consensus and without_consensus:
+                break
+        if with_consensus and without_consensus:
+            raise ValueError(
+                f"{path}: only some candidates carry {SAMPLED_CONSENSUS_FIELD!r} (consensus with sampled captions): "
+                f"clip {without_consensus[0]!r}, candidate {without_consensus[1]} has none, clip "
+                f"{with_consensus[0]!r}, candidate {with_consensus[1]} has one; the sampled_consensus signal needs it "
+                "on every candidate of every clip (one `llm-aac evaluate --pseudo-references K` run), or on none")
+
+
+def rescoring_signals(records: Sequence[Mapping[str, Any]], path: str = "the rescoring records") -> tuple[str, ...]:
+    """The signals the records allow (checked by `check_rescoring_records`): `SIGNALS`, plus `sampled_consensus`
+    when the candidates carry their consensus with sampled captions."""
+    check_rescoring_records(records, path)
+    sampled = bool(records) and records[0]["candidates"][0].get(SAMPLED_CONSENSUS_FIELD) is not None
+    return (*SIGNALS, SAMPLED_CONSENSUS) if sampled else SIGNALS
 
 
 def _by_split(records: Sequence[Mapping[str, Any]], path: str) -> dict[str, dict[str, Mapping[str, Any]]]:
@@ -211,7 +257,7 @@ def _ordered_candidates(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 def analyse_split(records: Sequence[Mapping[str, Any]], beam_predictions: Sequence[str] | None = None, *,
                   tokenize: bool | None = False, weight_values: Sequence[float] = DEFAULT_WEIGHT_VALUES,
-                  split: str = "split") -> dict[str, Any]:
+                  split: str = "split", signals: Sequence[str] | None = None) -> dict[str, Any]:
     """The report (module docstring) of one split.
 
     Args:
@@ -221,11 +267,14 @@ def analyse_split(records: Sequence[Mapping[str, Any]], beam_predictions: Sequen
         tokenize: PTB-tokenise before CIDEr-D (`compute_caption_metrics`; needs Java).
         weight_values: the values each signal's weight takes in the grid.
         split: the split's name, for error messages.
+        signals: the signals to use, `SIGNALS` with or without `sampled_consensus` (default: `rescoring_signals` of
+            the records, i.e. with it when the candidates carry their consensus with sampled captions).
 
     Returns:
         `clips`, `candidates_per_clip`, `baseline`, `rules` (per rule: `cider_d`, `gain` over the baseline, and for
         mixes the `weights`), `crossfit` (per mix family: the weights chosen on each half and their scores on it and
-        on the other half), `grid_size`.
+        on the other half), `grid_size`, and the cross-fitted gains of the best mixes (`best_mix_gain`,
+        `best_mix_without_clap_gain` and, with sampled consensus, `best_mix_clap_sampled_consensus_gain`).
     """
     import numpy as np
 
@@ -236,7 +285,11 @@ def analyse_split(records: Sequence[Mapping[str, Any]], beam_predictions: Sequen
                          "(two halves of two)")
     if beam_predictions is not None and len(beam_predictions) != len(records):
         raise ValueError(f"split {split!r}: {len(beam_predictions)} beam-search captions for {len(records)} records")
-    check_rescoring_records(records, f"split {split!r}")
+    available = rescoring_signals(records, f"split {split!r}")
+    signals = available if signals is None else tuple(signals)
+    if signals not in (SIGNALS, (*SIGNALS, SAMPLED_CONSENSUS)) or not set(signals) <= set(available):
+        raise ValueError(f"split {split!r}: cannot use signals {list(signals)}; the records allow {list(available)} "
+                         f"(and the signals are {list(SIGNALS)}, optionally with {SAMPLED_CONSENSUS!r})")
     candidates = [_ordered_candidates(record) for record in records]
     captions = [[entry["caption"] for entry in c] for c in candidates]
     references = [list(record["references"]) for record in records]
@@ -244,17 +297,26 @@ def analyse_split(records: Sequence[Mapping[str, Any]], beam_predictions: Sequen
 
     mask = np.zeros((clips, slots), dtype=bool)
     cider = np.full((clips, slots), np.nan)
-    raw = np.zeros((clips, slots, len(SIGNALS)))
+    raw = np.zeros((clips, slots, len(signals)))
     consensus = consensus_scores(captions, tokenize)
     for i, (entries, scores) in enumerate(zip(candidates, candidate_scores(captions, references, tokenize))):
         mask[i, :len(entries)] = True
         cider[i, :len(entries)] = scores
         for k, entry in enumerate(entries):
-            raw[i, k] = (entry[SIGNAL_FIELDS["clap"]], entry[SIGNAL_FIELDS["log_prob"]], consensus[i][k])
+            raw[i, k, :2] = (entry[SIGNAL_FIELDS["clap"]], entry[SIGNAL_FIELDS["log_prob"]])
+            raw[i, k, 2] = consensus[i][k]
+            if SAMPLED_CONSENSUS in signals:
+                raw[i, k, 3] = entry[SAMPLED_CONSENSUS_FIELD]
     standardised = zscore_within_clips(raw, mask)
 
-    grid = weight_grid(weight_values)
-    clap_free = [g for g, w in enumerate(grid) if w[SIGNALS.index("clap")] == 0]
+    grid = weight_grid(weight_values, signals)
+
+    def without(*left_out: str) -> list[int]:  # the grid vectors that give the named signals weight 0
+        return [g for g, w in enumerate(grid) if all(w[signals.index(s)] == 0 for s in left_out)]
+
+    families = {"mix": list(range(len(grid))), "mix_without_clap": without("clap")}
+    if SAMPLED_CONSENSUS in signals:
+        families["mix_clap_sampled_consensus"] = without("log_prob", "consensus")
     mixed = standardised @ np.asarray(grid).T  # (clips, slots, grid)
     mixed[~mask] = -np.inf
     picked = cider[np.arange(clips)[:, None], mixed.argmax(axis=1)]  # (clips, grid): CIDEr-D of each vector's pick
@@ -265,22 +327,23 @@ def analyse_split(records: Sequence[Mapping[str, Any]], beam_predictions: Sequen
         return float(cider[np.arange(clips), values.argmax(axis=1)].mean())
 
     def as_weights(index: int) -> dict[str, float]:
-        return dict(zip(SIGNALS, grid[index]))
+        return dict(zip(signals, grid[index]))
 
     rules: dict[str, dict[str, Any]] = {}
     if beam_predictions is not None:
         rules[BEAM_SEARCH] = {"cider_d": float(np.mean(sentence_scores(beam_predictions, references, tokenize)))}
-    log_probs = np.where(mask, raw[..., SIGNALS.index("log_prob")], -np.inf)
+    log_probs = np.where(mask, raw[..., signals.index("log_prob")], -np.inf)
     rules[CAPTIONER_PICK] = {"cider_d": float(cider[np.arange(clips), log_probs.argmax(axis=1)].mean())}
     rules["run_pick"] = {"cider_d": float(np.mean(sentence_scores([r["prediction"] for r in records], references,
                                                                   tokenize)))}
-    for signal in ("clap", "consensus"):
-        alone = tuple(float(s == signal) for s in SIGNALS)
-        rules[f"{signal}_alone"] = {"cider_d": pick_by(alone), "weights": dict(zip(SIGNALS, alone))}
+    for signal in ("clap", "consensus", SAMPLED_CONSENSUS):
+        if signal in signals:
+            alone = tuple(float(s == signal) for s in signals)
+            rules[f"{signal}_alone"] = {"cider_d": pick_by(alone), "weights": dict(zip(signals, alone))}
 
     halves = {name: np.arange(start, clips, 2) for start, name in enumerate(HALVES)}
     crossfit: dict[str, Any] = {}
-    for family, members in (("mix", list(range(len(grid)))), ("mix_without_clap", clap_free)):
+    for family, members in families.items():
         members = np.asarray(members)
         # In-sample: weights chosen and scored on every clip.
         best = int(members[picked[:, members].mean(axis=0).argmax()])
@@ -306,16 +369,17 @@ def analyse_split(records: Sequence[Mapping[str, Any]], beam_predictions: Sequen
     for rule in rules.values():
         rule["gain"] = (rule["cider_d"] - base) / base if base > 0 else None
     ordered = {key: rules[key] for key in RULE_LABELS if key in rules}
-    return {
+    report = {
         "clips": clips,
         "candidates_per_clip": float(mask.sum() / clips),
         "baseline": baseline,
         "rules": ordered,
         "crossfit": crossfit,
         "grid_size": len(grid),
-        "best_mix_gain": ordered["mix_crossfit"]["gain"],
-        "best_mix_without_clap_gain": ordered["mix_without_clap_crossfit"]["gain"],
     }
+    for family in families:
+        report[f"best_{family}_gain"] = ordered[f"{family}_crossfit"]["gain"]
+    return report
 
 
 def reranker_analysis(records: Sequence[Mapping[str, Any]], beam_records: Sequence[Mapping[str, Any]] | None = None,
@@ -335,7 +399,7 @@ def reranker_analysis(records: Sequence[Mapping[str, Any]], beam_records: Sequen
         raise ValueError(f"{path}: no records")
     if beam_records is not None and not beam_records:
         raise ValueError(f"{beam_path}: no records")
-    check_rescoring_records(records, path)
+    signals = rescoring_signals(records, path)
     grouped = _by_split(records, path)
     beam = None
     if beam_records is not None:
@@ -347,10 +411,11 @@ def reranker_analysis(records: Sequence[Mapping[str, Any]], beam_records: Sequen
     return {
         "metric": "cider_d",
         "tokenize": tokenize,
-        "signals": list(SIGNALS),
+        "signals": list(signals),
         "weight_values": sorted(set(float(v) for v in weight_values) | {0.0}),
         "splits": {split: analyse_split(list(grouped[split].values()), beam[split] if beam else None,
-                                        tokenize=tokenize, weight_values=weight_values, split=split)
+                                        tokenize=tokenize, weight_values=weight_values, split=split,
+                                        signals=signals)
                    for split in chosen},
     }
 
@@ -358,8 +423,8 @@ def reranker_analysis(records: Sequence[Mapping[str, Any]], beam_records: Sequen
 # ----------------------------------------------------------------------------------------------- report
 
 
-def _weights_text(weights: Mapping[str, float]) -> str:
-    return " / ".join(f"{weights[s]:g}" for s in SIGNALS)
+def _weights_text(weights: Mapping[str, float], signals: Sequence[str]) -> str:
+    return " / ".join(f"{weights[s]:g}" for s in signals)
 
 
 def _gain_text(gain: float | None) -> str:
@@ -367,24 +432,31 @@ def _gain_text(gain: float | None) -> str:
 
 
 def format_report(result: Mapping[str, Any]) -> str:
-    """The analysis as markdown: one table per split, then the best cross-fitted mixes' gains."""
-    lines = []
+    """The analysis as markdown: one table per split, then the best cross-fitted mixes' gains (with sampled
+    consensus, a legend first that tells the two consensus signals apart)."""
+    signals = list(result.get("signals", SIGNALS))
+    sampled = SAMPLED_CONSENSUS in signals
+    labels = RULE_LABELS_WITH_SAMPLES if sampled else RULE_LABELS
+    lines = [SIGNAL_LEGEND, ""] if sampled else []
     tokenised = "PTB-tokenised" if result.get("tokenize") else "untokenised"
     for split, report in result["splits"].items():
         baseline = BASELINE_LABELS[report["baseline"]]
         lines += [f"## {split}: {report['clips']} clips, {report['candidates_per_clip']:.2f} candidates per clip "
                   f"(CIDEr-D, {tokenised}; {report['grid_size']} weight vectors)", "",
-                  f"| rule | CIDEr-D | vs {baseline} | weights ({' / '.join(SIGNALS)}) |", "|---|---:|---:|---|"]
+                  f"| rule | CIDEr-D | vs {baseline} | weights ({' / '.join(signals)}) |", "|---|---:|---:|---|"]
         for key, rule in report["rules"].items():
             if "weights_by_half" in rule:
-                weights = "; ".join(f"chosen on {half}: {_weights_text(w)}" for half, w in rule["weights_by_half"].items())
+                weights = "; ".join(f"chosen on {half}: {_weights_text(w, signals)}"
+                                    for half, w in rule["weights_by_half"].items())
             elif "weights" in rule:
-                weights = _weights_text(rule["weights"])
+                weights = _weights_text(rule["weights"], signals)
             else:
                 weights = ""
-            lines.append(f"| {RULE_LABELS[key]} | {rule['cider_d']:.3f} | {_gain_text(rule['gain'])} | {weights} |")
+            lines.append(f"| {labels[key]} | {rule['cider_d']:.3f} | {_gain_text(rule['gain'])} | {weights} |")
+        samples_only = (f", {_gain_text(report['best_mix_clap_sampled_consensus_gain'])} with CLAP and sampled "
+                        "consensus only" if sampled else "")
         lines += ["", f"Best cross-fitted mix over {baseline}: {_gain_text(report['best_mix_gain'])} with CLAP, "
-                      f"{_gain_text(report['best_mix_without_clap_gain'])} without (oracle "
+                      f"{_gain_text(report['best_mix_without_clap_gain'])} without{samples_only} (oracle "
                       f"{_gain_text(report['rules']['oracle']['gain'])}).", ""]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -404,7 +476,10 @@ def _weight_values_argument(text: str) -> tuple[float, ...]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("predictions", metavar="PREDICTIONS_JSONL_OR_FOLDER",
                         help="an evaluation's predictions-clap_rescoring.jsonl (candidates with clap_score and "
-                             "log_prob), or the evaluation's output folder holding it")
+                             "log_prob, and, from `llm-aac evaluate --pseudo-references K`, consensus: then the "
+                             "consensus with sampled captions is a fourth signal, sampled_consensus, next to the "
+                             "consensus among candidates that the report computes), or the evaluation's output folder "
+                             "holding it")
     parser.add_argument("--beam", default=None, metavar="BEAM_JSONL",
                         help="the same evaluation's predictions-beam_search.jsonl: adds the beam-search row, and gains "
                              "are measured against it (default: against the captioner's pick; with a folder, its "
@@ -418,9 +493,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=_weight_values_argument, default=DEFAULT_WEIGHT_VALUES,
                         metavar="W1,W2,...",
                         help="values each signal's weight takes in the grid, 0 always included (default: "
-                             + ",".join(f"{w:g}" for w in DEFAULT_WEIGHT_VALUES) + ")")
+                             + ",".join(f"{w:g}" for w in DEFAULT_WEIGHT_VALUES) + ": 215 weight vectors over three "
+                             "signals, 1295 over four)")
     parser.add_argument("--output-json", default=None, metavar="PATH",
-                        help="also write every number (per rule, the weights chosen per half) to this JSON file")
+                        help="also write every number (the signals used; per rule, the weights chosen per half) to "
+                             "this JSON file")
 
 
 def evaluation_files(predictions: str | os.PathLike, beam: str | os.PathLike | None) -> tuple[str, str | None]:
@@ -462,9 +539,9 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["DEFAULT_WEIGHT_VALUES", "SIGNALS", "analyse_split", "check_rescoring_records", "consensus_scores",
-           "evaluation_files", "format_report", "match_beam_predictions", "read_predictions", "reranker_analysis", "weight_grid",
-           "zscore_within_clips"]
+__all__ = ["DEFAULT_WEIGHT_VALUES", "SAMPLED_CONSENSUS", "SIGNALS", "analyse_split", "check_rescoring_records",
+           "consensus_scores", "evaluation_files", "format_report", "match_beam_predictions", "read_predictions",
+           "reranker_analysis", "rescoring_signals", "weight_grid", "zscore_within_clips"]
 
 
 if __name__ == "__main__":

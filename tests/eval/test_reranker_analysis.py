@@ -4,6 +4,7 @@
 import json
 import math
 import random
+import re
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from llm_aac.eval.reranker_analysis import (
     format_report,
     read_predictions,
     reranker_analysis,
+    rescoring_signals,
     weight_grid,
     zscore_within_clips,
 )
@@ -43,6 +45,15 @@ def clip_record(index, noun, verb, *, clap_right, log_prob_right, split="test"):
                   for k, (c, lp, s) in enumerate(zip(captions, log_prob, clap))]
     return {"file": f"clip{index}.flac", "split": split, "prediction": captions[int(np.argmax(clap))],
             "candidates": candidates, "references": references}
+
+
+def with_sampled_consensus(record, *, right):
+    """The record with the evaluation's `consensus` field (consensus with sampled captions) on every candidate, high
+    on the reference-like candidate when `right`, else on the first wrong one."""
+    values = [0.8, 0.3, 0.2] if right else [0.3, 0.8, 0.2]
+    for entry, value in zip(record["candidates"], values):
+        entry["consensus"] = value
+    return record
 
 
 def analyse(records, beam=None, **kwargs):
@@ -278,3 +289,114 @@ def test_bad_records_are_named():
     with pytest.raises(ValueError, match=r"split 'test' has 3 clip\(s\); cross-fitting needs at least 4"):
         reranker_analysis(rescoring[1:], splits=["test"])
     reranker_analysis(rescoring[1:], splits=["compositional"], weight_values=[1])  # the short split is not asked for
+
+
+def test_sampled_consensus_pointing_at_the_reference_like_candidate_reaches_the_oracle():
+    # CLAP, the log-probability and the consensus among candidates all favour wrong candidates; only the consensus
+    # with sampled captions points at the right one.
+    records = [with_sampled_consensus(clip_record(i, *topic, clap_right=False, log_prob_right=False), right=True)
+               for i, topic in enumerate(TOPICS)]
+    assert rescoring_signals(records) == ("clap", "log_prob", "consensus", "sampled_consensus")
+    report = analyse(records)
+    rules, oracle = report["rules"], report["rules"]["oracle"]["cider_d"]
+    assert report["grid_size"] == 6 ** 4 - 1
+    assert rules["sampled_consensus_alone"]["cider_d"] == pytest.approx(oracle)
+    assert rules["sampled_consensus_alone"]["weights"] == {"clap": 0.0, "log_prob": 0.0, "consensus": 0.0,
+                                                           "sampled_consensus": 1.0}
+    assert rules["clap_alone"]["cider_d"] < 0.5 * oracle and rules["consensus_alone"]["cider_d"] < 0.5 * oracle
+    for family in ("mix", "mix_without_clap", "mix_clap_sampled_consensus"):
+        assert rules[f"{family}_crossfit"]["cider_d"] == pytest.approx(oracle), family
+        assert report[f"best_{family}_gain"] == pytest.approx(rules[f"{family}_crossfit"]["gain"])
+        for half in report["crossfit"][family]["halves"]:
+            assert half["weights"]["sampled_consensus"] > 0, family
+    for half in report["crossfit"]["mix_clap_sampled_consensus"]["halves"]:
+        assert half["weights"]["log_prob"] == half["weights"]["consensus"] == 0
+    # The order of the rows: each signal alone, then the cross-fitted mixes, then the in-sample ones.
+    keys = list(rules)
+    assert keys.index("consensus_alone") < keys.index("sampled_consensus_alone") < keys.index("mix_crossfit")
+    assert keys.index("mix_without_clap_crossfit") < keys.index("mix_clap_sampled_consensus_crossfit") \
+        < keys.index("mix_in_sample")
+
+
+def test_clap_and_sampled_consensus_mix_is_cross_fitted_on_the_other_half():
+    # Even clips: the samples are right and CLAP wrong; odd clips: the reverse. No single weight vector of the two
+    # gets both halves right, so each half's choice is perfect where chosen and wrong where it is scored.
+    records = [with_sampled_consensus(clip_record(i, *topic, clap_right=i % 2 == 1, log_prob_right=False),
+                                      right=i % 2 == 0) for i, topic in enumerate(TOPICS)]
+    report = analyse(records)
+    rules, oracle = report["rules"], report["rules"]["oracle"]["cider_d"]
+    halves = {half["chosen_on"]: half for half in report["crossfit"]["mix_clap_sampled_consensus"]["halves"]}
+    assert halves["even"]["weights"] == {"clap": 0.0, "log_prob": 0.0, "consensus": 0.0, "sampled_consensus": 0.25}
+    assert halves["odd"]["weights"] == {"clap": 0.25, "log_prob": 0.0, "consensus": 0.0, "sampled_consensus": 0.0}
+    for half in halves.values():
+        assert half["fitted_score"] == pytest.approx(oracle) and half["held_out_score"] < 0.5 * oracle
+    row = rules["mix_clap_sampled_consensus_crossfit"]
+    assert row["cider_d"] == pytest.approx(np.mean([h["held_out_score"] for h in halves.values()]))
+    assert row["cider_d"] < rules["mix_clap_sampled_consensus_in_sample"]["cider_d"] < oracle
+    assert row["weights_by_half"] == {name: half["weights"] for name, half in halves.items()}
+
+
+def test_report_with_sampled_consensus_names_both_consensus_signals(tmp_path, capsys):
+    rescoring, beam = split_records()
+    for index, record in enumerate(rescoring):
+        with_sampled_consensus(record, right=index % 3 != 0)
+    predictions = write_jsonl(tmp_path / "predictions-clap_rescoring.jsonl", rescoring)
+    write_jsonl(tmp_path / "predictions-beam_search.jsonl", beam)
+    output = tmp_path / "report.json"
+    assert cli.main(["rerank-report", str(tmp_path), "--output-json", str(output)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("Signals: ") and "consensus = consensus among candidates" in printed
+    assert "sampled_consensus = consensus with samples" in printed
+    assert "(CIDEr-D, untokenised; 1295 weight vectors)" in printed
+    assert "| rule | CIDEr-D | vs beam search | weights (clap / log_prob / consensus / sampled_consensus) |" in printed
+    assert "| consensus among candidates alone |" in printed and "| consensus alone |" not in printed
+    assert "| sampled consensus alone (consensus with samples) | " in printed and "| 0 / 0 / 0 / 1 |" in printed
+    assert "| best mix of CLAP and sampled consensus only, cross-fitted |" in printed
+    assert "| best mix of CLAP and sampled consensus only, in-sample (optimistic) |" in printed
+    assert "without, " in printed and " with CLAP and sampled consensus only (oracle " in printed
+    saved = json.loads(output.read_text())
+    assert saved["predictions"] == predictions
+    assert saved["signals"] == ["clap", "log_prob", "consensus", "sampled_consensus"]
+    test = saved["splits"]["test"]
+    assert set(test["crossfit"]) == {"mix", "mix_without_clap", "mix_clap_sampled_consensus"}
+    assert "best_mix_clap_sampled_consensus_gain" in test
+    assert format_report(saved) in printed
+
+
+def test_records_without_sampled_consensus_keep_the_three_signals():
+    rescoring, _ = split_records()
+    assert rescoring_signals(rescoring) == ("clap", "log_prob", "consensus")
+    result = reranker_analysis(rescoring, splits=["test"], weight_values=[1])
+    assert result["signals"] == ["clap", "log_prob", "consensus"]
+    report = result["splits"]["test"]
+    assert set(report["crossfit"]) == {"mix", "mix_without_clap"} and report["grid_size"] == 7
+    assert not any("sampled" in key for key in (*report, *report["rules"]))
+    assert "sampled" not in format_report(result) and "Signals:" not in format_report(result)
+    four = ("clap", "log_prob", "consensus", "sampled_consensus")
+    with pytest.raises(ValueError, match=r"cannot use signals \['clap', 'log_prob', 'consensus', 'sampled_consensus'\]; "
+                                         r"the records allow \['clap', 'log_prob', 'consensus'\]"):
+        analyse(rescoring[:4], signals=four)
+
+
+def test_partial_or_non_finite_sampled_consensus_is_named():
+    rescoring, _ = split_records()
+    for record in rescoring:
+        with_sampled_consensus(record, right=True)
+    one_missing = json.loads(json.dumps(rescoring))
+    del one_missing[5]["candidates"][2]["consensus"]
+    with pytest.raises(ValueError, match=r"only some candidates carry 'consensus' \(consensus with sampled captions\): "
+                                         r"clip 'compositional_5.flac', candidate 2 has none, clip 'test_0.flac', "
+                                         r"candidate 0 has one"):
+        reranker_analysis(one_missing)
+    one_clip = json.loads(json.dumps(rescoring))
+    for record in one_clip[1:]:
+        for entry in record["candidates"]:
+            entry["consensus"] = None  # the same as absent
+    with pytest.raises(ValueError, match=r"clip 'test_1.flac', candidate 0 has none, clip 'test_0.flac'"):
+        reranker_analysis(one_clip)
+    for bad in (math.nan, math.inf, "0.5", True):
+        broken = json.loads(json.dumps(rescoring))
+        broken[3]["candidates"][1]["consensus"] = bad
+        with pytest.raises(ValueError, match=rf"clip 'test_3.flac', candidate 1: consensus \(consensus with sampled "
+                                             rf"captions\) is {re.escape(repr(bad))}, expected a finite number"):
+            reranker_analysis(broken)
