@@ -22,19 +22,18 @@ references could realistically take, from the signals there are per candidate:
 
 Each signal is z-scored within its clip and mixed linearly with non-negative weights from a small grid (every
 combination of `--weights` per signal, at least one non-zero: 215 vectors with the default weights and three
-signals, 1295 with four); a mix picks the clip's candidate of highest mixed
-score. Every pick is scored with CIDEr-D against the clip's references (`candidate_headroom.candidate_scores`, so
-the document frequencies are the evaluation's own). Rules compared, per split:
+signals, 1295 with four); a mix picks the clip's candidate of highest mixed score. Every pick is scored with CIDEr-D
+against the clip's references (`candidate_headroom.candidate_scores`, so the document frequencies are the
+evaluation's own). Rules compared, per split:
 
 * beam search (with `--beam`: the plain decoding's caption), the captioner's pick (highest log-probability, which
   is also `log_prob` alone), the run's pick (the records' `prediction`, e.g. CLAP fused with the log-probability),
   `clap` alone, `consensus` alone and, when present, `sampled_consensus` alone (weight 1 on the signal);
 * the best mix, with all signals, without `clap` and, when sampled consensus is present, of `clap` and
   `sampled_consensus` only (the other weights 0: how much of a gain is CLAP's and how much the samples'), each chosen
-  by cross-fitting: the clips are split into two halves
-  by their position in the split (even / odd), the weights that score best on one half are scored on the other,
-  and the reported number is the CIDEr-D over all clips of these held-out picks (each clip picked with the
-  weights chosen on the other half). The in-sample best (weights chosen and scored on all clips) is reported
+  by cross-fitting: the clips are split into two halves by their position in the split (even / odd), the weights
+  that score best on one half are scored on the other, and the reported number is the CIDEr-D over all clips of
+  these held-out picks (each clip picked with the weights chosen on the other half). The in-sample best (weights chosen and scored on all clips) is reported
   too, labelled optimistic: with hundreds of weight vectors to choose from, it partly fits noise;
 * the oracle (best candidate by the references) and the worst candidate.
 
