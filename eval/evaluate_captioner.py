@@ -11,13 +11,15 @@ Systems (each scored separately, side by side):
 * `clap_rescoring` -- caption candidates (`--candidates slam|single|sample`; default: the strategy and options
   saved with the captioner (`save_captioner(..., candidates=...)`), else SLAM-AAC's 7 beam searches) re-ranked by
   a CLAP scorer (`--clap`, or the scorer saved with the captioner), optionally fused with the captioner's
-  log-probability (`--lm-weight`).
+  log-probability (`--lm-weight`) and, with `--pseudo-references K` (K captions sampled per clip), with each
+  candidate's consensus with those samples (`--consensus-weight`; `modeling_llm_aac.consensus_scoring`).
 
-`--tune-lm-weight SPLIT` chooses that weight on another split (e.g. `validation`) before the evaluation
-splits are scored: every weight of `--lm-weights` re-picks the rescored captions of SPLIT from the same
-candidates and CLAP scores (nothing is decoded or scored twice), the weight with the best ranking metric
-(CIDEr-D by default; ties to the smaller weight) is then used for every evaluation split, and the sweep is
-reported in `metrics.json` / `metrics.md`. Choosing it on a test split itself would overstate the result.
+`--tune-lm-weight SPLIT` chooses the fusion weights on another split (e.g. `validation`) before the evaluation
+splits are scored: every weight of `--lm-weights` (and, with sampled captions, every pair with a weight of
+`--consensus-weights`) re-picks the rescored captions of SPLIT from the same candidates and scores (nothing is
+decoded or scored twice), the weights with the best ranking metric (CIDEr-D by default; ties to the smaller
+consensus weight, then the smaller log-probability weight) are then used for every evaluation split, and the sweep
+is reported in `metrics.json` / `metrics.md`. Choosing them on a test split itself would overstate the result.
 
 By default only `beam_search` runs; `--clap` alone runs `clap_rescoring`; `--compare-rescoring` runs both
 in one pass. When the plain decoding is a beam search whose beam size is one of the SLAM candidates'
@@ -31,8 +33,8 @@ CLAP scorers of `modeling_llm_aac.clap_scoring`, with the model, processor and s
 Outputs in `--output`:
 
 * `predictions-<system>.jsonl` -- one line per clip: `file`, `split`, `prediction`, `candidates`
-  (each with `caption`, `log_prob`, `origin` and, when rescored, `clap_score` and the fused `score`,
-  best first), `references`;
+  (each with `caption`, `log_prob`, `origin` and, when rescored, `clap_score`, `consensus` (with sampled
+  captions) and the fused `score`, best first), `references`;
 * `metrics.json` -- per split and system, the caption metrics (`CaptionMetricsResult.to_dict()`), for
   `clap_rescoring` the candidates' headroom (`candidate_headroom`: oracle / worst / picked CIDEr-D) and,
   for the synthetic corpus, semantic accuracy (events, counts, order, overlap); plus the settings and
@@ -68,6 +70,9 @@ METRICS_FILE = "metrics.json"
 REPORT_FILE = "metrics.md"
 # Weights of the length-normalised log-probability tried by `--tune-lm-weight` (0 = CLAP alone, SLAM-AAC's pick).
 DEFAULT_LM_WEIGHTS = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+# Weights of the consensus with sampled captions tried alongside them (consensus lies in [0, 1], a CLAP cosine
+# difference between candidates is typically 0.01-0.2).
+DEFAULT_CONSENSUS_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 # Plain-decoding options under which its beam search equals one of the SLAM candidates' searches.
 _NEUTRAL_STOPPING = (None, False)
 
@@ -205,6 +210,7 @@ class CaptioningPlan:
     candidate_options: Any = None  # CandidateOptions
     generate_kwargs: dict = field(default_factory=dict)
     lm_weight: float | None = None
+    consensus_weight: float | None = None
     reuse_beam: int | None = None  # beam size whose SLAM candidate is the plain caption
     reuse_reason: str = ""
 
@@ -255,7 +261,7 @@ def caption_batch(model, processor, scorer, clips: list[dict], plan: CaptioningP
     (`prediction`, `candidates`)."""
     from dataclasses import replace
 
-    from modeling_llm_aac.caption_candidates import generate_candidates, generate_captions
+    from modeling_llm_aac.caption_candidates import generate_candidates, generate_captions, generate_pseudo_references
     from modeling_llm_aac.clap_scoring import normalize_caption
     from modeling_llm_aac.feature_extraction_llm_aac import feature_device
 
@@ -270,6 +276,8 @@ def caption_batch(model, processor, scorer, clips: list[dict], plan: CaptioningP
             # the scorer removes the duplicates before ranking.
             options = replace(options, deduplicate=False)
         per_clip = generate_candidates(model, processor, inputs, options)
+        samples = (generate_pseudo_references(model, processor, inputs, options) if options.num_pseudo_references
+                   else None)
         if plan.reuse_beam is not None:
             origin = f"beams={plan.reuse_beam}"
             plain = [next(c for c in candidates if c.origin == origin) for candidates in per_clip]
@@ -279,10 +287,13 @@ def caption_batch(model, processor, scorer, clips: list[dict], plan: CaptioningP
         for index, clip in enumerate(clips):
             by_rate.setdefault(int(clip["sampling_rate"]), []).append(index)
         weight = plan.lm_weight if plan.lm_weight is not None else scorer.lm_weight
+        agreement_weight = plan.consensus_weight if plan.consensus_weight is not None else scorer.consensus_weight
         for rate, indices in by_rate.items():
             ranked = scorer.rerank(
                 [clips[i]["array"] for i in indices], [[c.text for c in per_clip[i]] for i in indices], rate,
                 log_probs=[[c.log_prob for c in per_clip[i]] for i in indices], lm_weight=weight,
+                pseudo_references=None if samples is None else [samples[i] for i in indices],
+                consensus_weight=agreement_weight,
             )
             for index, ranking in zip(indices, ranked):
                 rankings[index] = ranking
@@ -299,6 +310,7 @@ def caption_batch(model, processor, scorer, clips: list[dict], plan: CaptioningP
                     "caption": text,
                     "log_prob": ranking.log_probs[i] if ranking.log_probs is not None else None,
                     "clap_score": ranking.clap_scores[i],
+                    **({"consensus": ranking.consensus[i]} if ranking.consensus is not None else {}),
                     "score": ranking.scores[i],
                     "origin": ",".join(origins.get(normalize_caption(text), [])),
                 })
@@ -439,9 +451,15 @@ def markdown_report(summary: Mapping[str, Any], results: Mapping[str, Mapping[st
         lines.append("")
     tuning = summary.get("lm_weight_tuning")
     if tuning:
-        sweep = ", ".join(f"{w:g}: {v:.3f}" for w, v in zip(tuning["weights"], tuning["scores"]))
-        lines.append(f"CLAP rescoring's lm_weight {tuning['chosen']:g} was chosen on the {tuning['split']} split "
-                     f"({tuning['metric']} per weight: {sweep}).")
+        if len(tuning["consensus_weights"]) > 1:
+            sweep = ", ".join(f"{w:g} / {c:g}: {v:.3f}" for (w, c), v in zip(tuning["pairs"], tuning["scores"]))
+            lines.append(f"CLAP rescoring's lm_weight {tuning['chosen']:g} and consensus_weight "
+                         f"{tuning['chosen_consensus_weight']:g} were chosen on the {tuning['split']} split "
+                         f"({tuning['metric']} per lm_weight / consensus_weight: {sweep}).")
+        else:
+            sweep = ", ".join(f"{w:g}: {v:.3f}" for (w, _), v in zip(tuning["pairs"], tuning["scores"]))
+            lines.append(f"CLAP rescoring's lm_weight {tuning['chosen']:g} was chosen on the {tuning['split']} split "
+                         f"({tuning['metric']} per weight: {sweep}).")
     if summary.get("candidates_reused") is not None:
         lines.append(f"Plain decoding read off the candidates: {summary['candidates_reused']} ({summary['reuse_reason']}).")
     timing = summary.get("timing", {})
@@ -451,10 +469,10 @@ def markdown_report(summary: Mapping[str, Any], results: Mapping[str, Mapping[st
     return "\n".join(lines).rstrip() + "\n"
 
 
-def repick_with_lm_weight(records: Sequence[Mapping], lm_weight: float) -> list[dict]:
-    """CLAP-rescoring records re-picked with another log-probability weight from their stored candidates, by the
-    scorer's own rule (`clap_scoring.rank_candidates`); each record's candidates are re-sorted by the new fused
-    score."""
+def repick_with_lm_weight(records: Sequence[Mapping], lm_weight: float, consensus_weight: float = 0.0) -> list[dict]:
+    """CLAP-rescoring records re-picked with other fusion weights (log-probability, and consensus for records
+    rescored with sampled captions) from their stored candidates, by the scorer's own rule
+    (`clap_scoring.rank_candidates`); each record's candidates are re-sorted by the new fused score."""
     from modeling_llm_aac.clap_scoring import rank_candidates
 
     repicked = []
@@ -465,8 +483,14 @@ def repick_with_lm_weight(records: Sequence[Mapping], lm_weight: float) -> list[
         # The scorer's order (ties go to the earlier candidate); records written before "index" keep theirs.
         ordered = sorted(candidates, key=lambda entry: entry.get("index", 0))
         log_probs = [entry.get("log_prob") for entry in ordered]
+        consensus = [entry.get("consensus") for entry in ordered]
+        if consensus_weight != 0.0 and None in consensus:
+            raise ValueError(f"record {record.get('file')!r} has no consensus scores for consensus_weight="
+                             f"{consensus_weight} (it was rescored without sampled captions)")
         ranking = rank_candidates([entry["caption"] for entry in ordered], [entry["clap_score"] for entry in ordered],
-                                  None if None in log_probs else log_probs, lm_weight=lm_weight)
+                                  None if None in log_probs else log_probs, lm_weight=lm_weight,
+                                  consensus=None if None in consensus else consensus,
+                                  consensus_weight=consensus_weight)
         rescored = [{**entry, "score": score, "index": entry.get("index", position)}
                     for position, (entry, score) in enumerate(zip(ordered, ranking.scores))]
         rescored.sort(key=lambda entry: (-entry["score"], entry["index"]))
@@ -475,21 +499,29 @@ def repick_with_lm_weight(records: Sequence[Mapping], lm_weight: float) -> list[
 
 
 def tune_lm_weight(records: Sequence[Mapping], weights: Sequence[float], metrics: Any, *,
-                   tokenize: bool | None = None) -> dict[str, Any]:
-    """The ranking metric of `records` (one split's CLAP-rescoring records) re-picked with each weight, and the
-    best weight (ties to the smaller one): `{"weights", "scores", "metric", "chosen"}`."""
+                   consensus_weights: Sequence[float] = (0.0,), tokenize: bool | None = None) -> dict[str, Any]:
+    """The ranking metric of `records` (one split's CLAP-rescoring records) re-picked with each log-probability
+    weight, paired with each consensus weight, and the best pair (ties to the smaller consensus weight, then the
+    smaller log-probability weight): `{"weights", "consensus_weights", "pairs", "scores", "metric", "chosen",
+    "chosen_consensus_weight"}`."""
     weights = sorted({float(w) for w in weights})
+    consensus_weights = sorted({float(w) for w in consensus_weights})
     if not weights:
         raise ValueError("no lm_weight to try")
+    if not consensus_weights:
+        raise ValueError("no consensus_weight to try")
     if not records:
         raise ValueError("no records to tune the lm_weight on")
+    pairs = [(w, c) for c in consensus_weights for w in weights]
     scores, metric = [], None
-    for weight in weights:
-        result = score_records(repick_with_lm_weight(records, weight), metrics, tokenize=tokenize)["caption_metrics"]
+    for weight, agreement in pairs:
+        result = score_records(repick_with_lm_weight(records, weight, agreement), metrics,
+                               tokenize=tokenize)["caption_metrics"]
         metric = result.ranking_metric
         scores.append(float(result.scores[metric]))
-    best = max(range(len(weights)), key=lambda i: (scores[i], -weights[i]))
-    return {"weights": weights, "scores": scores, "metric": metric, "chosen": weights[best]}
+    best = max(range(len(pairs)), key=lambda i: (scores[i], -pairs[i][1], -pairs[i][0]))
+    return {"weights": weights, "consensus_weights": consensus_weights, "pairs": [list(p) for p in pairs],
+            "scores": scores, "metric": metric, "chosen": pairs[best][0], "chosen_consensus_weight": pairs[best][1]}
 
 
 def evaluate_captioner(
@@ -508,6 +540,8 @@ def evaluate_captioner(
     lm_weight: float | None = None,
     tune_lm_weight_on: str | None = None,
     lm_weights: Sequence[float] = DEFAULT_LM_WEIGHTS,
+    consensus_weight: float | None = None,
+    consensus_weights: Sequence[float] = DEFAULT_CONSENSUS_WEIGHTS,
     generate_kwargs: Mapping | None = None,
     batch_size: int = 8,
     num_workers: int = 0,
@@ -527,7 +561,10 @@ def evaluate_captioner(
             `backend` also decodes `beam_search`.
         lm_weight: weight of the log-probability fused with the CLAP similarity (default: the scorer's).
         tune_lm_weight_on: a split on which to choose the weight among `lm_weights` instead (see the module
-            docstring); it is captioned too, and reported with the other splits only if among `splits`.
+            docstring); it is captioned too, and reported with the other splits only if among `splits`. With
+            sampled captions (`candidate_options.num_pseudo_references`) the consensus weight is chosen with it among
+            `consensus_weights`, unless `consensus_weight` fixes it.
+        consensus_weight: weight of the consensus with sampled captions (default: the scorer's).
         generate_kwargs: plain-decoding overrides of the generation config (`num_beams`, `max_new_tokens`).
         Other arguments: see `load_evaluation_split`, `compute_caption_metrics` and the CLI.
 
@@ -560,6 +597,7 @@ def evaluate_captioner(
             "(a Hub id such as laion/clap-htsat-unfused, a ClapModel / EAT-CLAP folder or a laion-clap .pt)"
         )
     plan = plan_captioning(pipe.model, systems, candidate_options or CandidateOptions(), generate_kwargs, lm_weight)
+    plan.consensus_weight = consensus_weight
     labels = _system_labels(plan, pipe.model)
 
     os.makedirs(output_dir, exist_ok=True)
@@ -581,11 +619,20 @@ def evaluate_captioner(
     tuning = None
     if tune_lm_weight_on is not None:
         rescored = [r for r in all_records[CLAP_RESCORING] if r["split"] == tune_lm_weight_on]
-        tuning = {"split": tune_lm_weight_on, **tune_lm_weight(rescored, lm_weights, metrics, tokenize=tokenize)}
-        plan.lm_weight = tuning["chosen"]
-        all_records[CLAP_RESCORING] = repick_with_lm_weight(all_records[CLAP_RESCORING], plan.lm_weight)
-        logger.info("lm_weight %s chosen on %s (%s: %s)", plan.lm_weight, tune_lm_weight_on, tuning["metric"],
-                    ", ".join(f"{w:g} -> {v:.4f}" for w, v in zip(tuning["weights"], tuning["scores"])))
+        if not plan.candidate_options.num_pseudo_references:
+            tried_consensus = (0.0,)
+        elif consensus_weight is not None:
+            tried_consensus = (consensus_weight,)
+        else:
+            tried_consensus = consensus_weights
+        tuning = {"split": tune_lm_weight_on, **tune_lm_weight(rescored, lm_weights, metrics, tokenize=tokenize,
+                                                               consensus_weights=tried_consensus)}
+        plan.lm_weight, plan.consensus_weight = tuning["chosen"], tuning["chosen_consensus_weight"]
+        all_records[CLAP_RESCORING] = repick_with_lm_weight(all_records[CLAP_RESCORING], plan.lm_weight,
+                                                            plan.consensus_weight)
+        logger.info("lm_weight %s, consensus_weight %s chosen on %s (%s: %s)", plan.lm_weight, plan.consensus_weight,
+                    tune_lm_weight_on, tuning["metric"],
+                    ", ".join(f"{w:g}/{c:g} -> {v:.4f}" for (w, c), v in zip(tuning["pairs"], tuning["scores"])))
         if tune_lm_weight_on not in splits:
             for system in systems:
                 all_records[system] = [r for r in all_records[system] if r["split"] != tune_lm_weight_on]
@@ -612,6 +659,10 @@ def evaluate_captioner(
                 "strategy": options.strategy, "candidates_per_clip": options.candidates_per_clip,
                 "beam_sizes": list(options.beam_sizes), "lm_weight": plan.lm_weight if plan.lm_weight is not None
                 else (pipe.clap_scorer.lm_weight if pipe.clap_scorer is not None else None),
+                "num_pseudo_references": options.num_pseudo_references,
+                "consensus_weight": (plan.consensus_weight if plan.consensus_weight is not None else
+                                     (pipe.clap_scorer.consensus_weight if pipe.clap_scorer is not None else None))
+                if options.num_pseudo_references else None,
                 "clap": pipe.clap_scorer.settings() if pipe.clap_scorer is not None else None,
             },
         },
@@ -677,6 +728,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "evaluation splits with it")
     parser.add_argument("--lm-weights", default=",".join(f"{w:g}" for w in DEFAULT_LM_WEIGHTS),
                         help="comma-separated weights tried by --tune-lm-weight (default %(default)s)")
+    parser.add_argument("--pseudo-references", type=int, default=None, metavar="K",
+                        help="sample K captions per clip and fuse each candidate's consensus with them into the pick "
+                             "(default: the number saved with the captioner, else 0: none)")
+    parser.add_argument("--consensus-weight", type=float, default=None,
+                        help="weight of the consensus in the pick (default: the scorer's; chosen with "
+                             "--tune-lm-weight unless given)")
+    parser.add_argument("--consensus-weights", default=",".join(f"{w:g}" for w in DEFAULT_CONSENSUS_WEIGHTS),
+                        help="comma-separated consensus weights tried by --tune-lm-weight (default %(default)s)")
     parser.add_argument("--num-beams", type=int, default=None, help="plain decoding beams (default: generation config)")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="caption length limit (default: generation config)")
     parser.add_argument("--backend", choices=["auto", "fast", "generate"], default="auto",
@@ -709,13 +768,13 @@ def _metric_argument(text: str):
     return text if text in METRIC_SETS else [name.strip() for name in text.split(",") if name.strip()]
 
 
-def _weights_argument(text: str) -> list[float]:
+def _weights_argument(text: str, option: str = "--lm-weights") -> list[float]:
     try:
         weights = [float(part) for part in text.split(",") if part.strip()]
     except ValueError as error:
-        raise ValueError(f"--lm-weights must be comma-separated numbers, got {text!r}") from error
+        raise ValueError(f"{option} must be comma-separated numbers, got {text!r}") from error
     if not weights or not all(math.isfinite(w) for w in weights):
-        raise ValueError(f"--lm-weights must hold at least one finite number, got {text!r}")
+        raise ValueError(f"{option} must hold at least one finite number, got {text!r}")
     return weights
 
 
@@ -738,6 +797,8 @@ def main(args: argparse.Namespace) -> int:
     for name in ("num_candidates", "max_new_tokens"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
+    if args.pseudo_references is not None:
+        options["num_pseudo_references"] = args.pseudo_references
     candidate_options = CandidateOptions(**options, backend=args.backend)
     clap_kwargs = {"tokenizer": args.clap_tokenizer} if args.clap_tokenizer else {}
     summary = evaluate_captioner(
@@ -745,6 +806,8 @@ def main(args: argparse.Namespace) -> int:
         metrics=_metric_argument(args.metrics), tokenize=False if args.no_tokenize else None, systems=systems,
         clap=args.clap, clap_kwargs=clap_kwargs, candidate_options=candidate_options, lm_weight=args.lm_weight,
         tune_lm_weight_on=args.tune_lm_weight, lm_weights=_weights_argument(args.lm_weights),
+        consensus_weight=args.consensus_weight,
+        consensus_weights=_weights_argument(args.consensus_weights, "--consensus-weights"),
         generate_kwargs=generate_kwargs,
         batch_size=args.batch_size, num_workers=args.num_workers, device=args.device, dtype=args.dtype,
         max_clips=args.max_clips, synthetic_seed=args.synthetic_seed,

@@ -9,6 +9,11 @@ Three candidate strategies (`CandidateOptions.strategy`):
   hypothesis being a candidate.
 * `"sample"` -- `num_candidates` sampled captions (temperature / top-k / top-p).
 
+Apart from the candidates, `num_pseudo_references > 0` asks for that many captions sampled from the captioner at
+`pseudo_reference_temperature` with no top-k / top-p filter (`generate_pseudo_references`): not candidates, but the
+stand-ins for the unseen references against which `consensus_scoring` rates each candidate. They are drawn from a
+generator seeded with `pseudo_reference_seed`, so the same call gives the same caption.
+
 Duplicates (same words up to case and punctuation) are removed, keeping the best log-probability of a
 duplicate group. Every candidate carries the captioner's length-normalised log-probability (mean token
 log-probability, EOS included), the value `CLAPScorer.rerank` fuses with the CLAP similarity.
@@ -106,6 +111,10 @@ class CandidateOptions:
         length_penalty: beam searches rank finished captions by `sum_log_prob / length ** length_penalty`.
         backend: `"auto"`, `"fast"` or `"generate"` (see the module docstring).
         deduplicate: remove duplicate and blank candidates.
+        num_pseudo_references: captions to sample per clip for consensus rescoring (0: none; see the module
+            docstring). 32-64 is where the synthetic corpus's consensus gain levels off.
+        pseudo_reference_temperature: their sampling temperature (1 = the captioner's own distribution).
+        pseudo_reference_seed: seed of their random generator.
         cuda_graphs: fast backend on CUDA: replay its decode steps as CUDA graphs (`FastCaptionGenerator`'s
             `cuda_graphs`); `None` keeps the model's fast generator as it is (off unless switched on before).
     """
@@ -123,6 +132,9 @@ class CandidateOptions:
     length_penalty: float = 1.0
     backend: str = "auto"
     deduplicate: bool = True
+    num_pseudo_references: int = 0
+    pseudo_reference_temperature: float = 1.0
+    pseudo_reference_seed: int = 0
     cuda_graphs: bool | None = None
 
     def __post_init__(self):
@@ -134,6 +146,14 @@ class CandidateOptions:
             raise TypeError(f"cuda_graphs must be None, True or False, got {self.cuda_graphs!r}")
         if self.num_candidates is not None and (isinstance(self.num_candidates, bool) or int(self.num_candidates) < 1):
             raise ValueError(f"num_candidates must be a positive integer, got {self.num_candidates!r}")
+        if isinstance(self.num_pseudo_references, bool) or not isinstance(self.num_pseudo_references, int) or (
+                self.num_pseudo_references < 0):
+            raise ValueError(f"num_pseudo_references must be an integer >= 0, got {self.num_pseudo_references!r}")
+        if not (isinstance(self.pseudo_reference_temperature, (int, float)) and self.pseudo_reference_temperature > 0):
+            raise ValueError(
+                f"pseudo_reference_temperature must be a positive number, got {self.pseudo_reference_temperature!r}")
+        if isinstance(self.pseudo_reference_seed, bool) or not isinstance(self.pseudo_reference_seed, int):
+            raise ValueError(f"pseudo_reference_seed must be an integer, got {self.pseudo_reference_seed!r}")
         self.beam_sizes = tuple(int(k) for k in self.beam_sizes)
         if not self.beam_sizes or any(k < 1 for k in self.beam_sizes):
             raise ValueError(f"beam_sizes must be positive integers, got {self.beam_sizes}")
@@ -407,6 +427,32 @@ def generate_candidates(model, processor, inputs, options: CandidateOptions | No
     return _finish(candidates, options.deduplicate)
 
 
+def generate_pseudo_references(model, processor, inputs, options: CandidateOptions) -> list[list[str]]:
+    """`options.num_pseudo_references` captions sampled per clip of `inputs` for consensus rescoring, in sample
+    order, blanks and repeats kept (they are draws from the captioner's distribution; `consensus_scoring` ignores
+    blanks). Seeded with `options.pseudo_reference_seed`: the same inputs in the same batch give the same samples.
+
+    Raises:
+        ValueError: `options.num_pseudo_references` is 0.
+    """
+    if options.num_pseudo_references < 1:
+        raise ValueError("generate_pseudo_references needs options.num_pseudo_references >= 1, got 0")
+    sampling = replace(options, strategy="sample", num_candidates=options.num_pseudo_references,
+                       temperature=float(options.pseudo_reference_temperature), top_k=0, top_p=1.0,
+                       deduplicate=False, num_pseudo_references=0)
+    device = torch.device(model.device)
+    backend = resolve_backend(model, options.backend)
+    if backend == "fast":
+        generator = torch.Generator(device=device).manual_seed(options.pseudo_reference_seed)
+        per_clip = generate_candidates(model, processor, inputs, sampling, generator=generator)
+    else:  # `generate` samples from the global generator: seed it inside a fork so the caller's RNG is untouched
+        devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(options.pseudo_reference_seed)
+            per_clip = generate_candidates(model, processor, inputs, sampling)
+    return [[candidate.text for candidate in clip] for clip in per_clip]
+
+
 # ------------------------------------------------------------------------------------------- plain decoding
 def generation_settings(model, overrides: dict | None = None) -> dict[str, Any]:
     """The decoding settings of plain captioning: the model's generation config, updated by `overrides`
@@ -509,6 +555,7 @@ __all__ = [
     "SLAM_BEAM_SIZES",
     "generate_candidates",
     "generate_captions",
+    "generate_pseudo_references",
     "generation_settings",
     "resolve_backend",
     "unsupported_fast_options",

@@ -36,7 +36,10 @@ spelling and the best log-probability of a duplicate group are kept; blank candi
 dropped unless all are blank), the highest `clap_similarity + lm_weight * log_prob`, where
 `log_prob` is the captioner's length-normalised log-probability of the candidate (mean token
 log-probability, e.g. beam search's `sequences_scores` with `length_penalty=1`). With
-`lm_weight=0` (the default) this is SLAM-AAC's CLAP-Refine.
+`lm_weight=0` (the default) this is SLAM-AAC's CLAP-Refine. Given captions sampled from the captioner for the
+clip (`pseudo_references`), `consensus_weight * consensus` joins the sum: each candidate's agreement with those
+samples (`consensus_scoring`, minimum-Bayes-risk decoding), which rewards the wording the references most likely share
+where CLAP can only tell whether a caption fits the audio.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .consensus_scoring import consensus_scores
 from .feature_extraction_llm_aac import feature_device, mono_float32_samples
 
 BACKENDS = ("transformers", "laion_checkpoint", "laion_clap", "eat_clap")
@@ -113,7 +117,8 @@ class CandidateRanking:
 
     `candidates` are the de-duplicated candidates in their original order; `clap_scores` their
     cosine similarities to the clip; `log_probs` the captioner's length-normalised
-    log-probabilities (None when not given); `scores` the fused scores that decided the pick;
+    log-probabilities (None when not given); `consensus` their agreement with captions sampled from the
+    captioner (None when not computed); `scores` the fused scores that decided the pick;
     `caption` the winner, `best_index` its position in `candidates`.
     """
 
@@ -124,6 +129,8 @@ class CandidateRanking:
     scores: list[float]
     log_probs: list[float] | None = None
     lm_weight: float = 0.0
+    consensus: list[float] | None = None
+    consensus_weight: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,10 +147,13 @@ def rank_candidates(
     log_probs: Sequence[float] | None = None,
     *,
     lm_weight: float = 0.0,
+    consensus: Sequence[float] | None = None,
+    consensus_weight: float = 0.0,
 ) -> CandidateRanking:
     """Pick the best of already de-duplicated `candidates` from their CLAP similarities.
 
-    score = clap_score + lm_weight * log_prob (log_prob: length-normalised log-probability).
+    score = clap_score + lm_weight * log_prob + consensus_weight * consensus (log_prob: length-normalised
+    log-probability; consensus: `consensus_scoring.consensus_scores` against captions sampled for the clip).
     Ties go to the earlier candidate (beam order), so the pick is deterministic.
     """
     candidates = _check_candidates(candidates)
@@ -153,15 +163,25 @@ def rank_candidates(
     if any(math.isnan(v) for v in clap):
         raise ValueError(f"CLAP scores contain NaN: {clap}.")
     lm_weight = _check_lm_weight(lm_weight)
+    consensus_weight = _check_lm_weight(consensus_weight, "consensus_weight")
     if lm_weight != 0.0 and log_probs is None:
         raise ValueError(
             f"lm_weight={lm_weight} fuses the captioner's log-probabilities, but no log_probs were given."
         )
+    if consensus_weight != 0.0 and consensus is None:
+        raise ValueError(
+            f"consensus_weight={consensus_weight} fuses consensus scores, but none were given (pass "
+            "pseudo_references to `CLAPScorer.rerank`, or consensus to `rank_candidates`)."
+        )
+    scores = list(clap)
     if log_probs is not None:
         log_probs = _check_log_probs(log_probs, len(candidates))
-        scores = [c + lm_weight * lp if lm_weight != 0.0 else c for c, lp in zip(clap, log_probs)]
-    else:
-        scores = list(clap)
+        if lm_weight != 0.0:
+            scores = [s + lm_weight * lp for s, lp in zip(scores, log_probs)]
+    if consensus is not None:
+        consensus = _check_consensus(consensus, len(candidates))
+        if consensus_weight != 0.0:
+            scores = [s + consensus_weight * c for s, c in zip(scores, consensus)]
     best = max(range(len(scores)), key=lambda i: (scores[i], -i))
     return CandidateRanking(
         caption=candidates[best],
@@ -171,6 +191,8 @@ def rank_candidates(
         scores=scores,
         log_probs=log_probs,
         lm_weight=lm_weight,
+        consensus=consensus,
+        consensus_weight=consensus_weight,
     )
 
 
@@ -196,13 +218,22 @@ def _check_log_probs(log_probs: Sequence[float], expected: int) -> list[float]:
     return values
 
 
-def _check_lm_weight(lm_weight: float) -> float:
+def _check_consensus(consensus: Sequence[float], expected: int) -> list[float]:
+    values = [float(v) for v in torch.as_tensor(consensus, dtype=torch.float64).flatten().tolist()]
+    if len(values) != expected:
+        raise ValueError(f"Got {expected} candidates but {len(values)} consensus scores.")
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"Consensus scores must be finite, got {values}.")
+    return values
+
+
+def _check_lm_weight(weight: float, name: str = "lm_weight") -> float:
     try:
-        value = float(lm_weight)
+        value = float(weight)
     except (TypeError, ValueError):
-        raise TypeError(f"lm_weight must be a number, got {lm_weight!r}.") from None
+        raise TypeError(f"{name} must be a number, got {weight!r}.") from None
     if not math.isfinite(value):
-        raise ValueError(f"lm_weight must be finite, got {lm_weight!r}.")
+        raise ValueError(f"{name} must be finite, got {weight!r}.")
     return value
 
 
@@ -327,12 +358,16 @@ class CLAPScorer:
     Args:
         lm_weight: default weight of the captioner's length-normalised log-probability in the
             fused score (0 = CLAP similarity alone, SLAM-AAC's CLAP-Refine).
+        consensus_weight: default weight of the candidates' consensus with captions sampled from the
+            captioner (used when `rerank` gets `pseudo_references`; the attribute may be set after construction,
+            `load_clap_scorer` does).
     """
 
     backend: str = ""
 
-    def __init__(self, *, lm_weight: float = 0.0):
+    def __init__(self, *, lm_weight: float = 0.0, consensus_weight: float = 0.0):
         self.lm_weight = _check_lm_weight(lm_weight)
+        self.consensus_weight = _check_lm_weight(consensus_weight, "consensus_weight")
 
     # -- backend hooks ---------------------------------------------------------------------
     def _encode_clips(self, clips: list[np.ndarray], sampling_rate: int) -> torch.Tensor:
@@ -382,20 +417,27 @@ class CLAPScorer:
         *,
         log_probs: Sequence[float] | Sequence[Sequence[float]] | None = None,
         lm_weight: float | None = None,
+        pseudo_references: Sequence[str] | Sequence[Sequence[str]] | None = None,
+        consensus_weight: float | None = None,
     ) -> CandidateRanking | list[CandidateRanking]:
         """Pick each clip's best caption among its candidates.
 
         `audio` is one clip (then `candidates` is a list of strings) or a batch of clips (then
         `candidates` holds one list per clip). `log_probs`, aligned with `candidates`, are the
         captioner's length-normalised log-probabilities, fused with weight `lm_weight` (default:
-        the scorer's `lm_weight`). Candidates are de-duplicated first. Returns a
+        the scorer's `lm_weight`). `pseudo_references` (one list of captions sampled from the captioner per
+        clip, or one list for one clip) add each candidate's consensus with them, fused with weight
+        `consensus_weight` (default: the scorer's). Candidates are de-duplicated first. Returns a
         `CandidateRanking` (or a list of them for a batch).
         """
         single = _is_single_clip(audio)
         clips = as_clip_list(audio)
         weight = self.lm_weight if lm_weight is None else _check_lm_weight(lm_weight)
+        agreement_weight = (self.consensus_weight if consensus_weight is None
+                            else _check_lm_weight(consensus_weight, "consensus_weight"))
         if single:
             per_clip_candidates, per_clip_log_probs = [candidates], [log_probs]
+            per_clip_samples = [pseudo_references]
         else:
             if isinstance(candidates, str) or not isinstance(candidates, Sequence):
                 raise TypeError("For a batch of clips, candidates must be one list of strings per clip.")
@@ -406,10 +448,15 @@ class CLAPScorer:
                     "list of strings."
                 )
             per_clip_log_probs = [None] * len(clips) if log_probs is None else list(log_probs)
-        if len(per_clip_candidates) != len(clips) or len(per_clip_log_probs) != len(clips):
+            per_clip_samples = [None] * len(clips) if pseudo_references is None else list(pseudo_references)
+            if pseudo_references is not None and any(isinstance(p, str) for p in per_clip_samples):
+                raise TypeError("For a batch of clips, pseudo_references must be one list of strings per clip.")
+        if len(per_clip_candidates) != len(clips) or len(per_clip_log_probs) != len(clips) or len(
+                per_clip_samples) != len(clips):
             raise ValueError(
-                f"Got {len(clips)} clips, {len(per_clip_candidates)} candidate lists and "
-                f"{len(per_clip_log_probs)} log-probability lists; they must match."
+                f"Got {len(clips)} clips, {len(per_clip_candidates)} candidate lists, "
+                f"{len(per_clip_log_probs)} log-probability lists and {len(per_clip_samples)} pseudo-reference "
+                "lists; they must match."
             )
         deduplicated = [
             deduplicate_candidates(cands, lps) for cands, lps in zip(per_clip_candidates, per_clip_log_probs)
@@ -427,7 +474,10 @@ class CLAPScorer:
             else:
                 sims = text_embeds[offset : offset + len(texts)] @ audio_embeds[clip_index]
             offset += len(texts)
-            rankings.append(rank_candidates(texts, sims, lps, lm_weight=weight))
+            samples = per_clip_samples[clip_index]
+            agreement = consensus_scores(texts, samples) if samples is not None else None
+            rankings.append(rank_candidates(texts, sims, lps, lm_weight=weight, consensus=agreement,
+                                            consensus_weight=agreement_weight if agreement is not None else 0.0))
         return rankings[0] if single else rankings
 
     # -- plumbing --------------------------------------------------------------------------
@@ -440,7 +490,7 @@ class CLAPScorer:
 
     def settings(self) -> dict[str, Any]:
         """What `load_clap_scorer` needs to rebuild this scorer (saved beside a captioner)."""
-        return {"backend": self.backend, "lm_weight": self.lm_weight}
+        return {"backend": self.backend, "lm_weight": self.lm_weight, "consensus_weight": self.consensus_weight}
 
 
 class _TorchModelScorer(CLAPScorer):
@@ -953,6 +1003,7 @@ def load_clap_scorer(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     lm_weight: float = 0.0,
+    consensus_weight: float = 0.0,
     **kwargs,
 ) -> CLAPScorer:
     """Build a `CLAPScorer` from a Hub id, a folder or a laion-clap `.pt` file.
@@ -968,6 +1019,7 @@ def load_clap_scorer(
             uses `roberta-base`) and for folders saved without one.
         device / dtype: where and in which precision to run the model.
         lm_weight: default fusion weight of the captioner's log-probabilities.
+        consensus_weight: default fusion weight of the consensus with sampled captions (see `CLAPScorer`).
         **kwargs: passed to the backend (`audio_batch_size`, `text_batch_size`; for `transformers` and
             `laion_checkpoint` also `preprocessing` ("auto", "numpy" or "torch", see
             `TransformersClapScorer`); for `laion_checkpoint` also the converter's options such as
@@ -980,27 +1032,34 @@ def load_clap_scorer(
     if backend not in BACKENDS:
         raise ValueError(f"Unknown CLAP backend {backend!r}; choose one of {BACKENDS} or None to detect.")
     path = os.fspath(name_or_path)
+    consensus_weight = _check_lm_weight(consensus_weight, "consensus_weight")
     if backend == "transformers":
-        return TransformersClapScorer.from_pretrained(path, tokenizer=tokenizer, device=device, dtype=dtype, lm_weight=lm_weight, **kwargs)
-    if backend == "eat_clap":
-        return EATClapScorer.from_pretrained(path, tokenizer=tokenizer, device=device, dtype=dtype, lm_weight=lm_weight, **kwargs)
-    if backend == "laion_clap":
-        return LaionClapPackageScorer(path, device=device, lm_weight=lm_weight, **kwargs)
-    from .convert_laion_clap import convert_laion_clap_checkpoint
+        scorer = TransformersClapScorer.from_pretrained(path, tokenizer=tokenizer, device=device, dtype=dtype,
+                                                        lm_weight=lm_weight, **kwargs)
+    elif backend == "eat_clap":
+        scorer = EATClapScorer.from_pretrained(path, tokenizer=tokenizer, device=device, dtype=dtype,
+                                               lm_weight=lm_weight, **kwargs)
+    elif backend == "laion_clap":
+        scorer = LaionClapPackageScorer(path, device=device, lm_weight=lm_weight, **kwargs)
+    else:
+        from .convert_laion_clap import convert_laion_clap_checkpoint
 
-    scorer_kwargs = {k: kwargs.pop(k) for k in ("audio_batch_size", "text_batch_size", "preprocessing") if k in kwargs}
-    model = convert_laion_clap_checkpoint(path, **kwargs)
-    if dtype is not None:
-        model.to(dtype=dtype)
-    scorer = TransformersClapScorer(
-        model,
-        default_clap_feature_extractor(model.config),
-        _load_tokenizer(tokenizer if tokenizer is not None else "roberta-base", path),
-        lm_weight=lm_weight,
-        name_or_path=path,
-        **scorer_kwargs,
-    )
-    return scorer.to(device) if device is not None else scorer
+        scorer_kwargs = {k: kwargs.pop(k) for k in ("audio_batch_size", "text_batch_size", "preprocessing") if k in kwargs}
+        model = convert_laion_clap_checkpoint(path, **kwargs)
+        if dtype is not None:
+            model.to(dtype=dtype)
+        scorer = TransformersClapScorer(
+            model,
+            default_clap_feature_extractor(model.config),
+            _load_tokenizer(tokenizer if tokenizer is not None else "roberta-base", path),
+            lm_weight=lm_weight,
+            name_or_path=path,
+            **scorer_kwargs,
+        )
+        if device is not None:
+            scorer = scorer.to(device)
+    scorer.consensus_weight = consensus_weight
+    return scorer
 
 
 __all__ = [

@@ -17,7 +17,9 @@ Multi-channel files are mixed down to mono.
 Decoding: without `candidates` the captioner's generation config decides (SLAM-AAC: beam 4). With
 `candidates="slam" | "single" | "sample"` (see `caption_candidates`) each clip gets several candidates and the
 one with the highest `CLAP similarity + lm_weight * mean token log-probability` is returned (the highest
-log-probability when no CLAP scorer is set). Clips are batched by the processor inside `_forward`, so
+log-probability when no CLAP scorer is set). With `num_pseudo_references=K` the captioner also samples K captions per
+clip, and `consensus_weight * consensus` (each candidate's agreement with those samples, `consensus_scoring`) joins
+the sum: CLAP judges whether a caption fits the audio, consensus which wording the references most likely share. Clips are batched by the processor inside `_forward`, so
 `batch_size` changes speed, not captions.
 
 A folder written by `save_pretrained` (or `save_captioner`) holds the model, processor, generation config,
@@ -40,8 +42,15 @@ from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
-from .caption_candidates import CANDIDATE_STRATEGIES, CandidateOptions, generate_candidates, generate_captions
-from .clap_scoring import CLAPScorer, load_clap_scorer, rank_candidates
+from .caption_candidates import (
+    CANDIDATE_STRATEGIES,
+    CandidateOptions,
+    generate_candidates,
+    generate_captions,
+    generate_pseudo_references,
+)
+from .clap_scoring import CLAPScorer, deduplicate_candidates, load_clap_scorer, rank_candidates
+from .consensus_scoring import consensus_scores
 from .feature_extraction_llm_aac import feature_device, mono_float32_samples
 
 try:
@@ -55,7 +64,8 @@ CLAP_SUBFOLDER = "clap"
 # Keyword arguments of `__call__` that become `CandidateOptions` fields.
 _CANDIDATE_FIELDS = (
     "num_candidates", "beam_sizes", "num_beams", "diversity_penalty", "temperature", "top_k", "top_p",
-    "max_new_tokens", "min_new_tokens", "length_penalty",
+    "max_new_tokens", "min_new_tokens", "length_penalty", "num_pseudo_references", "pseudo_reference_temperature",
+    "pseudo_reference_seed",
 )
 
 
@@ -141,13 +151,17 @@ class AudioCaptioningPipeline(Pipeline):
         candidates: `None` (plain decoding), `"slam"`, `"single"` or `"sample"`.
         num_candidates, beam_sizes, num_beams, diversity_penalty, temperature, top_k, top_p, max_new_tokens,
             min_new_tokens, length_penalty: the `CandidateOptions` of the candidates.
+        num_pseudo_references, pseudo_reference_temperature, pseudo_reference_seed: captions sampled per clip for
+            consensus rescoring (default 0: none), their temperature and seed (`CandidateOptions`).
         lm_weight: weight of the mean token log-probability in the pick (default: the scorer's, else 0).
+        consensus_weight: weight of the consensus with the sampled captions (default: the scorer's, else 0; with
+            0 the consensus is still computed and returned with `return_candidates`, but does not decide).
         backend: `"auto"`, `"fast"` or `"generate"` (see `caption_candidates`).
         cuda_graphs: the fast decoder on CUDA replays its decode steps as CUDA graphs (default: off; see
             `FastCaptionGenerator`).
         generate_kwargs: plain decoding, overrides of the generation config (`num_beams`, `max_new_tokens`, ...).
-        return_candidates: add `"candidates"` (best first, each with `log_prob` and, with a scorer,
-            `clap_score`, plus the fused `score`) to each output.
+        return_candidates: add `"candidates"` (best first, each with `log_prob`, with a scorer `clap_score`, with
+            sampled captions `consensus`, plus the fused `score`) to each output.
     """
 
     _load_processor = True
@@ -175,7 +189,8 @@ class AudioCaptioningPipeline(Pipeline):
             if not saved:
                 return None
             clap = _resolve_saved_clap(getattr(self.model, "name_or_path", None), saved)
-            clap_kwargs = {"backend": saved.get("backend"), "lm_weight": saved.get("lm_weight", 0.0), **clap_kwargs}
+            clap_kwargs = {"backend": saved.get("backend"), "lm_weight": saved.get("lm_weight", 0.0),
+                           "consensus_weight": saved.get("consensus_weight", 0.0), **clap_kwargs}
             if clap_kwargs["backend"] == "laion_checkpoint" and saved.get("tokenizer") and "tokenizer" not in clap_kwargs:
                 clap_kwargs["tokenizer"] = saved["tokenizer"]
         scorer = load_clap_scorer(clap, **clap_kwargs)
@@ -185,7 +200,8 @@ class AudioCaptioningPipeline(Pipeline):
 
     # ----------------------------------------------------------------------------------- parameters
     def _sanitize_parameters(self, sampling_rate=None, candidates=None, lm_weight=None, backend=None,
-                             generate_kwargs=None, return_candidates=None, cuda_graphs=None, **kwargs):
+                             generate_kwargs=None, return_candidates=None, cuda_graphs=None, consensus_weight=None,
+                             **kwargs):
         preprocess, forward, postprocess = {}, {}, {}
         if sampling_rate is not None:
             preprocess["sampling_rate"] = sampling_rate
@@ -201,6 +217,8 @@ class AudioCaptioningPipeline(Pipeline):
             forward["candidate_options"] = options
         if lm_weight is not None:
             forward["lm_weight"] = float(lm_weight)
+        if consensus_weight is not None:
+            forward["consensus_weight"] = float(consensus_weight)
         if backend is not None:
             forward["backend"] = backend
         if cuda_graphs is not None:
@@ -240,7 +258,7 @@ class AudioCaptioningPipeline(Pipeline):
         return {"waveform": samples, "sampling_rate": clip_rate}
 
     def _forward(self, model_inputs, candidates=None, candidate_options=None, lm_weight=None, backend="auto",
-                 generate_kwargs=None, cuda_graphs=None):
+                 generate_kwargs=None, cuda_graphs=None, consensus_weight=None):
         waveforms, rates = model_inputs["waveform"], model_inputs["sampling_rate"]
         if not isinstance(waveforms, list):  # batch_size=1 hands over one clip
             waveforms, rates = [waveforms], [rates]
@@ -258,12 +276,19 @@ class AudioCaptioningPipeline(Pipeline):
         options = CandidateOptions(strategy=candidates, backend=backend, cuda_graphs=cuda_graphs,
                                    **(candidate_options or {}))
         per_clip = generate_candidates(self.model, self.processor, inputs, options)
+        samples = (generate_pseudo_references(self.model, self.processor, inputs, options)
+                   if options.num_pseudo_references else [None] * len(per_clip))
         weight = lm_weight if lm_weight is not None else (self.clap_scorer.lm_weight if self.clap_scorer else 0.0)
+        if consensus_weight is None:
+            consensus_weight = self.clap_scorer.consensus_weight if self.clap_scorer else 0.0
         if self.clap_scorer is None:
-            rankings = [
-                rank_candidates([c.text for c in clip], [c.log_prob for c in clip], [c.log_prob for c in clip])
-                for clip in per_clip
-            ]
+            rankings = []
+            for clip, clip_samples in zip(per_clip, samples):
+                texts, log_probs = deduplicate_candidates([c.text for c in clip], [c.log_prob for c in clip])
+                agreement = consensus_scores(texts, clip_samples) if clip_samples is not None else None
+                # The log-probability stands in for the CLAP similarity.
+                rankings.append(rank_candidates(texts, log_probs, log_probs, consensus=agreement,
+                                                consensus_weight=consensus_weight if agreement is not None else 0.0))
             with_clap = False
         else:
             rankings = [None] * len(per_clip)
@@ -274,6 +299,8 @@ class AudioCaptioningPipeline(Pipeline):
                 ranked = self.clap_scorer.rerank(
                     [waveforms[i] for i in indices], [[c.text for c in per_clip[i]] for i in indices], rate,
                     log_probs=[[c.log_prob for c in per_clip[i]] for i in indices], lm_weight=weight,
+                    pseudo_references=None if samples[0] is None else [samples[i] for i in indices],
+                    consensus_weight=consensus_weight,
                 )
                 for index, ranking in zip(indices, ranked):
                     rankings[index] = ranking
@@ -286,6 +313,8 @@ class AudioCaptioningPipeline(Pipeline):
                 entry = {"caption": ranking.candidates[i], "log_prob": ranking.log_probs[i]}
                 if with_clap:
                     entry["clap_score"] = ranking.clap_scores[i]
+                if ranking.consensus is not None:
+                    entry["consensus"] = ranking.consensus[i]
                 entry["score"] = ranking.scores[i]
                 entry["origin"] = origin.get(ranking.candidates[i], "")
                 entries.append(entry)

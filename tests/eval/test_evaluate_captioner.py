@@ -207,6 +207,55 @@ def test_tuning_chooses_the_smallest_weight_with_the_best_ranking_metric():
         tune_lm_weight(records, [], "fast")
 
 
+def test_consensus_joins_the_repick_and_the_tuning_grid():
+    from llm_aac.eval.evaluate_captioner import repick_with_lm_weight, tune_lm_weight
+
+    scenes = ["a dog barks twice", "rain falls on a roof", "a car engine hums", "a bell rings three times"]
+    records = []
+    for index, scene in enumerate(scenes):
+        wrong = scenes[(index + 1) % len(scenes)]
+        # CLAP prefers the wrong caption by 0.2 and so does the log-probability; only consensus (0.6 higher) fixes
+        # it, at consensus weights > 1/3.
+        record = rescored_record([scene, scene + " loudly"], [(wrong, 0.7, -0.5), (scene, 0.5, -1.0)])
+        for entry in record["candidates"]:
+            entry["consensus"] = 0.8 if entry["caption"] == scene else 0.2
+        records.append(record)
+    assert repick_with_lm_weight(records, 0.0)[0]["prediction"] == scenes[1]
+    assert repick_with_lm_weight(records, 0.0, 0.5)[0]["prediction"] == scenes[0]
+    tuning = tune_lm_weight(records, [0.0, 1.0], "fast", consensus_weights=[2.0, 0.0, 0.25, 0.5])
+    assert tuning["consensus_weights"] == [0.0, 0.25, 0.5, 2.0] and len(tuning["scores"]) == 8
+    assert tuning["pairs"][:2] == [[0.0, 0.0], [1.0, 0.0]]
+    assert (tuning["chosen"], tuning["chosen_consensus_weight"]) == (0.0, 0.5)  # ties: the smaller weights
+    no_consensus = [dict(r, candidates=[{k: v for k, v in c.items() if k != "consensus"} for c in r["candidates"]])
+                    for r in records]
+    with pytest.raises(ValueError, match="no consensus scores for consensus_weight=0.5"):
+        repick_with_lm_weight(no_consensus, 0.0, 0.5)
+    with pytest.raises(ValueError, match="no consensus_weight"):
+        tune_lm_weight(records, [0.0], "fast", consensus_weights=[])
+
+
+def test_cli_samples_captions_and_tunes_both_weights(tmp_path, captioner_dir):
+    output = tmp_path / "consensus"
+    clap = save_tiny_clap(tmp_path / "clap")
+    assert run_compare_rescoring(captioner_dir, clap, output, "--pseudo-references", "4", "--tune-lm-weight",
+                                 "validation", "--lm-weights", "0,1", "--consensus-weights", "0,2") == 0
+    summary = json.loads((output / "metrics.json").read_text())
+    tuning = summary["lm_weight_tuning"]
+    assert tuning["pairs"] == [[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [1.0, 2.0]] and len(tuning["scores"]) == 4
+    decoding = summary["decoding"][CLAP_RESCORING]
+    assert decoding["num_pseudo_references"] == 4
+    assert (decoding["lm_weight"], decoding["consensus_weight"]) == (tuning["chosen"], tuning["chosen_consensus_weight"])
+    for record in read_jsonl(output / "predictions-clap_rescoring.jsonl"):
+        fused = [c["clap_score"] + tuning["chosen"] * c["log_prob"] + tuning["chosen_consensus_weight"] * c["consensus"]
+                 for c in record["candidates"]]
+        assert all(0.0 <= c["consensus"] <= 1.0 for c in record["candidates"])
+        assert record["prediction"] == record["candidates"][0]["caption"] and fused[0] == pytest.approx(max(fused))
+    assert "consensus_weight" in (output / "metrics.md").read_text()
+    with pytest.raises(ValueError, match="--consensus-weights must be comma-separated numbers"):
+        run_compare_rescoring(captioner_dir, clap, tmp_path / "bad", "--pseudo-references", "4",
+                              "--consensus-weights", "a,b")
+
+
 def test_cli_tunes_the_lm_weight_on_validation_and_scores_test_with_it(tmp_path, captioner_dir):
     output = tmp_path / "tuned"
     clap = save_tiny_clap(tmp_path / "clap")

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from llm_aac.cli import main
-from llm_aac.demo import ERROR_LOG, REPORT_FILE, check_output_folder
+from llm_aac.demo import ERROR_LOG, REPORT_FILE, SIZES, check_output_folder
 
 STAGES = ("synthesize corpus", "CWT features", "EAT pretraining", "tokenizer + text LM", "captioner", "CLAP",
           "save model folder", "caption + evaluate")
@@ -47,9 +47,14 @@ def test_quick_demo_end_to_end_and_saved_pipeline(tmp_path):
     assert len(report["examples"]) == 5 and all(len(e["references"]) == 5 for e in report["examples"])
     assert {"before", "projector", "lora"} <= set(report["captioner_validation"])
 
-    # The saved pipeline rescores the same candidates by default: one beam search with the "single" defaults.
+    # The saved pipeline rescores the same candidates by default: one beam search with the "single" defaults, and
+    # their consensus with as many sampled captions as the evaluation used, at the demo's weight.
     saved = json.loads((output / "audio_captioning.json").read_text())
-    assert saved["defaults"] == {"candidates": "single"}
+    assert saved["defaults"] == {"candidates": "single", "num_pseudo_references": SIZES["quick"].pseudo_references}
+    assert saved["clap"]["consensus_weight"] == SIZES["quick"].consensus_weight > 0
+    rescored = [json.loads(line) for line in (tmp_path / "work" / "evaluation" / "predictions-clap_rescoring.jsonl")
+                .read_text().splitlines()]
+    assert all("consensus" in c for record in rescored for c in record["candidates"])
 
     # The printed line works: the folder loads as a pipeline (with its CLAP scorer) and captions a clip.
     from transformers import pipeline
@@ -63,6 +68,7 @@ def test_quick_demo_end_to_end_and_saved_pipeline(tmp_path):
     assert isinstance(result["caption"], str)
     assert len(result["candidates"]) >= 1
     assert all(candidate["origin"].endswith(" of 7") for candidate in result["candidates"]), result["candidates"]
+    assert all(0.0 <= candidate["consensus"] <= 1.0 for candidate in result["candidates"])
     plain = captioner(clip["audio"], candidates="none")
     assert isinstance(plain["caption"], str)
 
@@ -81,6 +87,9 @@ def test_rescoring_candidates_default_to_one_beam_search(tmp_path, monkeypatch):
     single, slam = (call["candidate_options"] for call in calls)
     assert (single.strategy, single.candidates_per_clip, single.num_beams) == ("single", 7, None)  # 7 beams
     assert (slam.strategy, slam.beam_sizes) == ("slam", (2, 3, 4, 5, 6, 7, 8))
+    assert single.num_pseudo_references == slam.num_pseudo_references == SIZES["quick"].pseudo_references > 0
+    evaluate("model", str(tmp_path), "corpus", dataclasses.replace(SIZES["quick"], pseudo_references=0))
+    assert calls[-1]["candidate_options"].num_pseudo_references == 0
 
 
 @pytest.mark.parametrize(

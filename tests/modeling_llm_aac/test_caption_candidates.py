@@ -10,6 +10,7 @@ from modeling_llm_aac.caption_candidates import (
     CaptionCandidate,
     generate_candidates,
     generate_captions,
+    generate_pseudo_references,
     unsupported_fast_options,
 )
 from modeling_llm_aac.clap_scoring import normalize_caption
@@ -55,6 +56,27 @@ def test_sampling_candidates_follow_the_random_generator(captioner):
     slow = generate_candidates(model, processor, inputs, CandidateOptions(strategy="sample", num_candidates=3,
                                                                           max_new_tokens=6, backend="generate"))
     assert len(slow) == 3 and all(1 <= len(clip) <= 3 for clip in slow)
+
+
+@pytest.mark.parametrize("backend", ["fast", "generate"])
+def test_pseudo_references_are_seeded_samples_of_the_captioner(captioner, backend):
+    model, processor, inputs = captioner
+    options = CandidateOptions(strategy="single", num_candidates=2, max_new_tokens=6, num_pseudo_references=5,
+                               backend=backend)
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    first = generate_pseudo_references(model, processor, inputs, options)
+    torch.manual_seed(123)
+    again = generate_pseudo_references(model, processor, inputs, options)
+    assert torch.rand(1) == before  # the caller's random generator is left as it was
+    assert first == again and [len(clip) for clip in first] == [5, 5, 5]
+    assert all(isinstance(text, str) for clip in first for text in clip)
+    other = generate_pseudo_references(model, processor, inputs,
+                                       CandidateOptions(max_new_tokens=6, num_pseudo_references=5, backend=backend,
+                                                        pseudo_reference_seed=7))
+    assert other != first
+    with pytest.raises(ValueError, match="num_pseudo_references >= 1"):
+        generate_pseudo_references(model, processor, inputs, CandidateOptions())
 
 
 def test_slam_candidates_are_deduplicated_with_the_best_log_probability(captioner):
@@ -115,6 +137,12 @@ def test_bad_options_raise_clear_errors(captioner):
         CandidateOptions(backend="vllm")
     with pytest.raises(ValueError, match="cannot return"):
         CandidateOptions(strategy="single", num_candidates=4, num_beams=2)
+    with pytest.raises(ValueError, match="num_pseudo_references must be an integer >= 0, got -1"):
+        CandidateOptions(num_pseudo_references=-1)
+    with pytest.raises(ValueError, match="pseudo_reference_temperature must be a positive number"):
+        CandidateOptions(num_pseudo_references=4, pseudo_reference_temperature=0)
+    with pytest.raises(ValueError, match="pseudo_reference_seed must be an integer"):
+        CandidateOptions(pseudo_reference_seed=1.5)
     with pytest.raises(ValueError, match="max_new_tokens"):
         generate_candidates(model, processor, inputs, CandidateOptions(max_new_tokens=0))
     with pytest.raises(ValueError, match="input_features"):

@@ -24,6 +24,7 @@ from modeling_llm_aac.clap_scoring import (
     rank_candidates,
     window_starts,
 )
+from modeling_llm_aac.consensus_scoring import consensus_scores
 
 
 # ----------------------------------------------------------------------------------------------
@@ -87,6 +88,24 @@ def test_rank_candidates_rejects_bad_input():
         rank_candidates(["a"], [0.1], [0.0], lm_weight=float("inf"))
     with pytest.raises(ValueError, match=r"finite or -inf.*nan"):
         rank_candidates(["a"], [0.1], [float("nan")], lm_weight=1.0)
+
+
+def test_rank_candidates_fuses_consensus_with_the_given_weight():
+    candidates = ["a dog barks", "a dog barks twice", "rain falls"]
+    clap, log_probs, consensus = [0.30, 0.28, 0.10], [-0.5, -0.6, -0.1], [0.2, 0.5, 0.0]
+    assert rank_candidates(candidates, clap, consensus=consensus).caption == "a dog barks"  # weight 0: CLAP alone
+    fused = rank_candidates(candidates, clap, log_probs, lm_weight=0.1, consensus=consensus, consensus_weight=1.0)
+    # 0.30 - 0.05 + 0.2 = 0.45; 0.28 - 0.06 + 0.5 = 0.72; 0.10 - 0.01 + 0 = 0.09
+    assert fused.scores == pytest.approx([0.45, 0.72, 0.09]) and fused.caption == "a dog barks twice"
+    assert fused.consensus == consensus and fused.consensus_weight == 1.0
+    with pytest.raises(ValueError, match="consensus_weight=2.0 fuses consensus scores, but none were given"):
+        rank_candidates(candidates, clap, consensus_weight=2.0)
+    with pytest.raises(ValueError, match="3 candidates but 2 consensus scores"):
+        rank_candidates(candidates, clap, consensus=[0.1, 0.2], consensus_weight=1.0)
+    with pytest.raises(ValueError, match="Consensus scores must be finite"):
+        rank_candidates(candidates, clap, consensus=[0.1, float("nan"), 0.0], consensus_weight=1.0)
+    with pytest.raises(ValueError, match="consensus_weight must be finite"):
+        rank_candidates(candidates, clap, consensus=consensus, consensus_weight=float("inf"))
 
 
 def test_window_starts_cover_the_clip_evenly():
@@ -169,6 +188,30 @@ def test_fixed_scorer_rescoring_picks_what_the_scorer_prefers():
     # The scorer's default weight applies when the call does not give one.
     scorer.lm_weight = 1.0
     assert scorer.rerank(high, ["a beep", "a high beep"], sampling_rate=16_000, log_probs=[-0.1, -3.0]).caption == "a beep"
+
+
+def test_fixed_scorer_fuses_consensus_with_sampled_captions():
+    scorer = KeywordScorer()
+    high = tone(3000, 1.0, 16_000)
+    candidates = ["a high beep", "a high beep sounds twice"]  # CLAP (keywords) cannot tell them apart
+    samples = ["a high beep sounds twice", "a high beep sounds twice", "a high beep sounds once"]
+    alone = scorer.rerank(high, candidates, sampling_rate=16_000)
+    assert alone.caption == "a high beep" and alone.consensus is None  # tie: the earlier candidate
+    fused = scorer.rerank(high, candidates, sampling_rate=16_000, pseudo_references=samples, consensus_weight=1.0)
+    assert fused.caption == "a high beep sounds twice"
+    assert fused.consensus == pytest.approx(consensus_scores(candidates, samples))
+    # Weight 0 computes the consensus but leaves the pick to CLAP; the scorer's default weight applies otherwise.
+    assert scorer.rerank(high, candidates, sampling_rate=16_000, pseudo_references=samples).caption == "a high beep"
+    scorer.consensus_weight = 1.0
+    batch = scorer.rerank([high, high], [candidates, candidates], sampling_rate=16_000,
+                          pseudo_references=[samples, ["a high beep", "a high beep"]])
+    assert [r.caption for r in batch] == ["a high beep sounds twice", "a high beep"]
+    with pytest.raises(TypeError, match="pseudo_references must be one list of strings per clip"):
+        scorer.rerank([high, high], [candidates, candidates], sampling_rate=16_000, pseudo_references=samples[:2])
+    with pytest.raises(ValueError, match="1 pseudo-reference lists"):
+        scorer.rerank([high, high], [candidates, candidates], sampling_rate=16_000, pseudo_references=[samples])
+    with pytest.raises(ValueError, match="at least one non-blank pseudo-reference"):
+        scorer.rerank(high, candidates, sampling_rate=16_000, pseudo_references=[""])
 
 
 def test_fixed_scorer_shapes_and_errors():
@@ -260,9 +303,12 @@ def test_save_load_and_backend_detection(hf_scorer, tmp_path):
     folder = tmp_path / "clap"
     hf_scorer.save_pretrained(folder)
     assert detect_clap_backend(folder) == "transformers"
-    loaded = load_clap_scorer(folder, lm_weight=0.3)
+    loaded = load_clap_scorer(folder, lm_weight=0.3, consensus_weight=2.0)
     assert isinstance(loaded, TransformersClapScorer) and loaded.lm_weight == 0.3
-    assert loaded.settings() == {"backend": "transformers", "lm_weight": 0.3, "name_or_path": str(folder)}
+    assert loaded.settings() == {"backend": "transformers", "lm_weight": 0.3, "consensus_weight": 2.0,
+                                 "name_or_path": str(folder)}
+    with pytest.raises(ValueError, match="consensus_weight must be finite"):
+        load_clap_scorer(folder, consensus_weight=float("nan"))
     clip = tone(440, 1.5, 22_050)
     texts = ["a dog barks", "rain falls on roof"]
     torch.testing.assert_close(loaded.score(clip, texts, 22_050), hf_scorer.score(clip, texts, 22_050))

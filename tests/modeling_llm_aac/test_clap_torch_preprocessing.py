@@ -243,7 +243,8 @@ def test_load_clap_scorer_passes_the_option(tmp_path):
     TransformersClapScorer(model, default_clap_feature_extractor(model.config), tiny_word_tokenizer()).save_pretrained(tmp_path)
     loaded = load_clap_scorer(tmp_path, preprocessing="torch")
     assert loaded.preprocessing == "torch" and loaded.uses_torch_preprocessing
-    assert loaded.settings() == {"backend": "transformers", "lm_weight": 0.0, "name_or_path": str(tmp_path)}
+    assert loaded.settings() == {"backend": "transformers", "lm_weight": 0.0, "consensus_weight": 0.0,
+                                 "name_or_path": str(tmp_path)}
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

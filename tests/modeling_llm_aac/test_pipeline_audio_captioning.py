@@ -93,6 +93,34 @@ def test_rescoring_picks_what_a_fixed_scorer_prefers(tiny_captioner_parts):
     assert [f["caption"] for f in fused] == [r["caption"] for r in by_log_prob]
 
 
+def test_consensus_with_sampled_captions_joins_the_pick(tiny_captioner_parts):
+    model, processor = tiny_captioner_parts
+    scorer = LengthPreferringScorer()
+    rescored = pipeline("audio-captioning", model=model, processor=processor, device="cpu", clap=scorer,
+                        candidates="single", num_candidates=4, num_pseudo_references=6, max_new_tokens=8)
+    clips = audio_clips()
+    clap_only = rescored(clips, batch_size=3, return_candidates=True)
+    assert all("consensus" in c for output in clap_only for c in output["candidates"])
+    # Weight 0 (the scorer's default): the consensus is reported but the scorer decides, as without samples.
+    assert [o["caption"] for o in clap_only] == [max((c["caption"] for c in o["candidates"]), key=len)
+                                                 for o in clap_only]
+    # A huge weight: the candidate agreeing most with the samples wins; the samples are seeded, so calls repeat.
+    by_consensus = rescored(clips, batch_size=3, return_candidates=True, consensus_weight=1e6)
+    assert by_consensus == rescored(clips, batch_size=3, return_candidates=True, consensus_weight=1e6)
+    for output in by_consensus:
+        best = max(output["candidates"], key=lambda c: (c["consensus"], -output["candidates"].index(c)))
+        assert output["caption"] == best["caption"]
+    # Without a scorer: log-probability plus the weighted consensus.
+    plain = pipeline("audio-captioning", model=model, processor=processor, device="cpu", candidates="single",
+                     num_candidates=4, num_pseudo_references=6, max_new_tokens=8)
+    for output in plain(clips, batch_size=3, return_candidates=True, consensus_weight=2.0):
+        for candidate in output["candidates"]:
+            assert candidate["score"] == pytest.approx(candidate["log_prob"] + 2.0 * candidate["consensus"])
+    # The scorer's default weight applies when the call gives none.
+    scorer.consensus_weight = 1e6
+    assert [o["caption"] for o in rescored(clips, batch_size=3)] == [o["caption"] for o in by_consensus]
+
+
 def test_plain_decoding_candidates_output_and_overrides(captioner):
     clip = audio_clips()[0]
     output = captioner(clip, return_candidates=True)

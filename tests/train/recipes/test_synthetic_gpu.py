@@ -333,12 +333,16 @@ def test_smoke_recipe_end_to_end(tmp_path, monkeypatch):
     assert (output / recipe.MODEL_DIR / "config.json").is_file()
     # The baseline rescores one 7-beam search's hypotheses, and its saved pipeline does so by default.
     assert results["config"]["candidates"] == "single_pass" and "| CLAP rescoring (single_pass) |" in report
+    # ... fused with each candidate's consensus with sampled captions, both weights chosen on validation.
     saved = json.loads((output / recipe.MODEL_DIR / "audio_captioning.json").read_text())
-    assert saved["defaults"] == {"candidates": "single"}
+    samples = results["sizes"]["pseudo_references"]
+    assert samples > 0 and saved["defaults"] == {"candidates": "single", "num_pseudo_references": samples}
 
     with open(output / "evaluation" / "predictions-clap_rescoring.jsonl") as f:
-        origins = {origin for line in f for c in json.loads(line)["candidates"] for origin in c["origin"].split(",")}
+        candidates = [c for line in f for c in json.loads(line)["candidates"]]
+    origins = {origin for c in candidates for origin in c["origin"].split(",")}
     assert origins <= {f"beam {rank} of 7" for rank in range(1, 8)}, origins
+    assert all(0.0 <= c["consensus"] <= 1.0 for c in candidates)
 
     # The encoder probes: every representation and pooling scored on the smoke size's clips, in the report too.
     probes = results["encoder_probe"]
