@@ -32,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="'single': > 0 for a diverse (group) beam search")
     parser.add_argument("--lm-weight", type=float, default=None,
                         help="weight of the captioner's mean token log-probability added to the CLAP similarity")
+    parser.add_argument("--pseudo-references", type=int, default=None, metavar="K",
+                        help="sample K captions per clip and fuse each candidate's consensus with them into the pick "
+                             "(default: the number saved with the captioner; 0: none)")
+    parser.add_argument("--consensus-weight", type=float, default=None,
+                        help="weight of that consensus in the pick (default: the one saved with the CLAP scorer)")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="caption length limit in tokens")
     parser.add_argument("--backend", choices=["auto", "fast", "generate"], default="auto",
                         help="decoder: prefix-sharing fast decoder, transformers' generate, or auto")
@@ -120,6 +125,7 @@ def main(args: argparse.Namespace) -> int:
         options = {
             "candidates": args.candidates, "num_candidates": args.num_candidates,
             "diversity_penalty": args.diversity_penalty, "lm_weight": args.lm_weight, "backend": args.backend,
+            "num_pseudo_references": args.pseudo_references, "consensus_weight": args.consensus_weight,
             "return_candidates": args.json,
         }
         if args.max_new_tokens is not None:

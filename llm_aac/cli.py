@@ -20,7 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("llm_aac.eval.evaluate_captioner", "caption a dataset split and score it (DCASE metrics, semantic accuracy, beam search vs CLAP rescoring)"),
     "linear-probe": ("llm_aac.eval.linear_probe", "linear probe of a frozen EAT encoder on AudioSet / ESC-50 / synthetic event labels"),
     "demo": ("llm_aac.demo", "the whole recipe end to end at toy size, offline on a CPU in minutes: corpus, EAT, LM, captioner, CLAP, evaluation"),
-    "rerank-report": ("llm_aac.eval.reranker_analysis", "how far any reference-free re-ranker (CLAP, log-prob, candidate consensus) of an evaluation's saved candidates could go vs beam search and the oracle"),
+    "rerank-report": ("llm_aac.eval.reranker_analysis", "how far any reference-free re-ranker (CLAP, log-prob, consensus among candidates, and consensus with sampled captions when present) of an evaluation's saved candidates could go vs beam search and the oracle"),
 }
 
 

@@ -56,6 +56,14 @@ def test_good_corrupt_and_text_files(folder, tmp_path, capsys):
     assert main(["caption", str(files[0]), "--model", str(path), "--device", "cpu"]) == 0
     capsys.readouterr()
 
+    # Consensus with sampled captions (no CLAP saved: log-probability + weighted consensus decide).
+    code = main(["caption", str(files[0]), "--model", str(path), "--device", "cpu", "--json", "--candidates",
+                 "single", "--num-candidates", "3", "--pseudo-references", "4", "--consensus-weight", "2"])
+    out, _ = capsys.readouterr()
+    (result,) = json.loads(out)
+    assert code == 0 and all(0.0 <= c["consensus"] <= 1.0 for c in result["candidates"])
+    assert all(c["score"] == pytest.approx(c["log_prob"] + 2 * c["consensus"]) for c in result["candidates"])
+
 
 def test_missing_model_is_a_clear_error(tmp_path, capsys):
     soundfile.write(tmp_path / "a.wav", np.zeros(16000, dtype=np.float32), 16000)
