@@ -33,8 +33,9 @@ evaluation's own). Rules compared, per split:
   `sampled_consensus` only (the other weights 0: how much of a gain is CLAP's and how much the samples'), each chosen
   by cross-fitting: the clips are split into two halves by their position in the split (even / odd), the weights
   that score best on one half are scored on the other, and the reported number is the CIDEr-D over all clips of
-  these held-out picks (each clip picked with the weights chosen on the other half). The in-sample best (weights chosen and scored on all clips) is reported
-  too, labelled optimistic: with hundreds of weight vectors to choose from, it partly fits noise;
+  these held-out picks (each clip picked with the weights chosen on the other half). The in-sample best (weights
+  chosen and scored on all clips) is reported too, labelled optimistic: with hundreds of weight vectors to choose
+  from, it partly fits noise;
 * the oracle (best candidate by the references) and the worst candidate.
 
 Gains are relative to beam search, or to the captioner's pick without `--beam`. Ties go to the earlier candidate
