@@ -195,6 +195,28 @@ def sanitize_caption(text: str) -> str:
     return " ".join(text.split())
 
 
+def ptb_tokenize(texts: Sequence[str], *, cache_path: str | os.PathLike | None = None,
+                 java_path: str | os.PathLike | None = None) -> list[str]:
+    """PTB-tokenise (and lower-case) captions in one Java run, as `compute_caption_metrics` does before scoring;
+    whitespace is collapsed first (`sanitize_caption`). The tokenizer works line by line, so scoring the returned
+    strings with `tokenize=False` equals scoring the originals with `tokenize=True`: callers that score many
+    re-selections of the same captions tokenise once.
+
+    Raises:
+        RuntimeError: Java or the tokenizer jar is missing (the message says how to fix it).
+    """
+    java = detect_java(java_path)
+    files = prepare_java_tool_cache(cache_path)
+    problem = java.problem or files.ptb_tokenizer_problem
+    if problem:
+        raise RuntimeError(f"PTB tokenisation cannot run: {problem}")
+    from aac_metrics.utils.tokenization import preprocess_mono_sents
+
+    with lifted_java_version_check(java):
+        return preprocess_mono_sents([sanitize_caption(text) for text in texts], cache_path=files.cache_path,
+                                     java_path=java.path)
+
+
 def _sanitize_inputs(
     predictions: Sequence[str | None], references: Sequence[Sequence[str]]
 ) -> tuple[list[str], list[list[str]], int]:

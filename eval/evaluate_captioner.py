@@ -512,12 +512,28 @@ def tune_lm_weight(records: Sequence[Mapping], weights: Sequence[float], metrics
         raise ValueError("no consensus_weight to try")
     if not records:
         raise ValueError("no records to tune the lm_weight on")
+    from llm_aac.eval.caption_metrics import compute_caption_metrics, ptb_tokenize, resolve_metrics
+
     pairs = [(w, c) for c in consensus_weights for w in weights]
-    scores, metric = [], None
+    # Only the ranking metric decides, and every pair re-picks among the same captions: tokenise them once instead
+    # of once per pair (each tokenizer run starts Java), then score the ranking metric alone.
+    _, _, metric, tokenize_by_default = resolve_metrics(metrics)
+    texts = list(dict.fromkeys(text for record in records for text in
+                               [*(c["caption"] for c in record["candidates"]), *record["references"]]))
+    as_scored = {text: text for text in texts}
+    if (tokenize_by_default if tokenize is None else tokenize):
+        try:
+            as_scored = dict(zip(texts, ptb_tokenize(texts)))
+        except RuntimeError:
+            if tokenize:
+                raise
+            logger.warning("the weight sweep scores untokenised captions: PTB tokenisation cannot run here")
+    scores = []
     for weight, agreement in pairs:
-        result = score_records(repick_with_lm_weight(records, weight, agreement), metrics,
-                               tokenize=tokenize)["caption_metrics"]
-        metric = result.ranking_metric
+        repicked = repick_with_lm_weight(records, weight, agreement)
+        result = compute_caption_metrics([as_scored[r["prediction"]] for r in repicked],
+                                         [[as_scored[ref] for ref in r["references"]] for r in repicked],
+                                         metrics=[metric], tokenize=False)
         scores.append(float(result.scores[metric]))
     best = max(range(len(pairs)), key=lambda i: (scores[i], -pairs[i][1], -pairs[i][0]))
     return {"weights": weights, "consensus_weights": consensus_weights, "pairs": [list(p) for p in pairs],

@@ -14,6 +14,7 @@ from llm_aac.eval.caption_metrics import (
     METRIC_SETS,
     compute_caption_metrics,
     markdown_table,
+    ptb_tokenize,
     resolve_metrics,
     sanitize_caption,
 )
@@ -291,3 +292,22 @@ def test_none_prediction_counts_as_blank():
     result = compute_caption_metrics([None, "a dog barks"], [["a cat"], ["a dog barks"]], "fast")
     assert result.num_blank_predictions == 1
     assert not math.isnan(result.scores["cider_d"])
+
+
+@requires_java_tools
+def test_tokenising_once_then_scoring_untokenised_equals_scoring_with_tokenisation():
+    predictions = ["A dog's bark,  then RAIN.", "Someone knocks twice!", "a bell rings (loudly)"]
+    references = [["A dog barks, then rain falls.", "rain after a dog's bark"], ["Knock, knock."],
+                  ["A loud bell rings.", "the bell rang"]]
+    tokenized = ptb_tokenize(predictions + [ref for refs in references for ref in refs])
+    assert tokenized[0] == "a dog 's bark then rain"  # lower-cased, PTB split, punctuation dropped
+    mapping = dict(zip(predictions + [ref for refs in references for ref in refs], tokenized))
+    direct = compute_caption_metrics(predictions, references, ["cider_d", "bleu_4"], tokenize=True)
+    once = compute_caption_metrics([mapping[p] for p in predictions], [[mapping[r] for r in refs] for refs in references],
+                                   ["cider_d", "bleu_4"], tokenize=False)
+    assert once.scores == pytest.approx(direct.scores)
+
+
+def test_ptb_tokenize_names_a_missing_java(tmp_path):
+    with pytest.raises(RuntimeError, match="PTB tokenisation cannot run"):
+        ptb_tokenize(["a dog"], java_path=tmp_path / "no-java")
