@@ -133,19 +133,14 @@ class DemoSizes:
             from llm_aac.processing.caption_perturbations import parse_perturbation_kinds
 
             parse_perturbation_kinds(self.clap_hard_negatives)
-        weight = self.clap_hard_negative_weight
-        if not (isinstance(weight, (int, float)) and weight >= 0 and weight != float("inf")):
-            raise ValueError(f"clap_hard_negative_weight must be a finite number >= 0, got {weight!r}")
-        per_clip = self.clap_hard_negatives_per_clip
-        if isinstance(per_clip, bool) or not isinstance(per_clip, int) or per_clip < 1:
-            raise ValueError(f"clap_hard_negatives_per_clip must be an integer >= 1, got {per_clip!r}")
-        samples = self.pseudo_references
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 0:
-            raise ValueError(f"pseudo_references must be an integer >= 0, got {samples!r}")
-        weight = self.consensus_weight
-        if not (isinstance(weight, (int, float)) and not isinstance(weight, bool) and weight >= 0
-                and weight != float("inf")):
-            raise ValueError(f"consensus_weight must be a finite number >= 0, got {weight!r}")
+        for name in ("clap_hard_negative_weight", "consensus_weight"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        for name, least in (("clap_hard_negatives_per_clip", 1), ("pseudo_references", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
 
 
 # Where the candidates ablation's names meet `CandidateOptions.strategy`.
@@ -503,14 +498,13 @@ def save_model_folder(output: str, captioner_dir: str, clap_dir: str, choices: R
     # SLAM-AAC's plain decoding (beam 4); the saved pipeline rescores the chosen candidates by default (the demo:
     # one 7-beam search's 7 hypotheses, the pipeline's "single" defaults), with the consensus of `sizes`.
     generation.num_beams, generation.max_new_tokens, generation.do_sample = 4, 40, False
-    sizes = sizes or DemoSizes()
+    samples = sizes.pseudo_references if sizes is not None else 0
     if os.path.isdir(output):
         shutil.rmtree(output)
-    consensus = ({"num_pseudo_references": sizes.pseudo_references} if sizes.pseudo_references else {})
     save_captioner(output, model, processor, clap=clap_dir, generation_config=generation,
                    candidates=CANDIDATE_STRATEGIES[choices.candidates],
-                   clap_kwargs={"consensus_weight": float(sizes.consensus_weight) if sizes.pseudo_references else 0.0},
-                   **consensus)
+                   clap_kwargs={"consensus_weight": float(sizes.consensus_weight) if samples else 0.0},
+                   **({"num_pseudo_references": samples} if samples else {}))
     return output
 
 

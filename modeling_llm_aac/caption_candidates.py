@@ -446,7 +446,9 @@ def generate_pseudo_references(model, processor, inputs, options: CandidateOptio
         generator = torch.Generator(device=device).manual_seed(options.pseudo_reference_seed)
         per_clip = generate_candidates(model, processor, inputs, sampling, generator=generator)
     else:  # `generate` samples from the global generator: seed it inside a fork so the caller's RNG is untouched
-        devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+        devices = []
+        if device.type == "cuda":
+            devices = [device.index if device.index is not None else torch.cuda.current_device()]
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(options.pseudo_reference_seed)
             per_clip = generate_candidates(model, processor, inputs, sampling)

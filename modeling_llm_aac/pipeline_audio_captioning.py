@@ -19,8 +19,9 @@ Decoding: without `candidates` the captioner's generation config decides (SLAM-A
 one with the highest `CLAP similarity + lm_weight * mean token log-probability` is returned (the highest
 log-probability when no CLAP scorer is set). With `num_pseudo_references=K` the captioner also samples K captions per
 clip, and `consensus_weight * consensus` (each candidate's agreement with those samples, `consensus_scoring`) joins
-the sum: CLAP judges whether a caption fits the audio, consensus which wording the references most likely share. Clips are batched by the processor inside `_forward`, so
-`batch_size` changes speed, not captions.
+the sum: CLAP judges whether a caption fits the audio, consensus which wording the references most likely share.
+Clips are batched by the processor inside `_forward`, so `batch_size` changes speed, not captions (the sampled
+captions excepted: one seeded generator serves the batch, so with samples a clip's caption can depend on its batch).
 
 A folder written by `save_pretrained` (or `save_captioner`) holds the model, processor, generation config,
 this pipeline's code, `audio_captioning.json` (default decoding options and the CLAP scorer settings) and, when

@@ -137,6 +137,19 @@ def test_clap_hard_negative_knob_reaches_the_clap_trainer():
         clap_arguments(["clap_hard_negatives=count", "clap_hard_negatives_per_clip=0"])
 
 
+def test_consensus_settings_are_checked_when_the_sizes_are_made():
+    import dataclasses
+
+    from llm_aac.demo import SIZES
+
+    assert recipe.size_values("gpu", 1.0, {})["pseudo_references"] == 64 and SIZES["full"].consensus_weight == 4.0
+    assert recipe.size_values("gpu", 1.0, {"pseudo_references": 0})["pseudo_references"] == 0  # off
+    with pytest.raises(ValueError, match="pseudo_references must be an integer >= 0, got -2"):
+        dataclasses.replace(SIZES["full"], pseudo_references=-2)
+    with pytest.raises(ValueError, match="consensus_weight must be a finite number >= 0, got nan"):
+        dataclasses.replace(SIZES["full"], consensus_weight=float("nan"))
+
+
 def test_clap_cache_key_holds_the_hard_negative_settings_only_when_on():
     import dataclasses
 
