@@ -396,7 +396,10 @@ def _system_labels(plan: CaptioningPlan, model) -> dict[str, str]:
             "sampling" if settings.get("do_sample") else "greedy")
     if CLAP_RESCORING in plan.systems:
         options = plan.candidate_options
-        labels[CLAP_RESCORING] = f"CLAP rescoring ({options.strategy}, {options.candidates_per_clip} candidates)"
+        samples = (f", consensus with {options.num_pseudo_references} samples" if options.num_pseudo_references
+                   else "")
+        labels[CLAP_RESCORING] = (f"CLAP rescoring ({options.strategy}, {options.candidates_per_clip} candidates"
+                                  f"{samples})")
     return labels
 
 

@@ -251,6 +251,7 @@ def test_cli_samples_captions_and_tunes_both_weights(tmp_path, captioner_dir):
         assert all(0.0 <= c["consensus"] <= 1.0 for c in record["candidates"])
         assert record["prediction"] == record["candidates"][0]["caption"] and fused[0] == pytest.approx(max(fused))
     assert "consensus_weight" in (output / "metrics.md").read_text()
+    assert summary["systems"][CLAP_RESCORING] == "CLAP rescoring (slam, 7 candidates, consensus with 4 samples)"
     with pytest.raises(ValueError, match="--consensus-weights must be comma-separated numbers"):
         run_compare_rescoring(captioner_dir, clap, tmp_path / "bad", "--pseudo-references", "4",
                               "--consensus-weights", "a,b")

@@ -29,7 +29,7 @@ def test_quick_demo_end_to_end_and_saved_pipeline(tmp_path):
     for number, stage in enumerate(STAGES, start=1):
         assert f"[{number}/{len(STAGES)}] {stage} done in" in out
     # the default candidates: one 7-beam search's 7 hypotheses (SLAM-AAC's 7 searches are the alternative)
-    assert "| beam search (4 beams) |" in out and "| CLAP rescoring (single, 7 candidates) |" in out
+    assert "| beam search (4 beams) |" in out and "| CLAP rescoring (single, 7 candidates, consensus with 32 samples) |" in out
     assert "CIDEr-D" in out and "Semantic accuracy" in out and "event_f1" in out
     assert "Captioner training, validation (4 clips, beam 2): loss " in out
     assert "## 5 example captions" in out and out.count("   references     : ") == 5

@@ -941,7 +941,9 @@ def run_recipe(args: argparse.Namespace, output: str) -> dict:
               lambda _: demo.save_model_folder(model_dir, captioner.result, clap.result, choices, sizes))
         evaluation = stage(
             "caption + evaluate",
-            f"{' + '.join(EVALUATION_SPLITS)} splits: beam search vs CLAP rescoring ({args.candidates})", "evaluate",
+            f"{' + '.join(EVALUATION_SPLITS)} splits: beam search vs CLAP rescoring ({args.candidates}"
+            + (f", consensus with {sizes.pseudo_references} samples" if sizes.pseudo_references else "") + ")",
+            "evaluate",
             None, None, lambda _: demo.evaluate(model_dir, output, corpus.result, sizes, choices,
                                                 splits=EVALUATION_SPLITS, tune_lm_weight_on=LM_WEIGHT_SPLIT))
         # The evaluation summary is the stage's return value (not a path): `stage` stored it as the result.
