@@ -528,6 +528,28 @@ def evaluate(output: str, work: str, corpus_dir: str, sizes: DemoSizes, choices:
     )
 
 
+def keep_tuned_weights(model_dir: str, summary: dict) -> dict | None:
+    """Write the fusion weights an evaluation chose on validation (`summary["lm_weight_tuning"]`) into the saved
+    folder's CLAP settings, so that its pipeline picks captions as the evaluation did. Returns the weights written,
+    None when the evaluation tuned nothing."""
+    from modeling_llm_aac.pipeline_audio_captioning import PIPELINE_CONFIG_NAME
+
+    tuning = summary.get("lm_weight_tuning")
+    if not tuning:
+        return None
+    path = os.path.join(model_dir, PIPELINE_CONFIG_NAME)
+    with open(path, encoding="utf-8") as f:
+        settings = json.load(f)
+    if not settings.get("clap"):
+        raise ValueError(f"{path} has no CLAP scorer settings to write the tuned weights into")
+    chosen = {"lm_weight": float(tuning["chosen"]), "consensus_weight": float(tuning["chosen_consensus_weight"])}
+    settings["clap"].update(chosen)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(settings, f, indent=2, sort_keys=True)
+        f.write("\n")
+    return chosen
+
+
 # ------------------------------------------------------------------------------------------------ report
 
 

@@ -189,3 +189,21 @@ def test_refuses_a_folder_it_did_not_write(tmp_path, capsys):
     code = main(["demo", "--quick", "--num-clips", "3", "--output", str(tmp_path / "new")])
     assert code == 2
     assert "--num-clips must be >= 8" in capsys.readouterr().err
+
+
+def test_tuned_weights_are_written_into_the_saved_folder(tmp_path):
+    from llm_aac.demo import keep_tuned_weights
+
+    settings = {"defaults": {"candidates": "single"}, "clap": {"backend": "eat_clap", "lm_weight": 0.0,
+                                                               "consensus_weight": 4.0, "name_or_path": "clap"}}
+    (tmp_path / "audio_captioning.json").write_text(json.dumps(settings))
+    assert keep_tuned_weights(str(tmp_path), {"lm_weight_tuning": None}) is None
+    tuning = {"chosen": 0.25, "chosen_consensus_weight": 0.5}
+    assert keep_tuned_weights(str(tmp_path), {"lm_weight_tuning": tuning}) == {"lm_weight": 0.25,
+                                                                              "consensus_weight": 0.5}
+    saved = json.loads((tmp_path / "audio_captioning.json").read_text())
+    assert saved["clap"] == {**settings["clap"], "lm_weight": 0.25, "consensus_weight": 0.5}
+    assert saved["defaults"] == settings["defaults"]
+    (tmp_path / "audio_captioning.json").write_text(json.dumps({"defaults": {}, "clap": None}))
+    with pytest.raises(ValueError, match="no CLAP scorer settings"):
+        keep_tuned_weights(str(tmp_path), {"lm_weight_tuning": tuning})

@@ -939,13 +939,18 @@ def run_recipe(args: argparse.Namespace, output: str) -> dict:
         model_dir, evaluation_dir = os.path.join(output, MODEL_DIR), os.path.join(output, "evaluation")
         stage("save model folder", f"captioner + CLAP scorer -> {model_dir}", "save", None, None,
               lambda _: demo.save_model_folder(model_dir, captioner.result, clap.result, choices, sizes))
+
+        def evaluate_and_keep_weights(_):
+            summary = demo.evaluate(model_dir, output, corpus.result, sizes, choices, splits=EVALUATION_SPLITS,
+                                    tune_lm_weight_on=LM_WEIGHT_SPLIT)
+            demo.keep_tuned_weights(model_dir, summary)  # the saved pipeline picks as the evaluation did
+            return summary
+
         evaluation = stage(
             "caption + evaluate",
             f"{' + '.join(EVALUATION_SPLITS)} splits: beam search vs CLAP rescoring ({args.candidates}"
             + (f", consensus with {sizes.pseudo_references} samples" if sizes.pseudo_references else "") + ")",
-            "evaluate",
-            None, None, lambda _: demo.evaluate(model_dir, output, corpus.result, sizes, choices,
-                                                splits=EVALUATION_SPLITS, tune_lm_weight_on=LM_WEIGHT_SPLIT))
+            "evaluate", None, None, evaluate_and_keep_weights)
         # The evaluation summary is the stage's return value (not a path): `stage` stored it as the result.
         splits = summarize_evaluation(evaluation.result)
     total_seconds = time.monotonic() - started

@@ -350,6 +350,11 @@ def test_smoke_recipe_end_to_end(tmp_path, monkeypatch):
     saved = json.loads((output / recipe.MODEL_DIR / "audio_captioning.json").read_text())
     samples = results["sizes"]["pseudo_references"]
     assert samples > 0 and saved["defaults"] == {"candidates": "single", "num_pseudo_references": samples}
+    tuning = json.loads((output / "evaluation" / "metrics.json").read_text())["lm_weight_tuning"]
+    assert tuning["split"] == "validation" and len(tuning["pairs"]) > len(tuning["weights"])  # consensus swept too
+    # the saved pipeline picks with the weights the evaluation chose
+    assert (saved["clap"]["lm_weight"], saved["clap"]["consensus_weight"]) == (tuning["chosen"],
+                                                                               tuning["chosen_consensus_weight"])
 
     with open(output / "evaluation" / "predictions-clap_rescoring.jsonl") as f:
         candidates = [c for line in f for c in json.loads(line)["candidates"]]
