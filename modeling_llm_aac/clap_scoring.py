@@ -196,6 +196,24 @@ def rank_candidates(
     )
 
 
+def rank_with_samples(
+    candidates: Sequence[str],
+    similarities: Sequence[float] | torch.Tensor | np.ndarray,
+    log_probs: Sequence[float] | None = None,
+    *,
+    lm_weight: float = 0.0,
+    pseudo_references: Sequence[str] | None = None,
+    consensus_weight: float = 0.0,
+) -> CandidateRanking:
+    """`rank_candidates` with each candidate's consensus with `pseudo_references` (captions sampled from the captioner
+    for the clip) when they are given; without them the consensus weight does not apply (a scorer's default weight
+    must not fail calls that sampled nothing)."""
+    if pseudo_references is None:
+        return rank_candidates(candidates, similarities, log_probs, lm_weight=lm_weight)
+    return rank_candidates(candidates, similarities, log_probs, lm_weight=lm_weight,
+                           consensus=consensus_scores(candidates, pseudo_references), consensus_weight=consensus_weight)
+
+
 def _check_candidates(candidates: Sequence[str]) -> list[str]:
     if isinstance(candidates, str) or not isinstance(candidates, Sequence):
         raise TypeError(
@@ -474,10 +492,9 @@ class CLAPScorer:
             else:
                 sims = text_embeds[offset : offset + len(texts)] @ audio_embeds[clip_index]
             offset += len(texts)
-            samples = per_clip_samples[clip_index]
-            agreement = consensus_scores(texts, samples) if samples is not None else None
-            rankings.append(rank_candidates(texts, sims, lps, lm_weight=weight, consensus=agreement,
-                                            consensus_weight=agreement_weight if agreement is not None else 0.0))
+            rankings.append(rank_with_samples(texts, sims, lps, lm_weight=weight,
+                                              pseudo_references=per_clip_samples[clip_index],
+                                              consensus_weight=agreement_weight))
         return rankings[0] if single else rankings
 
     # -- plumbing --------------------------------------------------------------------------
@@ -1076,5 +1093,6 @@ __all__ = [
     "load_clap_scorer",
     "normalize_caption",
     "rank_candidates",
+    "rank_with_samples",
     "window_starts",
 ]

@@ -50,8 +50,7 @@ from .caption_candidates import (
     generate_captions,
     generate_pseudo_references,
 )
-from .clap_scoring import CLAPScorer, deduplicate_candidates, load_clap_scorer, rank_candidates
-from .consensus_scoring import consensus_scores
+from .clap_scoring import CLAPScorer, deduplicate_candidates, load_clap_scorer, rank_with_samples
 from .feature_extraction_llm_aac import feature_device, mono_float32_samples
 
 try:
@@ -286,10 +285,9 @@ class AudioCaptioningPipeline(Pipeline):
             rankings = []
             for clip, clip_samples in zip(per_clip, samples):
                 texts, log_probs = deduplicate_candidates([c.text for c in clip], [c.log_prob for c in clip])
-                agreement = consensus_scores(texts, clip_samples) if clip_samples is not None else None
                 # The log-probability stands in for the CLAP similarity.
-                rankings.append(rank_candidates(texts, log_probs, log_probs, consensus=agreement,
-                                                consensus_weight=consensus_weight if agreement is not None else 0.0))
+                rankings.append(rank_with_samples(texts, log_probs, log_probs, pseudo_references=clip_samples,
+                                                  consensus_weight=consensus_weight))
             with_clap = False
         else:
             rankings = [None] * len(per_clip)
