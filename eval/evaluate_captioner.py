@@ -20,6 +20,9 @@ splits are scored: every weight of `--lm-weights` (and, with sampled captions, e
 decoded or scored twice), the weights with the best ranking metric (CIDEr-D by default; ties to the smaller
 consensus weight, then the smaller log-probability weight) are then used for every evaluation split, and the sweep
 is reported in `metrics.json` / `metrics.md`. Choosing them on a test split itself would overstate the result.
+`--pseudo-reference-temperatures 1,0.75,0.5` adds the sampling temperature of the consensus captions to that choice:
+SPLIT is captioned first, with one set of samples per temperature (the candidates and CLAP scores are shared), the
+sweep runs once per temperature, and the other splits are captioned with the best temperature only.
 
 By default only `beam_search` runs; `--clap` alone runs `clap_rescoring`; `--compare-rescoring` runs both
 in one pass. When the plain decoding is a beam search whose beam size is one of the SLAM candidates'
@@ -34,7 +37,8 @@ Outputs in `--output`:
 
 * `predictions-<system>.jsonl` -- one line per clip: `file`, `split`, `prediction`, `candidates`
   (each with `caption`, `log_prob`, `origin` and, when rescored, `clap_score`, `consensus` (with sampled
-  captions) and the fused `score`, best first), `references`;
+  captions) and the fused `score`, best first), `references`, and `pseudo_references` (the sampled captions;
+  per temperature on a split captioned with several, with each candidate's `consensus_by_temperature`);
 * `metrics.json` -- per split and system, the caption metrics (`CaptionMetricsResult.to_dict()`), for
   `clap_rescoring` the candidates' headroom (`candidate_headroom`: oracle / worst / picked CIDEr-D) and,
   for the synthetic corpus, semantic accuracy (events, counts, order, overlap); plus the settings and
@@ -75,6 +79,11 @@ DEFAULT_LM_WEIGHTS = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 DEFAULT_CONSENSUS_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 # Plain-decoding options under which its beam search equals one of the SLAM candidates' searches.
 _NEUTRAL_STOPPING = (None, False)
+
+
+def temperature_key(temperature: float) -> str:
+    """How a sampling temperature names its consensus scores in a record (`consensus_by_temperature`): "0.75"."""
+    return f"{float(temperature):g}"
 
 
 def predictions_file(system: str) -> str:
@@ -213,6 +222,9 @@ class CaptioningPlan:
     consensus_weight: float | None = None
     reuse_beam: int | None = None  # beam size whose SLAM candidate is the plain caption
     reuse_reason: str = ""
+    # Sampling temperatures whose consensus is recorded per candidate besides the one that ranks (the split the
+    # temperature is chosen on is captioned with these; the other splits only with the chosen one).
+    consensus_temperatures: tuple[float, ...] = ()
 
 
 def plan_captioning(model, systems: Sequence[str], candidate_options, generate_kwargs: Mapping | None,
@@ -263,6 +275,7 @@ def caption_batch(model, processor, scorer, clips: list[dict], plan: CaptioningP
 
     from modeling_llm_aac.caption_candidates import generate_candidates, generate_captions, generate_pseudo_references
     from modeling_llm_aac.clap_scoring import normalize_caption
+    from modeling_llm_aac.consensus_scoring import consensus_scores
     from modeling_llm_aac.feature_extraction_llm_aac import feature_device
 
     audio = [{"array": clip["array"], "sampling_rate": int(clip["sampling_rate"])} for clip in clips]
@@ -278,6 +291,11 @@ def caption_batch(model, processor, scorer, clips: list[dict], plan: CaptioningP
         per_clip = generate_candidates(model, processor, inputs, options)
         samples = (generate_pseudo_references(model, processor, inputs, options) if options.num_pseudo_references
                    else None)
+        samples_by_temperature = {
+            temperature: samples if temperature == options.pseudo_reference_temperature else
+            generate_pseudo_references(model, processor, inputs, replace(options, pseudo_reference_temperature=temperature))
+            for temperature in plan.consensus_temperatures
+        } if samples is not None else {}
         if plan.reuse_beam is not None:
             origin = f"beams={plan.reuse_beam}"
             plain = [next(c for c in candidates if c.origin == origin) for candidates in per_clip]
@@ -298,7 +316,11 @@ def caption_batch(model, processor, scorer, clips: list[dict], plan: CaptioningP
             for index, ranking in zip(indices, ranked):
                 rankings[index] = ranking
         records = []
-        for candidates, ranking in zip(per_clip, rankings):
+        for clip_index, (candidates, ranking) in enumerate(zip(per_clip, rankings)):
+            by_temperature = {
+                temperature_key(temperature): consensus_scores(list(ranking.candidates), clip_samples[clip_index])
+                for temperature, clip_samples in samples_by_temperature.items()
+            }
             origins: dict[str, list[str]] = {}
             for c in candidates:
                 origins.setdefault(normalize_caption(c.text), []).append(c.origin)
@@ -311,10 +333,18 @@ def caption_batch(model, processor, scorer, clips: list[dict], plan: CaptioningP
                     "log_prob": ranking.log_probs[i] if ranking.log_probs is not None else None,
                     "clap_score": ranking.clap_scores[i],
                     **({"consensus": ranking.consensus[i]} if ranking.consensus is not None else {}),
+                    **({"consensus_by_temperature": {key: values[i] for key, values in by_temperature.items()}}
+                       if by_temperature else {}),
                     "score": ranking.scores[i],
                     "origin": ",".join(origins.get(normalize_caption(text), [])),
                 })
-            records.append({"prediction": ranking.caption, "candidates": entries})
+            record = {"prediction": ranking.caption, "candidates": entries}
+            if samples_by_temperature:
+                record["pseudo_references_by_temperature"] = {
+                    temperature_key(t): clip_samples[clip_index] for t, clip_samples in samples_by_temperature.items()}
+            elif samples is not None:
+                record["pseudo_references"] = samples[clip_index]
+            records.append(record)
         output[CLAP_RESCORING] = records
 
     if BEAM_SEARCH in plan.systems and BEAM_SEARCH not in output:
@@ -344,6 +374,9 @@ def caption_split(model, processor, scorer, rows, split: str, plan: CaptioningPl
                 for clip, record in zip(clips, outputs[system]):
                     entry = {"file": clip["file"], "split": split, "prediction": record["prediction"],
                              "candidates": record["candidates"], "references": clip["references"]}
+                    for key in ("pseudo_references", "pseudo_references_by_temperature"):
+                        if key in record:
+                            entry[key] = record[key]
                     if clip.get("events") is not None:
                         entry["events"] = clip["events"]
                     records[system].append(entry)
@@ -396,8 +429,10 @@ def _system_labels(plan: CaptioningPlan, model) -> dict[str, str]:
             "sampling" if settings.get("do_sample") else "greedy")
     if CLAP_RESCORING in plan.systems:
         options = plan.candidate_options
-        samples = (f", consensus with {options.num_pseudo_references} samples" if options.num_pseudo_references
-                   else "")
+        temperature = ("" if options.pseudo_reference_temperature == 1.0 else
+                       f" at temperature {options.pseudo_reference_temperature:g}")
+        samples = (f", consensus with {options.num_pseudo_references} samples{temperature}"
+                   if options.num_pseudo_references else "")
         labels[CLAP_RESCORING] = (f"CLAP rescoring ({options.strategy}, {options.candidates_per_clip} candidates"
                                   f"{samples})")
     return labels
@@ -429,8 +464,11 @@ def score_records(records: Sequence[Mapping], metrics: Any, *, tokenize: bool | 
 def write_jsonl(path: str, records: Sequence[Mapping]) -> None:
     with open(path, "w", encoding="utf-8") as f:
         for record in records:
-            row = {key: record[key] for key in ("file", "split", "prediction", "candidates", "references")}
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            row = {key: record[key] for key in ("file", "split", "prediction", "candidates", "references",
+                                                "pseudo_references", "pseudo_references_by_temperature")
+                   if key in record}
+            # ASCII escapes: sampled captions may hold U+2028 and the like, which line splitters take for newlines
+            f.write(json.dumps(row) + "\n")
 
 
 def markdown_report(summary: Mapping[str, Any], results: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
@@ -453,6 +491,10 @@ def markdown_report(summary: Mapping[str, Any], results: Mapping[str, Mapping[st
             lines += ["", format_headroom(headroom)]
         lines.append("")
     tuning = summary.get("lm_weight_tuning")
+    if tuning and tuning.get("temperatures"):
+        best = ", ".join(f"{t}: {max(v):.3f}" for t, v in tuning["scores_by_temperature"].items())
+        lines.append(f"The consensus captions' sampling temperature {tuning['chosen_temperature']:g} was chosen on the "
+                     f"{tuning['split']} split (best {tuning['metric']} per temperature: {best}).")
     if tuning:
         if len(tuning["consensus_weights"]) > 1:
             sweep = ", ".join(f"{w:g} / {c:g}: {v:.3f}" for (w, c), v in zip(tuning["pairs"], tuning["scores"]))
@@ -501,6 +543,44 @@ def repick_with_lm_weight(records: Sequence[Mapping], lm_weight: float, consensu
     return repicked
 
 
+def with_consensus_at(records: Sequence[Mapping], temperature: float) -> list[dict]:
+    """CLAP-rescoring records whose candidates' `consensus` is the one with captions sampled at `temperature`
+    (from `consensus_by_temperature`, written when the split was captioned with several temperatures), and whose
+    `pseudo_references` are those captions when the record kept them per temperature."""
+    key = temperature_key(temperature)
+    updated = []
+    for record in records:
+        candidates = []
+        for entry in record["candidates"]:
+            by_temperature = entry.get("consensus_by_temperature") or {}
+            if key not in by_temperature:
+                raise ValueError(f"record {record.get('file')!r} has no consensus with captions sampled at temperature "
+                                 f"{key} (it has {sorted(by_temperature) or 'none'})")
+            candidates.append({**entry, "consensus": by_temperature[key]})
+        samples = record.get("pseudo_references_by_temperature") or {}
+        updated.append({**record, "candidates": candidates, **({"pseudo_references": samples[key]} if key in samples
+                                                                else {})})
+    return updated
+
+
+def tune_rescoring(records: Sequence[Mapping], weights: Sequence[float], metrics: Any, *,
+                   consensus_weights: Sequence[float] = (0.0,), temperatures: Sequence[float] = (),
+                   tokenize: bool | None = None) -> dict[str, Any]:
+    """`tune_lm_weight`, and with `temperatures` (records captioned with them, see `with_consensus_at`) the same
+    sweep once per sampling temperature of the consensus captions: the best triple wins (ties to the earlier
+    temperature in `temperatures`). Adds `temperatures`, `scores_by_temperature` (the pair sweep's scores per
+    temperature) and `chosen_temperature` to `tune_lm_weight`'s result, whose `pairs` / `scores` are then the
+    chosen temperature's."""
+    if not temperatures:
+        return tune_lm_weight(records, weights, metrics, consensus_weights=consensus_weights, tokenize=tokenize)
+    temperatures = list(dict.fromkeys(float(t) for t in temperatures))
+    sweeps = [tune_lm_weight(with_consensus_at(records, t), weights, metrics, consensus_weights=consensus_weights,
+                             tokenize=tokenize) for t in temperatures]
+    best = max(range(len(sweeps)), key=lambda i: (max(sweeps[i]["scores"]), -i))
+    return {**sweeps[best], "temperatures": temperatures, "chosen_temperature": temperatures[best],
+            "scores_by_temperature": {temperature_key(t): sweep["scores"] for t, sweep in zip(temperatures, sweeps)}}
+
+
 def tune_lm_weight(records: Sequence[Mapping], weights: Sequence[float], metrics: Any, *,
                    consensus_weights: Sequence[float] = (0.0,), tokenize: bool | None = None) -> dict[str, Any]:
     """The ranking metric of `records` (one split's CLAP-rescoring records) re-picked with each log-probability
@@ -543,6 +623,36 @@ def tune_lm_weight(records: Sequence[Mapping], weights: Sequence[float], metrics
             "scores": scores, "metric": metric, "chosen": pairs[best][0], "chosen_consensus_weight": pairs[best][1]}
 
 
+def _tune_on_split(records: Sequence[Mapping], plan: CaptioningPlan, lm_weights: Sequence[float],
+                   consensus_weight: float | None, consensus_weights: Sequence[float], metrics: Any,
+                   tokenize: bool | None) -> dict[str, Any]:
+    """Choose the fusion weights (and the consensus captions' temperature) on one split's CLAP-rescoring records
+    and set them in `plan`, so that the splits captioned next use them."""
+    from dataclasses import replace
+
+    split = records[0]["split"] if records else None
+    if not plan.candidate_options.num_pseudo_references:
+        tried_consensus = (0.0,)
+    elif consensus_weight is not None:
+        tried_consensus = (consensus_weight,)
+    else:
+        tried_consensus = consensus_weights
+    tuning = {"split": split, **tune_rescoring(records, lm_weights, metrics, tokenize=tokenize,
+                                              consensus_weights=tried_consensus,
+                                              temperatures=plan.consensus_temperatures)}
+    plan.lm_weight, plan.consensus_weight = tuning["chosen"], tuning["chosen_consensus_weight"]
+    if "chosen_temperature" in tuning:
+        plan.candidate_options = replace(plan.candidate_options, pseudo_reference_temperature=tuning["chosen_temperature"])
+        plan.consensus_temperatures = ()
+        logger.info("consensus captions sampled at temperature %s chosen on %s (best %s per temperature: %s)",
+                    tuning["chosen_temperature"], split, tuning["metric"],
+                    ", ".join(f"{t} -> {max(v):.4f}" for t, v in tuning["scores_by_temperature"].items()))
+    logger.info("lm_weight %s, consensus_weight %s chosen on %s (%s: %s)", plan.lm_weight, plan.consensus_weight,
+                split, tuning["metric"],
+                ", ".join(f"{w:g}/{c:g} -> {v:.4f}" for (w, c), v in zip(tuning["pairs"], tuning["scores"])))
+    return tuning
+
+
 def evaluate_captioner(
     model: str | os.PathLike,
     dataset: str,
@@ -561,6 +671,7 @@ def evaluate_captioner(
     lm_weights: Sequence[float] = DEFAULT_LM_WEIGHTS,
     consensus_weight: float | None = None,
     consensus_weights: Sequence[float] = DEFAULT_CONSENSUS_WEIGHTS,
+    pseudo_reference_temperatures: Sequence[float] = (),
     generate_kwargs: Mapping | None = None,
     batch_size: int = 8,
     num_workers: int = 0,
@@ -584,6 +695,10 @@ def evaluate_captioner(
             sampled captions (`candidate_options.num_pseudo_references`) the consensus weight is chosen with it among
             `consensus_weights`, unless `consensus_weight` fixes it.
         consensus_weight: weight of the consensus with sampled captions (default: the scorer's).
+        pseudo_reference_temperatures: with `tune_lm_weight_on` and sampled captions, the sampling temperatures
+            tried there too: that split is captioned first, with one set of samples per temperature, and the
+            temperature of the best (log-probability weight, consensus weight, temperature) triple samples the
+            captions of every other split (`tune_rescoring`). Empty: `candidate_options`' temperature only.
         generate_kwargs: plain-decoding overrides of the generation config (`num_beams`, `max_new_tokens`).
         Other arguments: see `load_evaluation_split`, `compute_caption_metrics` and the CLI.
 
@@ -604,7 +719,17 @@ def evaluate_captioner(
         raise ValueError(f"tune_lm_weight_on={tune_lm_weight_on!r} needs the {CLAP_RESCORING} system")
     if tune_lm_weight_on is not None and lm_weight is not None:
         raise ValueError(f"give either lm_weight ({lm_weight}) or tune_lm_weight_on ({tune_lm_weight_on!r}), not both")
-    captioned = splits + ([tune_lm_weight_on] if tune_lm_weight_on is not None and tune_lm_weight_on not in splits else [])
+    temperatures = tuple(dict.fromkeys(float(t) for t in pseudo_reference_temperatures))
+    if temperatures:
+        bad = [t for t in temperatures if not (math.isfinite(t) and t > 0)]
+        if bad:
+            raise ValueError(f"pseudo_reference_temperatures must be positive numbers, got {list(temperatures)}")
+        if tune_lm_weight_on is None or not (candidate_options and candidate_options.num_pseudo_references):
+            raise ValueError(f"pseudo_reference_temperatures={list(temperatures)} are chosen among on a tuning split: "
+                             "give tune_lm_weight_on and candidate options with num_pseudo_references >= 1")
+    # The tuning split goes first: the other splits are then captioned with what was chosen on it.
+    captioned = ([tune_lm_weight_on] if tune_lm_weight_on is not None else []) + [
+        split for split in splits if split != tune_lm_weight_on]
     data = {split: load_evaluation_split(dataset, split, data_dir=data_dir, max_clips=max_clips,
                                          synthetic_seed=synthetic_seed) for split in captioned}
 
@@ -617,41 +742,35 @@ def evaluate_captioner(
         )
     plan = plan_captioning(pipe.model, systems, candidate_options or CandidateOptions(), generate_kwargs, lm_weight)
     plan.consensus_weight = consensus_weight
-    labels = _system_labels(plan, pipe.model)
+    plan.consensus_temperatures = temperatures
 
     os.makedirs(output_dir, exist_ok=True)
     all_records: dict[str, list[dict]] = {system: [] for system in systems}
     results: dict[str, dict[str, dict[str, Any]]] = {}
     split_info: dict[str, dict[str, Any]] = {}
-    started = time.perf_counter()
-    total = 0
+    seconds, total, tuning = 0.0, 0, None
     for split, rows in data.items():
+        started = time.perf_counter()
         records = caption_split(pipe.model, pipe.processor, pipe.clap_scorer, rows, split, plan,
                                 batch_size=batch_size, num_workers=num_workers, progress=progress)
+        seconds += time.perf_counter() - started
         total += len(rows)
         split_info[split] = {"num_clips": len(rows)}
         for system in systems:
             all_records[system].extend(records[system])
         results[split] = {system: None for system in systems}
-    seconds = time.perf_counter() - started
+        if split == tune_lm_weight_on:
+            tuning = _tune_on_split(records[CLAP_RESCORING], plan, lm_weights, consensus_weight, consensus_weights,
+                                    metrics, tokenize)
 
-    tuning = None
-    if tune_lm_weight_on is not None:
-        rescored = [r for r in all_records[CLAP_RESCORING] if r["split"] == tune_lm_weight_on]
-        if not plan.candidate_options.num_pseudo_references:
-            tried_consensus = (0.0,)
-        elif consensus_weight is not None:
-            tried_consensus = (consensus_weight,)
-        else:
-            tried_consensus = consensus_weights
-        tuning = {"split": tune_lm_weight_on, **tune_lm_weight(rescored, lm_weights, metrics, tokenize=tokenize,
-                                                               consensus_weights=tried_consensus)}
-        plan.lm_weight, plan.consensus_weight = tuning["chosen"], tuning["chosen_consensus_weight"]
+    if tuning is not None:
+        if "chosen_temperature" in tuning:
+            all_records[CLAP_RESCORING] = [
+                with_consensus_at([r], tuning["chosen_temperature"])[0] if r["split"] == tune_lm_weight_on else r
+                for r in all_records[CLAP_RESCORING]]
+        # The other splits were ranked with the chosen weights already; the tuning split is re-picked with them.
         all_records[CLAP_RESCORING] = repick_with_lm_weight(all_records[CLAP_RESCORING], plan.lm_weight,
                                                             plan.consensus_weight)
-        logger.info("lm_weight %s, consensus_weight %s chosen on %s (%s: %s)", plan.lm_weight, plan.consensus_weight,
-                    tune_lm_weight_on, tuning["metric"],
-                    ", ".join(f"{w:g}/{c:g} -> {v:.4f}" for (w, c), v in zip(tuning["pairs"], tuning["scores"])))
         if tune_lm_weight_on not in splits:
             for system in systems:
                 all_records[system] = [r for r in all_records[system] if r["split"] != tune_lm_weight_on]
@@ -667,6 +786,7 @@ def evaluate_captioner(
         write_jsonl(os.path.join(output_dir, predictions_file(system)), all_records[system])
 
     options = plan.candidate_options
+    labels = _system_labels(plan, pipe.model)
     summary: dict[str, Any] = {
         "model": os.fspath(model),
         "dataset": os.fspath(dataset) if data_dir is None else f"{dataset} ({os.fspath(data_dir)})",
@@ -679,6 +799,8 @@ def evaluate_captioner(
                 "beam_sizes": list(options.beam_sizes), "lm_weight": plan.lm_weight if plan.lm_weight is not None
                 else (pipe.clap_scorer.lm_weight if pipe.clap_scorer is not None else None),
                 "num_pseudo_references": options.num_pseudo_references,
+                "pseudo_reference_temperature": options.pseudo_reference_temperature
+                if options.num_pseudo_references else None,
                 "consensus_weight": (plan.consensus_weight if plan.consensus_weight is not None else
                                      (pipe.clap_scorer.consensus_weight if pipe.clap_scorer is not None else None))
                 if options.num_pseudo_references else None,
@@ -755,6 +877,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "--tune-lm-weight unless given)")
     parser.add_argument("--consensus-weights", default=",".join(f"{w:g}" for w in DEFAULT_CONSENSUS_WEIGHTS),
                         help="comma-separated consensus weights tried by --tune-lm-weight (default %(default)s)")
+    parser.add_argument("--pseudo-reference-temperature", type=float, default=None, metavar="T",
+                        help="sampling temperature of those captions (default: the one saved with the captioner, "
+                             "else 1)")
+    parser.add_argument("--pseudo-reference-temperatures", default=None, metavar="T1,T2,...",
+                        help="with --tune-lm-weight: sampling temperatures tried on that split too (one set of "
+                             "samples each); the best one samples the evaluation splits' captions")
     parser.add_argument("--num-beams", type=int, default=None, help="plain decoding beams (default: generation config)")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="caption length limit (default: generation config)")
     parser.add_argument("--backend", choices=["auto", "fast", "generate"], default="auto",
@@ -818,6 +946,10 @@ def main(args: argparse.Namespace) -> int:
             options[name] = getattr(args, name)
     if args.pseudo_references is not None:
         options["num_pseudo_references"] = args.pseudo_references
+    if args.pseudo_reference_temperature is not None:
+        options["pseudo_reference_temperature"] = args.pseudo_reference_temperature
+    temperatures = (_weights_argument(args.pseudo_reference_temperatures, "--pseudo-reference-temperatures")
+                    if args.pseudo_reference_temperatures is not None else ())
     candidate_options = CandidateOptions(**options, backend=args.backend)
     clap_kwargs = {"tokenizer": args.clap_tokenizer} if args.clap_tokenizer else {}
     summary = evaluate_captioner(
@@ -827,7 +959,7 @@ def main(args: argparse.Namespace) -> int:
         tune_lm_weight_on=args.tune_lm_weight, lm_weights=_weights_argument(args.lm_weights),
         consensus_weight=args.consensus_weight,
         consensus_weights=_weights_argument(args.consensus_weights, "--consensus-weights"),
-        generate_kwargs=generate_kwargs,
+        pseudo_reference_temperatures=temperatures, generate_kwargs=generate_kwargs,
         batch_size=args.batch_size, num_workers=args.num_workers, device=args.device, dtype=args.dtype,
         max_clips=args.max_clips, synthetic_seed=args.synthetic_seed,
     )

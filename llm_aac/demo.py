@@ -36,6 +36,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -126,6 +127,9 @@ class DemoSizes:
     # (docs/results.md).
     pseudo_references: int = 32
     consensus_weight: float = 4.0
+    # Sampling temperatures of those captions (comma-separated) among which an evaluation that tunes its weights on
+    # validation chooses too (one set of samples each there); the first one samples when nothing is tuned.
+    pseudo_reference_temperatures: str = "1"
 
     def __post_init__(self):
         # Checked here, when the sizes are made (a recipe's `--set`), not after the stages before the CLAP one ran.
@@ -137,10 +141,24 @@ class DemoSizes:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        object.__setattr__(self, "pseudo_reference_temperatures",  # frozen: normalised once, here
+                           ",".join(f"{t:g}" for t in self.consensus_temperatures))
         for name, least in (("clap_hard_negatives_per_clip", 1), ("pseudo_references", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+
+    @property
+    def consensus_temperatures(self) -> tuple[float, ...]:
+        """`pseudo_reference_temperatures` as numbers (a recipe's `--set` may give one number instead of text)."""
+        text = str(self.pseudo_reference_temperatures)
+        try:
+            values = tuple(dict.fromkeys(float(part) for part in text.split(",") if part.strip()))
+        except ValueError:
+            values = ()
+        if not values or not all(math.isfinite(t) and t > 0 for t in values):
+            raise ValueError(f"pseudo_reference_temperatures must be comma-separated positive numbers, got {text!r}")
+        return values
 
 
 # Where the candidates ablation's names meet `CandidateOptions.strategy`.
@@ -504,7 +522,8 @@ def save_model_folder(output: str, captioner_dir: str, clap_dir: str, choices: R
     save_captioner(output, model, processor, clap=clap_dir, generation_config=generation,
                    candidates=CANDIDATE_STRATEGIES[choices.candidates],
                    clap_kwargs={"consensus_weight": float(sizes.consensus_weight) if samples else 0.0},
-                   **({"num_pseudo_references": samples} if samples else {}))
+                   **({"num_pseudo_references": samples,
+                       "pseudo_reference_temperature": sizes.consensus_temperatures[0]} if samples else {}))
     return output
 
 
@@ -513,7 +532,8 @@ def evaluate(output: str, work: str, corpus_dir: str, sizes: DemoSizes, choices:
     """Plain beam search vs CLAP rescoring of `choices.candidates` on `splits` of the corpus (`METRICS` and
     semantic accuracy); outputs in `work/evaluation`. The rescoring samples `sizes.pseudo_references` captions per
     clip for consensus. `tune_lm_weight_on` (a split, e.g. "validation") chooses the rescoring's log-probability and
-    consensus weights there first (`evaluate_captioner`); otherwise they are the saved folder's."""
+    consensus weights, and the samples' temperature among `sizes.consensus_temperatures`, there first
+    (`evaluate_captioner`); otherwise they are the saved folder's."""
     from llm_aac.eval.evaluate_captioner import BEAM_SEARCH, CLAP_RESCORING, evaluate_captioner
     from modeling_llm_aac.caption_candidates import CandidateOptions
 
@@ -521,17 +541,21 @@ def evaluate(output: str, work: str, corpus_dir: str, sizes: DemoSizes, choices:
         output, "synthetic", list(splits), output_dir=os.path.join(work, "evaluation"), data_dir=corpus_dir,
         metrics=list(METRICS), systems=(BEAM_SEARCH, CLAP_RESCORING),
         candidate_options=CandidateOptions(strategy=CANDIDATE_STRATEGIES[choices.candidates],
-                                           num_pseudo_references=sizes.pseudo_references),
+                                           num_pseudo_references=sizes.pseudo_references,
+                                           pseudo_reference_temperature=sizes.consensus_temperatures[0]),
         batch_size=sizes.eval_batch_size, num_workers=choices.dataloader_workers, device=choices.device,
         max_clips=max(sizes.test_clips, sizes.compositional_clips), progress=choices.progress_bars,
         tune_lm_weight_on=tune_lm_weight_on,
+        pseudo_reference_temperatures=sizes.consensus_temperatures
+        if tune_lm_weight_on is not None and sizes.pseudo_references and len(sizes.consensus_temperatures) > 1 else (),
     )
 
 
 def keep_tuned_weights(model_dir: str, summary: dict) -> dict | None:
     """Write the fusion weights an evaluation chose on validation (`summary["lm_weight_tuning"]`) into the saved
-    folder's CLAP settings, so that its pipeline picks captions as the evaluation did. Returns the weights written,
-    None when the evaluation tuned nothing."""
+    folder's CLAP settings, and the consensus captions' temperature when it chose one into its candidate defaults,
+    so that its pipeline picks captions as the evaluation did. Returns what was written, None when the evaluation
+    tuned nothing."""
     from modeling_llm_aac.pipeline_audio_captioning import PIPELINE_CONFIG_NAME
 
     tuning = summary.get("lm_weight_tuning")
@@ -544,6 +568,9 @@ def keep_tuned_weights(model_dir: str, summary: dict) -> dict | None:
         raise ValueError(f"{path} has no CLAP scorer settings to write the tuned weights into")
     chosen = {"lm_weight": float(tuning["chosen"]), "consensus_weight": float(tuning["chosen_consensus_weight"])}
     settings["clap"].update(chosen)
+    if "chosen_temperature" in tuning:
+        chosen["pseudo_reference_temperature"] = float(tuning["chosen_temperature"])
+        settings.setdefault("defaults", {})["pseudo_reference_temperature"] = chosen["pseudo_reference_temperature"]
     with open(path, "w", encoding="utf-8") as f:
         json.dump(settings, f, indent=2, sort_keys=True)
         f.write("\n")

@@ -234,6 +234,36 @@ def test_consensus_joins_the_repick_and_the_tuning_grid():
         tune_lm_weight(records, [0.0], "fast", consensus_weights=[])
 
 
+def test_the_consensus_temperature_joins_the_tuning_grid():
+    from llm_aac.eval.evaluate_captioner import tune_rescoring, with_consensus_at
+
+    scenes = ["a dog barks twice", "rain falls on a roof", "a car engine hums", "a bell rings three times"]
+    records = []
+    for index, scene in enumerate(scenes):
+        wrong = scenes[(index + 1) % len(scenes)]
+        # CLAP and the log-probability prefer the wrong caption; only the consensus of the samples drawn at
+        # temperature 0.5 prefers the right one.
+        record = rescored_record([scene, scene + " loudly"], [(wrong, 0.7, -0.5), (scene, 0.5, -1.0)])
+        for entry in record["candidates"]:
+            right = entry["caption"] == scene
+            entry["consensus_by_temperature"] = {"1": 0.3, "0.5": 0.9 if right else 0.1}
+        record["pseudo_references_by_temperature"] = {"1": [wrong], "0.5": [scene]}
+        records.append(record)
+    tuning = tune_rescoring(records, [0.0], "fast", consensus_weights=[0.0, 1.0], temperatures=[1.0, 0.5, 1.0])
+    assert tuning["temperatures"] == [1.0, 0.5] and tuning["chosen_temperature"] == 0.5
+    assert tuning["chosen_consensus_weight"] == 1.0 and tuning["pairs"] == [[0.0, 0.0], [0.0, 1.0]]
+    at_one, at_half = tuning["scores_by_temperature"]["1"], tuning["scores_by_temperature"]["0.5"]
+    assert at_one[0] == at_one[1] == at_half[0] < at_half[1] == tuning["scores"][1]
+    chosen = with_consensus_at(records, 0.5)[0]
+    assert chosen["pseudo_references"] == [scenes[0]]
+    assert sorted(c["consensus"] for c in chosen["candidates"]) == [0.1, 0.9]
+    # Without temperatures it is tune_lm_weight's sweep, on the records' own consensus.
+    plain = tune_rescoring(with_consensus_at(records, 1.0), [0.0], "fast", consensus_weights=[0.0, 1.0])
+    assert "chosen_temperature" not in plain and plain["scores"] == at_one
+    with pytest.raises(ValueError, match="no consensus with captions sampled at temperature 0.7"):
+        with_consensus_at(records, 0.7)
+
+
 def test_cli_samples_captions_and_tunes_both_weights(tmp_path, captioner_dir):
     output = tmp_path / "consensus"
     clap = save_tiny_clap(tmp_path / "clap")
@@ -255,6 +285,37 @@ def test_cli_samples_captions_and_tunes_both_weights(tmp_path, captioner_dir):
     with pytest.raises(ValueError, match="--consensus-weights must be comma-separated numbers"):
         run_compare_rescoring(captioner_dir, clap, tmp_path / "bad", "--pseudo-references", "4",
                               "--consensus-weights", "a,b")
+
+
+def test_cli_chooses_the_consensus_temperature_on_validation(tmp_path, captioner_dir):
+    output = tmp_path / "temperatures"
+    clap = save_tiny_clap(tmp_path / "clap")
+    assert run_compare_rescoring(captioner_dir, clap, output, "--pseudo-references", "3", "--tune-lm-weight",
+                                 "validation", "--lm-weights", "0,1", "--consensus-weights", "0,2",
+                                 "--pseudo-reference-temperatures", "1,0.5") == 0
+    summary = json.loads((output / "metrics.json").read_text())
+    tuning = summary["lm_weight_tuning"]
+    assert tuning["split"] == "validation" and tuning["temperatures"] == [1.0, 0.5]
+    assert set(tuning["scores_by_temperature"]) == {"1", "0.5"}
+    best = max(range(2), key=lambda i: (max(tuning["scores_by_temperature"][["1", "0.5"][i]]), -i))
+    assert tuning["chosen_temperature"] == [1.0, 0.5][best]
+    decoding = summary["decoding"][CLAP_RESCORING]
+    assert decoding["pseudo_reference_temperature"] == tuning["chosen_temperature"]
+    assert list(summary["splits"]) == ["test"]  # validation only chose
+    records = read_jsonl(output / "predictions-clap_rescoring.jsonl")
+    assert [r["split"] for r in records] == ["test", "test"]
+    for record in records:
+        assert len(record["pseudo_references"]) == 3 and "pseudo_references_by_temperature" not in record
+        assert all("consensus_by_temperature" not in c for c in record["candidates"])
+    assert "sampling temperature" in (output / "metrics.md").read_text()
+    from llm_aac.eval.evaluate_captioner import evaluate_captioner
+
+    with pytest.raises(ValueError, match="chosen among on a tuning split"):
+        evaluate_captioner(captioner_dir, "synthetic", ["test"], output_dir=tmp_path / "bad", metrics="fast",
+                           systems=(BEAM_SEARCH, CLAP_RESCORING), clap=str(clap), max_clips=1, device="cpu",
+                           progress=False, candidate_options=CandidateOptions(strategy="single",
+                                                                              num_pseudo_references=2),
+                           pseudo_reference_temperatures=[1.0, 0.5])
 
 
 def test_cli_tunes_the_lm_weight_on_validation_and_scores_test_with_it(tmp_path, captioner_dir):
@@ -291,3 +352,14 @@ def test_evaluation_candidates_default_to_the_ones_saved_with_the_captioner(tmp_
     options = saved_candidate_defaults(tmp_path)
     assert options == {"strategy": "single", "num_candidates": 5, "beam_sizes": (2, 3)}
     assert CandidateOptions(**options).candidates_per_clip == 5
+
+
+def test_predictions_stay_one_line_per_clip_whatever_the_captions_hold(tmp_path):
+    from llm_aac.eval.evaluate_captioner import write_jsonl
+
+    odd = "a bell\u2028rings\u0085 twice \u00e9t\u00e9"  # a sampled caption of an untrained captioner can hold these
+    record = {"file": "a.flac", "split": "test", "prediction": odd, "candidates": [], "references": ["r"],
+              "pseudo_references": [odd, "x"]}
+    write_jsonl(str(tmp_path / "p.jsonl"), [record, record])
+    lines = (tmp_path / "p.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 2 and json.loads(lines[1]) == record

@@ -50,7 +50,8 @@ def test_quick_demo_end_to_end_and_saved_pipeline(tmp_path):
     # The saved pipeline rescores the same candidates by default: one beam search with the "single" defaults, and
     # their consensus with as many sampled captions as the evaluation used, at the demo's weight.
     saved = json.loads((output / "audio_captioning.json").read_text())
-    assert saved["defaults"] == {"candidates": "single", "num_pseudo_references": SIZES["quick"].pseudo_references}
+    assert saved["defaults"] == {"candidates": "single", "num_pseudo_references": SIZES["quick"].pseudo_references,
+                                 "pseudo_reference_temperature": SIZES["quick"].consensus_temperatures[0]}
     assert saved["clap"]["consensus_weight"] == SIZES["quick"].consensus_weight > 0
     rescored = [json.loads(line) for line in (tmp_path / "work" / "evaluation" / "predictions-clap_rescoring.jsonl")
                 .read_text().splitlines()]
@@ -204,6 +205,26 @@ def test_tuned_weights_are_written_into_the_saved_folder(tmp_path):
     saved = json.loads((tmp_path / "audio_captioning.json").read_text())
     assert saved["clap"] == {**settings["clap"], "lm_weight": 0.25, "consensus_weight": 0.5}
     assert saved["defaults"] == settings["defaults"]
+    # A chosen sampling temperature of the consensus captions becomes a candidate default of the pipeline.
+    tuning = {**tuning, "chosen_temperature": 0.5, "temperatures": [1.0, 0.5]}
+    assert keep_tuned_weights(str(tmp_path), {"lm_weight_tuning": tuning})["pseudo_reference_temperature"] == 0.5
+    saved = json.loads((tmp_path / "audio_captioning.json").read_text())
+    assert saved["defaults"] == {**settings["defaults"], "pseudo_reference_temperature": 0.5}
     (tmp_path / "audio_captioning.json").write_text(json.dumps({"defaults": {}, "clap": None}))
     with pytest.raises(ValueError, match="no CLAP scorer settings"):
         keep_tuned_weights(str(tmp_path), {"lm_weight_tuning": tuning})
+
+
+def test_consensus_temperatures_are_parsed_and_checked():
+    from dataclasses import replace
+
+    from llm_aac.demo import SIZES
+
+    quick = SIZES["quick"]
+    assert quick.consensus_temperatures == (1.0,)
+    sizes = replace(quick, pseudo_reference_temperatures="1, 0.75,0.5,1")
+    assert sizes.consensus_temperatures == (1.0, 0.75, 0.5) and sizes.pseudo_reference_temperatures == "1,0.75,0.5"
+    assert replace(quick, pseudo_reference_temperatures=0.5).consensus_temperatures == (0.5,)  # a recipe's --set
+    for bad in ("", "hot", "1,0", "-1", "nan"):
+        with pytest.raises(ValueError, match="pseudo_reference_temperatures must be comma-separated positive"):
+            replace(quick, pseudo_reference_temperatures=bad)

@@ -176,7 +176,11 @@ LM_WEIGHT_SPLIT = "validation"
 # single-pass candidates (the default) are one 7-beam search, cheaper than SLAM's seven (docs/benchmarks.md,
 # `bench_generate.py` `single` vs `slam`), but the plain beam-4 captions then take a decoding pass of their own.
 # The 64 captions sampled per clip for consensus rescoring (`pseudo_references`) add one sampling pass of 64 rows per
-# clip and ~5 ms of CPU scoring per clip; not yet timed on a GPU, so the allowance grows to 3.5 min per 1,000 clips.
+# clip and its CPU scoring: 534.7 s for the 2,000 clips on an H100 (2026-11-27, session 8), so 4.5 min per 1,000 clips.
+# That run's captioner's own samples barely beat beam search as consensus (+1.0 % CIDEr-D on test), while 64 captions
+# drawn from the corpus grammar lifted the same candidates +11 %: the samples, not the candidates, fell short. So the
+# validation split also tries the samples at temperatures 0.75 and 0.5 (`pseudo_reference_temperatures`; the weights
+# and the temperature are chosen together there): one more sampling pass of its clips each, ~2.1 min per 1,000.
 # Every stage keeps its time limit, so a slower card trains fewer steps instead of running late; the results
 # record the steps done.
 
@@ -195,6 +199,7 @@ SIZES: dict[str, dict[str, Any]] = {
         lora_r=16, lora_alpha=32, lora_target_modules="all-linear",
         clap_preset="small", clap_steps=800, clap_learning_rate=3e-4, clap_batch_size=256, clap_minutes=2.7,
         log_points=50, feature_batch_size=64, eval_batch_size=32, pseudo_references=64,
+        pseudo_reference_temperatures="1,0.75,0.5",
         probe_train_clips=2_000, probe_eval_clips=500,
     ),
     # CPU check of the chain (the demo's --quick sizes, plus the compositional split): ~1-2 minutes on 2 cores.
@@ -206,7 +211,7 @@ SIZES: dict[str, dict[str, Any]] = {
         lora_steps=4, lora_learning_rate=1e-3, lora_minutes=0.4, captioner_eval_minutes=0.05,
         captioner_batch_size=4, captioner_eval_steps=100,
         clap_steps=4, clap_learning_rate=1e-3, clap_batch_size=4, clap_minutes=0.5, pseudo_references=8,
-        probe_train_clips=16, probe_eval_clips=4,
+        pseudo_reference_temperatures="1,0.5", probe_train_clips=16, probe_eval_clips=4,
     ),
 }
 # Sizes of this recipe that are not `DemoSizes` fields (the demo has no such stage): the encoder probes' clips
@@ -225,11 +230,11 @@ MIN_TRAIN_CLIPS = 16
 # time limit and saving); smoke: measured on the shared 2-core machine, doubled.
 UNTIMED_MINUTES: dict[str, dict[str, float]] = {
     "gpu": dict(startup=0.5, synthesize_per_1k=0.05, features_per_1k=0.06, features_fixed=0.3, stage=0.5,
-                captioner_stage=1.0, save=0.25, evaluate_per_1k=3.5, evaluate_fixed=0.4, probe_fixed=0.3,
-                probe_per_1k=0.05),
+                captioner_stage=1.0, save=0.25, evaluate_per_1k=4.5, evaluate_fixed=0.4, probe_fixed=0.3,
+                probe_per_1k=0.05, resample_per_1k=2.1),
     "smoke": dict(startup=0.2, synthesize_per_1k=0.5, features_per_1k=8.0, features_fixed=0.1, stage=0.3,
                   captioner_stage=0.4, save=0.1, evaluate_per_1k=15.0, evaluate_fixed=0.2, probe_fixed=0.2,
-                  probe_per_1k=4.0),
+                  probe_per_1k=4.0, resample_per_1k=8.0),
 }
 # Passes over the probe clips: the EAT stage's probe reads the input features, the pretrained and the randomly
 # initialised EAT; the captioner's probe reads its encoder.
@@ -309,6 +314,9 @@ def stage_minutes(values: Mapping[str, Any], size: str) -> dict[str, float]:
     featurized = (values["train_clips"] + values["validation_clips"]) / 1000
     # the validation clips too: the rescoring's log-probability weight is chosen on them (`LM_WEIGHT_SPLIT`)
     evaluated = (values["test_clips"] + values.get("compositional_clips", 0) + values["validation_clips"]) / 1000
+    # each further temperature of the consensus captions samples the validation clips once more
+    temperatures = len([t for t in str(values.get("pseudo_reference_temperatures", "1")).split(",") if t.strip()])
+    resampled = (temperatures - 1) * values["validation_clips"] / 1000 if values.get("pseudo_references") else 0.0
     probed = (min(values.get("probe_train_clips", 0), values["train_clips"]) +
               min(values.get("probe_eval_clips", 0), values["validation_clips"])) / 1000
     probes = {name: (untimed["probe_fixed"] + untimed["probe_per_1k"] * passes * probed
@@ -323,7 +331,8 @@ def stage_minutes(values: Mapping[str, Any], size: str) -> dict[str, float]:
         "captioner": values["projector_minutes"] + values["lora_minutes"] + untimed["captioner_stage"],
         "captioner_probe": probes["captioner_probe"],
         "save": untimed["save"],
-        "evaluate": untimed["evaluate_fixed"] + untimed["evaluate_per_1k"] * evaluated,
+        "evaluate": untimed["evaluate_fixed"] + untimed["evaluate_per_1k"] * evaluated
+        + untimed["resample_per_1k"] * resampled,
     }
 
 

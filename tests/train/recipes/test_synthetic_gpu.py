@@ -346,11 +346,14 @@ def test_smoke_recipe_end_to_end(tmp_path, monkeypatch):
     assert (output / recipe.MODEL_DIR / "config.json").is_file()
     # The baseline rescores one 7-beam search's hypotheses, and its saved pipeline does so by default.
     assert results["config"]["candidates"] == "single_pass" and "| CLAP rescoring (single_pass) |" in report
-    # ... fused with each candidate's consensus with sampled captions, both weights chosen on validation.
+    # ... fused with each candidate's consensus with sampled captions, both weights and the samples' temperature
+    # chosen on validation.
     saved = json.loads((output / recipe.MODEL_DIR / "audio_captioning.json").read_text())
     samples = results["sizes"]["pseudo_references"]
-    assert samples > 0 and saved["defaults"] == {"candidates": "single", "num_pseudo_references": samples}
     tuning = json.loads((output / "evaluation" / "metrics.json").read_text())["lm_weight_tuning"]
+    assert tuning["temperatures"] == [1.0, 0.5] and tuning["chosen_temperature"] in (1.0, 0.5)
+    assert samples > 0 and saved["defaults"] == {"candidates": "single", "num_pseudo_references": samples,
+                                                 "pseudo_reference_temperature": tuning["chosen_temperature"]}
     assert tuning["split"] == "validation" and len(tuning["pairs"]) > len(tuning["weights"])  # consensus swept too
     # the saved pipeline picks with the weights the evaluation chose
     assert (saved["clap"]["lm_weight"], saved["clap"]["consensus_weight"]) == (tuning["chosen"],
