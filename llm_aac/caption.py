@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the number saved with the captioner; 0: none)")
     parser.add_argument("--consensus-weight", type=float, default=None,
                         help="weight of that consensus in the pick (default: the one saved with the CLAP scorer)")
+    parser.add_argument("--pseudo-reference-temperature", type=float, default=None, metavar="T",
+                        help="sampling temperature of those captions (default: the one saved with the captioner, "
+                             "else 1)")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="caption length limit in tokens")
     parser.add_argument("--backend", choices=["auto", "fast", "generate"], default="auto",
                         help="decoder: prefix-sharing fast decoder, transformers' generate, or auto")
@@ -126,7 +129,7 @@ def main(args: argparse.Namespace) -> int:
             "candidates": args.candidates, "num_candidates": args.num_candidates,
             "diversity_penalty": args.diversity_penalty, "lm_weight": args.lm_weight, "backend": args.backend,
             "num_pseudo_references": args.pseudo_references, "consensus_weight": args.consensus_weight,
-            "return_candidates": args.json,
+            "pseudo_reference_temperature": args.pseudo_reference_temperature, "return_candidates": args.json,
         }
         if args.max_new_tokens is not None:
             options["max_new_tokens"] = args.max_new_tokens

@@ -63,6 +63,16 @@ def test_good_corrupt_and_text_files(folder, tmp_path, capsys):
     (result,) = json.loads(out)
     assert code == 0 and all(0.0 <= c["consensus"] <= 1.0 for c in result["candidates"])
     assert all(c["score"] == pytest.approx(c["log_prob"] + 2 * c["consensus"]) for c in result["candidates"])
+    # ... sampled at another temperature: other samples, so other consensus scores of the same candidates.
+    code = main(["caption", str(files[0]), "--model", str(path), "--device", "cpu", "--json", "--candidates",
+                 "single", "--num-candidates", "3", "--pseudo-references", "4", "--consensus-weight", "2",
+                 "--pseudo-reference-temperature", "0.2"])
+    (cold,) = json.loads(capsys.readouterr()[0])
+    assert code == 0 and {c["caption"] for c in cold["candidates"]} == {c["caption"] for c in result["candidates"]}
+    assert [c["consensus"] for c in cold["candidates"]] != [c["consensus"] for c in result["candidates"]]
+    code = main(["caption", str(files[0]), "--model", str(path), "--device", "cpu", "--candidates", "single",
+                 "--pseudo-references", "4", "--pseudo-reference-temperature", "0"])
+    assert code == 2 and "pseudo_reference_temperature must be a positive number" in capsys.readouterr().err
 
 
 def test_missing_model_is_a_clear_error(tmp_path, capsys):
