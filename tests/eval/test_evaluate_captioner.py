@@ -190,15 +190,27 @@ def test_repick_follows_the_fused_score_and_breaks_ties_to_the_earlier_candidate
         repick_with_lm_weight([{**record, "candidates": [{"caption": "a", "log_prob": 0.0}]}], 0.0)
 
 
+SCENES = ["a dog barks twice", "rain falls on a roof", "a car engine hums", "a bell rings three times"]
+
+
+def misled_records(wrong_log_prob: float, annotate=None) -> list[dict]:
+    """One record per scene of `SCENES` whose CLAP score prefers the next scene's caption by 0.2; the right caption's
+    log-probability is -1.0, the wrong one's `wrong_log_prob`. `annotate(record, scene)` adds what else decides."""
+    records = []
+    for index, scene in enumerate(SCENES):
+        wrong = SCENES[(index + 1) % len(SCENES)]
+        record = rescored_record([scene, scene + " loudly"], [(wrong, 0.7, wrong_log_prob), (scene, 0.5, -1.0)])
+        if annotate is not None:
+            annotate(record, scene)
+        records.append(record)
+    return records
+
+
 def test_tuning_chooses_the_smallest_weight_with_the_best_ranking_metric():
     from llm_aac.eval.evaluate_captioner import tune_lm_weight
 
-    scenes = ["a dog barks twice", "rain falls on a roof", "a car engine hums", "a bell rings three times"]
-    records = []
-    for index, scene in enumerate(scenes):
-        wrong = scenes[(index + 1) % len(scenes)]
-        # CLAP prefers the wrong caption by 0.2; its log-probability is lower by 1.0: weights >= 0.25 fix it.
-        records.append(rescored_record([scene, scene + " loudly"], [(wrong, 0.7, -2.0), (scene, 0.5, -1.0)]))
+    # The wrong caption's log-probability is lower by 1.0: weights >= 0.25 fix CLAP's pick.
+    records = misled_records(-2.0)
     tuning = tune_lm_weight(records, [1.0, 0.0, 0.1, 0.25, 2.0], "fast")
     assert tuning["weights"] == [0.0, 0.1, 0.25, 1.0, 2.0] and tuning["metric"] == "cider_d"
     assert tuning["scores"][0] == tuning["scores"][1] < tuning["scores"][2] == tuning["scores"][3]
@@ -210,18 +222,15 @@ def test_tuning_chooses_the_smallest_weight_with_the_best_ranking_metric():
 def test_consensus_joins_the_repick_and_the_tuning_grid():
     from llm_aac.eval.evaluate_captioner import repick_with_lm_weight, tune_lm_weight
 
-    scenes = ["a dog barks twice", "rain falls on a roof", "a car engine hums", "a bell rings three times"]
-    records = []
-    for index, scene in enumerate(scenes):
-        wrong = scenes[(index + 1) % len(scenes)]
-        # CLAP prefers the wrong caption by 0.2 and so does the log-probability; only consensus (0.6 higher) fixes
-        # it, at consensus weights > 1/3.
-        record = rescored_record([scene, scene + " loudly"], [(wrong, 0.7, -0.5), (scene, 0.5, -1.0)])
+    def with_consensus(record, scene):
         for entry in record["candidates"]:
             entry["consensus"] = 0.8 if entry["caption"] == scene else 0.2
-        records.append(record)
-    assert repick_with_lm_weight(records, 0.0)[0]["prediction"] == scenes[1]
-    assert repick_with_lm_weight(records, 0.0, 0.5)[0]["prediction"] == scenes[0]
+
+    # CLAP and the log-probability prefer the wrong caption; only consensus (0.6 higher) fixes it, at consensus
+    # weights > 1/3.
+    records = misled_records(-0.5, with_consensus)
+    assert repick_with_lm_weight(records, 0.0)[0]["prediction"] == SCENES[1]
+    assert repick_with_lm_weight(records, 0.0, 0.5)[0]["prediction"] == SCENES[0]
     tuning = tune_lm_weight(records, [0.0, 1.0], "fast", consensus_weights=[2.0, 0.0, 0.25, 0.5])
     assert tuning["consensus_weights"] == [0.0, 0.25, 0.5, 2.0] and len(tuning["scores"]) == 8
     assert tuning["pairs"][:2] == [[0.0, 0.0], [1.0, 0.0]]
@@ -237,25 +246,21 @@ def test_consensus_joins_the_repick_and_the_tuning_grid():
 def test_the_consensus_temperature_joins_the_tuning_grid():
     from llm_aac.eval.evaluate_captioner import tune_rescoring, with_consensus_at
 
-    scenes = ["a dog barks twice", "rain falls on a roof", "a car engine hums", "a bell rings three times"]
-    records = []
-    for index, scene in enumerate(scenes):
-        wrong = scenes[(index + 1) % len(scenes)]
-        # CLAP and the log-probability prefer the wrong caption; only the consensus of the samples drawn at
-        # temperature 0.5 prefers the right one.
-        record = rescored_record([scene, scene + " loudly"], [(wrong, 0.7, -0.5), (scene, 0.5, -1.0)])
+    def with_consensus_per_temperature(record, scene):
         for entry in record["candidates"]:
-            right = entry["caption"] == scene
-            entry["consensus_by_temperature"] = {"1": 0.3, "0.5": 0.9 if right else 0.1}
-        record["pseudo_references_by_temperature"] = {"1": [wrong], "0.5": [scene]}
-        records.append(record)
+            entry["consensus_by_temperature"] = {"1": 0.3, "0.5": 0.9 if entry["caption"] == scene else 0.1}
+        record["pseudo_references_by_temperature"] = {"1": ["a cat"], "0.5": [scene]}
+
+    # CLAP and the log-probability prefer the wrong caption; only the consensus of the samples drawn at temperature
+    # 0.5 prefers the right one.
+    records = misled_records(-0.5, with_consensus_per_temperature)
     tuning = tune_rescoring(records, [0.0], "fast", consensus_weights=[0.0, 1.0], temperatures=[1.0, 0.5, 1.0])
     assert tuning["temperatures"] == [1.0, 0.5] and tuning["chosen_temperature"] == 0.5
     assert tuning["chosen_consensus_weight"] == 1.0 and tuning["pairs"] == [[0.0, 0.0], [0.0, 1.0]]
     at_one, at_half = tuning["scores_by_temperature"]["1"], tuning["scores_by_temperature"]["0.5"]
     assert at_one[0] == at_one[1] == at_half[0] < at_half[1] == tuning["scores"][1]
     chosen = with_consensus_at(records, 0.5)[0]
-    assert chosen["pseudo_references"] == [scenes[0]]
+    assert chosen["pseudo_references"] == [SCENES[0]]
     assert sorted(c["consensus"] for c in chosen["candidates"]) == [0.1, 0.9]
     # Without temperatures it is tune_lm_weight's sweep, on the records' own consensus.
     plain = tune_rescoring(with_consensus_at(records, 1.0), [0.0], "fast", consensus_weights=[0.0, 1.0])
