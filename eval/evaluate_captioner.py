@@ -705,6 +705,8 @@ def evaluate_captioner(
     Returns:
         The content of `metrics.json`.
     """
+    from dataclasses import replace
+
     from llm_aac.eval.candidate_headroom import candidate_headroom
     from modeling_llm_aac.caption_candidates import CandidateOptions
 
@@ -743,6 +745,9 @@ def evaluate_captioner(
     plan = plan_captioning(pipe.model, systems, candidate_options or CandidateOptions(), generate_kwargs, lm_weight)
     plan.consensus_weight = consensus_weight
     plan.consensus_temperatures = temperatures
+    if temperatures and plan.candidate_options.pseudo_reference_temperature not in temperatures:
+        # the samples that rank the tuning split are one of the tried sets, not an extra pass
+        plan.candidate_options = replace(plan.candidate_options, pseudo_reference_temperature=temperatures[0])
 
     os.makedirs(output_dir, exist_ok=True)
     all_records: dict[str, list[dict]] = {system: [] for system in systems}
