@@ -5,7 +5,9 @@ corpus-level aac-metrics call (CIDEr-D's document frequencies come from the eval
 with every reference of every clip and blank predictions kept as empty strings. Captions are first
 sanitised (newlines and runs of whitespace collapsed, ends stripped) and, as aac-metrics'
 `evaluate(preprocess=True)` does, lower-cased and tokenised by the Stanford PTB tokenizer, here in a
-single Java call for predictions and references together.
+single Java call for predictions and references together. Without Java (or the tokenizer jar) the
+captions are tokenised by `ptb_tokenizer.ptb_tokenize_python`, a pure-Python re-implementation
+giving the Java tool's output, unless a caption holds characters it does not cover.
 
 Metrics whose runtime is missing (Java, SPICE's CoreNLP 3.6.0, FENSE's models) are detected before
 anything runs and reported in `CaptionMetricsResult.skipped` with the reason and the command that
@@ -30,6 +32,7 @@ from .java_tools import (
     lifted_java_version_check,
     prepare_java_tool_cache,
 )
+from .ptb_tokenizer import ptb_tokenize_python, python_tokenizer_problem
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +92,10 @@ SBERT_MODEL_ID = "sentence-transformers/paraphrase-TinyBERT-L6-v2"
 FER_CHECKPOINT_NAME = "echecker_clotho_audiocaps_base"
 # The encoder the FER checkpoint is built on; read from the checkpoint when possible.
 FER_DEFAULT_BACKBONE = "bert-base-uncased"
+PYTHON_TOKENIZER_NOTE = (
+    "captions were PTB-tokenised by the Python re-implementation (the Java tokenizer cannot run: {problem}); it "
+    "gives the Java tokenizer's tokens, so the scores stay comparable with published aac-metrics numbers"
+)
 MODEL_FIX = (
     "with network access and HF_HUB_OFFLINE unset, run `aac-metrics-download --ptb_tokenizer false "
     "--meteor false --spice false` (downloads {sbert}, {backbone} and the {ckpt} checkpoint)"
@@ -114,6 +121,9 @@ class CaptionMetricsResult:
         warnings: caveats about comparability (e.g. tokenisation unavailable).
         missing: runtime requirement ("java", "spice_files", "fer_model", ...) -> what is missing
             and the fix, for the requirements that caused a skip or a warning.
+        tokenizer: which PTB tokenizer ran: "java" (aac-metrics' Stanford tool), "python"
+            (`ptb_tokenizer.ptb_tokenize_python`, when Java or the jar is missing), None when the
+            captions were not tokenised.
     """
 
     scores: dict[str, float]
@@ -127,6 +137,7 @@ class CaptionMetricsResult:
     sentence_scores: dict[str, list[float]] = field(default_factory=dict, repr=False)
     warnings: list[str] = field(default_factory=list)
     missing: dict[str, str] = field(default_factory=dict)
+    tokenizer: str | None = None
 
     @property
     def ranking_score(self) -> float | None:
@@ -147,6 +158,7 @@ class CaptionMetricsResult:
             "num_clips": self.num_clips,
             "num_blank_predictions": self.num_blank_predictions,
             "tokenized": self.tokenized,
+            "tokenizer": self.tokenizer,
             "warnings": list(self.warnings),
             "missing": dict(self.missing),
         }
@@ -198,23 +210,33 @@ def sanitize_caption(text: str) -> str:
 def ptb_tokenize(texts: Sequence[str], *, cache_path: str | os.PathLike | None = None,
                  java_path: str | os.PathLike | None = None) -> list[str]:
     """PTB-tokenise (and lower-case) captions in one Java run, as `compute_caption_metrics` does before scoring;
-    whitespace is collapsed first (`sanitize_caption`). The tokenizer works line by line, so scoring the returned
-    strings with `tokenize=False` equals scoring the originals with `tokenize=True`: callers that score many
-    re-selections of the same captions tokenise once.
+    whitespace is collapsed first (`sanitize_caption`). The tokenizer works line by line (but for one case: a
+    single-letter acronym such as "I." ending a caption loses its period when the next caption starts with "The",
+    "It", ...), so scoring the returned strings with `tokenize=False` equals scoring the originals with
+    `tokenize=True`: callers that score many re-selections of the same captions tokenise once.
+
+    Without Java or the tokenizer jar, the captions are tokenised by the pure-Python re-implementation
+    (`ptb_tokenizer.ptb_tokenize_python`, same output) and a warning says so.
 
     Raises:
-        RuntimeError: Java or the tokenizer jar is missing (the message says how to fix it).
+        RuntimeError: Java or the tokenizer jar is missing and a caption holds characters the Python
+            re-implementation does not cover (the message names it and says how to install Java).
     """
+    sanitized = [sanitize_caption(text) for text in texts]
     java = detect_java(java_path)
     files = prepare_java_tool_cache(cache_path)
     problem = java.problem or files.ptb_tokenizer_problem
     if problem:
-        raise RuntimeError(f"PTB tokenisation cannot run: {problem}")
+        python_problem = python_tokenizer_problem(sanitized)
+        if python_problem is not None:
+            raise RuntimeError(f"PTB tokenisation cannot run: {problem}; the Python re-implementation cannot stand in: "
+                               f"{python_problem}")
+        logger.warning(PYTHON_TOKENIZER_NOTE.format(problem=problem))
+        return ptb_tokenize_python(sanitized)
     from aac_metrics.utils.tokenization import preprocess_mono_sents
 
     with lifted_java_version_check(java):
-        return preprocess_mono_sents([sanitize_caption(text) for text in texts], cache_path=files.cache_path,
-                                     java_path=java.path)
+        return preprocess_mono_sents(sanitized, cache_path=files.cache_path, java_path=java.path)
 
 
 def _sanitize_inputs(
@@ -354,8 +376,10 @@ def compute_caption_metrics(
         ranking_metric: override the metric reported as `ranking_metric` (default: the set's, or
             the first listed metric).
         tokenize: PTB-tokenise (and lower-case) captions before scoring as aac-metrics does. None:
-            yes, except for the "fast" set; when Java or the tokenizer jar is missing the scores are
-            computed on untokenised captions with a warning. True: fail if tokenisation is impossible.
+            yes, except for the "fast" set. When Java or the tokenizer jar is missing, the pure-Python
+            re-implementation tokenises instead (same tokens; `tokenizer` says "python", with a
+            warning); when it cannot either (a caption holds characters it does not cover), the
+            scores are computed on untokenised captions with a warning. True: fail in that case.
         cache_path: aac-metrics cache directory holding the jars (default: aac-metrics' own,
             $AAC_METRICS_CACHE_PATH or ~/.cache). The PTB-tokenizer and METEOR jars are linked
             there from the installed `pycocoevalcap` wheel when missing.
@@ -405,28 +429,41 @@ def compute_caption_metrics(
     used = {req for name in skipped for req in _REQUIREMENTS[name]}
 
     warnings: list[str] = []
-    tokenized = False
+    tokenizer: str | None = None
     if want_tokenize:
         tokenizer_problem = problems.get("java") or problems.get("ptb_files")
+        python_problem = None
+        if tokenizer_problem is not None:
+            python_problem = python_tokenizer_problem(candidates + [ref for refs in mult_references for ref in refs])
         if tokenizer_problem is None:
-            tokenized = True
+            tokenizer = "java"
+        elif python_problem is None:
+            tokenizer = "python"
+            message = PYTHON_TOKENIZER_NOTE.format(problem=tokenizer_problem)
+            warnings.append(message)
+            logger.warning(message)
         elif must_tokenize:
-            raise RuntimeError(f"PTB tokenisation was requested but cannot run: {tokenizer_problem}")
+            raise RuntimeError(
+                f"PTB tokenisation was requested but cannot run: {tokenizer_problem}; the Python re-implementation "
+                f"cannot stand in: {python_problem}"
+            )
         else:
             message = (
-                "captions were not PTB-tokenised (" + tokenizer_problem + "); scores are computed on "
-                "untokenised text and are not comparable with published aac-metrics numbers"
+                "captions were not PTB-tokenised (" + tokenizer_problem + "; the Python re-implementation cannot "
+                "stand in: " + python_problem + "); scores are computed on untokenised text and are not comparable "
+                "with published aac-metrics numbers"
             )
             warnings.append(message)
             logger.warning(message)
             used |= {"java", "ptb_files"}
+    tokenized = tokenizer is not None
     missing = {req: problem for req, problem in problems.items() if problem and req in used}
     for name, reason in skipped.items():
         logger.warning("caption metric %s skipped: %s", name, reason)
 
     scores: dict[str, float] = {}
     sentence_scores: dict[str, list[float]] = {}
-    uses_java = tokenized or any("java" in _REQUIREMENTS.get(name, ()) for name in wanted)
+    uses_java = tokenizer == "java" or any("java" in _REQUIREMENTS.get(name, ()) for name in wanted)
     if wanted:
         from aac_metrics.functional.evaluate import evaluate as aac_evaluate
         from aac_metrics.utils.tokenization import preprocess_mult_sents
@@ -436,13 +473,16 @@ def compute_caption_metrics(
         with lifted_java_version_check(java) if uses_java and java is not None else contextlib.nullcontext():
             if tokenized:
                 # One tokenizer run for predictions and references together: the PTB tokenizer
-                # works line by line, so this equals aac-metrics' two separate runs.
-                tokenized_all = preprocess_mult_sents(
-                    [[candidate] for candidate in candidates] + mult_references,
-                    cache_path=aac_cache,
-                    java_path=java_executable,
-                    verbose=verbose,
-                )
+                # works line by line (see `ptb_tokenize` for the one exception), so this equals
+                # aac-metrics' two separate runs.
+                together = [[candidate] for candidate in candidates] + mult_references
+                if tokenizer == "java":
+                    tokenized_all = preprocess_mult_sents(
+                        together, cache_path=aac_cache, java_path=java_executable, verbose=verbose
+                    )
+                else:
+                    flat = iter(ptb_tokenize_python([sentence for sentences in together for sentence in sentences]))
+                    tokenized_all = [[next(flat) for _ in sentences] for sentences in together]
                 candidates = [sentences[0] for sentences in tokenized_all[: len(candidates)]]
                 mult_references = tokenized_all[len(candidates) :]
             corpus_outputs, sentence_outputs = aac_evaluate(
@@ -474,6 +514,7 @@ def compute_caption_metrics(
         sentence_scores=sentence_scores,
         warnings=warnings,
         missing=missing,
+        tokenizer=tokenizer,
     )
 
 

@@ -19,6 +19,7 @@ from llm_aac.eval.caption_metrics import (
     sanitize_caption,
 )
 from llm_aac.eval.java_tools import detect_java, lifted_java_version_check, prepare_java_tool_cache
+from llm_aac.eval.ptb_tokenizer import ptb_tokenize_python
 
 requires_java_tools = pytest.mark.skipif(
     shutil.which("java") is None or importlib.util.find_spec("pycocoevalcap") is None,
@@ -132,7 +133,7 @@ def test_all_set_equals_aac_metrics_evaluate(all_result, aac_cache):
         expected = aac_evaluate(
             candidates, references, NO_JAVA_METRICS + ["vocab"], preprocess=True, cache_path=aac_cache
         )
-    assert all_result.tokenized
+    assert all_result.tokenized and all_result.tokenizer == "java"
     for key, value in expected.items():
         assert all_result.scores[key] == pytest.approx(value, abs=TOLERANCE), key
     assert set(all_result.scores) == set(expected) | {"meteor"}
@@ -225,17 +226,51 @@ def test_no_java_skips_java_metrics_and_keeps_the_others(monkeypatch, tmp_path, 
     for name in ("meteor", "spice", "spider_fl"):
         assert "no Java executable 'java' found on PATH" in result.skipped[name]
         assert "openjdk" in result.skipped[name]
-    # CIDEr-D and vocabulary size still computed, on untokenised captions, with a warning.
+    # CIDEr-D and vocabulary size still computed, on captions tokenised by the Python re-implementation.
     assert set(result.scores) >= {"cider_d", "vocab.cands"}
-    assert not result.tokenized
-    assert result.warnings and "not PTB-tokenised" in result.warnings[0]
+    assert result.tokenized and result.tokenizer == "python"
+    assert result.warnings and "PTB-tokenised by the Python re-implementation" in result.warnings[0]
+    assert "no Java executable 'java' found on PATH" in result.warnings[0]
+    assert result.to_dict()["tokenizer"] == "python"
     candidates, references = sanitized_inputs()
+    tokenized = iter(ptb_tokenize_python(candidates + [ref for refs in references for ref in refs]))
+    tokenized_candidates = [next(tokenized) for _ in candidates]
+    tokenized_references = [[next(tokenized) for _ in refs] for refs in references]
+    assert result.scores["cider_d"] == pytest.approx(
+        aac_evaluate(tokenized_candidates, tokenized_references, ["cider_d"], preprocess=False)["cider_d"],
+        abs=TOLERANCE,
+    )
+    assert "caption metric meteor skipped" in caplog.text
+    forced = compute_caption_metrics(PREDICTIONS, REFERENCES, ["bleu_1"], tokenize=True, cache_path=tmp_path / "cache")
+    assert forced.tokenizer == "python" and not forced.skipped
+
+
+def test_no_java_and_captions_the_python_tokenizer_refuses(monkeypatch, tmp_path):
+    hide_java(monkeypatch, tmp_path)
+    predictions = list(PREDICTIONS)
+    predictions[0] = "A dog barks <loudly>"
+    result = compute_caption_metrics(predictions, REFERENCES, ["cider_d"], cache_path=tmp_path / "cache")
+    # Scored untokenised, with a warning naming both reasons.
+    assert not result.tokenized and result.tokenizer is None
+    assert "not PTB-tokenised" in result.warnings[0] and "no Java executable" in result.warnings[0]
+    assert "'<' (U+003C LESS-THAN SIGN)" in result.warnings[0]
+    assert "java" in result.missing
+    candidates, references = sanitized_inputs()
+    candidates[0] = predictions[0]
     assert result.scores["cider_d"] == pytest.approx(
         aac_evaluate(candidates, references, ["cider_d"], preprocess=False)["cider_d"], abs=TOLERANCE
     )
-    assert "caption metric meteor skipped" in caplog.text
-    with pytest.raises(RuntimeError, match="PTB tokenisation was requested"):
-        compute_caption_metrics(PREDICTIONS, REFERENCES, ["bleu_1"], tokenize=True, cache_path=tmp_path / "cache")
+    with pytest.raises(RuntimeError, match="PTB tokenisation was requested but cannot run: no Java.*cannot stand in"):
+        compute_caption_metrics(predictions, REFERENCES, ["bleu_1"], tokenize=True, cache_path=tmp_path / "cache")
+
+
+@requires_java_tools
+def test_python_fallback_gives_the_java_tokenised_scores(all_result, monkeypatch, tmp_path):
+    hide_java(monkeypatch, tmp_path)
+    fallback = compute_caption_metrics(PREDICTIONS, REFERENCES, NO_JAVA_METRICS + ["vocab"], tokenize=True,
+                                       cache_path=tmp_path / "cache")
+    assert fallback.tokenizer == "python"
+    assert fallback.scores == pytest.approx({key: all_result.scores[key] for key in fallback.scores}, abs=TOLERANCE)
 
 
 def test_metric_sets_and_names():
@@ -308,6 +343,10 @@ def test_tokenising_once_then_scoring_untokenised_equals_scoring_with_tokenisati
     assert once.scores == pytest.approx(direct.scores)
 
 
-def test_ptb_tokenize_names_a_missing_java(tmp_path):
-    with pytest.raises(RuntimeError, match="PTB tokenisation cannot run"):
-        ptb_tokenize(["a dog"], java_path=tmp_path / "no-java")
+def test_ptb_tokenize_falls_back_to_python_without_java(tmp_path, caplog):
+    texts = ["A dog's bark,  then RAIN.", "a bell rings (loudly)"]
+    tokenized = ptb_tokenize(texts, java_path=tmp_path / "no-java")
+    assert tokenized == ["a dog 's bark then rain", "a bell rings -lrb- loudly -rrb-"]
+    assert "PTB-tokenised by the Python re-implementation" in caplog.text
+    with pytest.raises(RuntimeError, match="PTB tokenisation cannot run: no Java.*text 1 .*U\\+003E"):
+        ptb_tokenize(["a dog", "a -> b"], java_path=tmp_path / "no-java")
