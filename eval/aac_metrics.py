@@ -40,7 +40,8 @@ Args:
     metrics (`str` or `list` of `str`, optional): override the config's metric set or list.
     tokenize (`bool`, optional): PTB tokenisation; default as in the metric set.
     return_details (`bool`, optional): also return "skipped" (metric -> reason and fix),
-        "ranking_metric", "num_blank_predictions" and "tokenized".
+        "ranking_metric", "num_blank_predictions", "tokenized" and "tokenizer" ("java", "python" (the pure-Python
+        copy, where Java is missing) or None).
 Returns:
     dict of corpus-level scores by aac-metrics name (`bleu_4`, `meteor`, `cider_d`, `spider_fl`,
     `fense`, `vocab.cands`, ...).
@@ -105,5 +106,6 @@ class AacMetrics(evaluate.Metric):
                 ranking_metric=result.ranking_metric,
                 num_blank_predictions=result.num_blank_predictions,
                 tokenized=result.tokenized,
+                tokenizer=result.tokenizer,
             )
         return output

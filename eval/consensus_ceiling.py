@@ -141,7 +141,7 @@ def consensus_ceiling(
         split: "test" or "compositional".
         candidate_seed_offset: clip `index` draws its candidates with `default_rng(candidate_seed_offset + index)`.
         sample_seed_offset: clip `index` draws its pseudo-references with `default_rng(sample_seed_offset + index)`.
-        tokenize: PTB-tokenise captions before CIDEr-D (needs Java; off: aac-metrics without the tokenizer).
+        tokenize: PTB-tokenise captions before CIDEr-D (Java, else the pure-Python copy; off: aac-metrics without it).
 
     Returns:
         `settings` (the arguments), `distinct_per_clip` (mean number of candidates), `mode`, `oracle`,
@@ -321,7 +321,7 @@ def saved_candidates_consensus(
         max_clips: use only the first N records of the split by clip index (None: all of them).
         corpus_seed: the synthetic corpus's seed (`llm-aac synth --seed`) the evaluation ran on.
         sample_seed_offset: clip `index` draws its grammar samples with `default_rng(sample_seed_offset + index)`.
-        tokenize: PTB-tokenise captions before CIDEr-D (needs Java; off: aac-metrics without the tokenizer).
+        tokenize: PTB-tokenise captions before CIDEr-D (Java, else the pure-Python copy; off: aac-metrics without it).
 
     Returns:
         `settings` (the arguments and the files read), `metric`, `clips`, `candidates_per_clip`,
@@ -571,7 +571,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="clip i draws its grammar samples (pseudo-references) with default_rng(offset + i) "
                              f"(default {DEFAULT_SAMPLE_SEED_OFFSET})")
     parser.add_argument("--tokenize", action="store_true",
-                        help="PTB-tokenise captions before CIDEr-D (needs Java; off by default)")
+                        help="PTB-tokenise captions before CIDEr-D (Java, else its pure-Python copy; off by default)")
     parser.add_argument("--output-json", default=None, metavar="PATH", help="also write every number to this file")
 
 

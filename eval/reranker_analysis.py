@@ -264,7 +264,7 @@ def analyse_split(records: Sequence[Mapping[str, Any]], beam_predictions: Sequen
         records: the split's `predictions-clap_rescoring.jsonl` records (checked by `check_rescoring_records`).
         beam_predictions: the plain beam search's caption per record, in the same order (None: no beam row; gains
             are then relative to the captioner's pick).
-        tokenize: PTB-tokenise before CIDEr-D (`compute_caption_metrics`; needs Java).
+        tokenize: PTB-tokenise before CIDEr-D (`compute_caption_metrics`: Java, else the pure-Python copy).
         weight_values: the values each signal's weight takes in the grid.
         split: the split's name, for error messages.
         signals: the signals to use, `SIGNALS` with or without `sampled_consensus` (default: `rescoring_signals` of
@@ -487,8 +487,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", action="append", default=None,
                         help="report this split (repeatable; default: every split in the file)")
     parser.add_argument("--tokenize", action="store_true",
-                        help="PTB-tokenise captions before CIDEr-D as aac-metrics does; off by default because the "
-                             "tokenizer needs Java and is slow (the numbers match the evaluation's metrics.md when both "
+                        help="PTB-tokenise captions before CIDEr-D as aac-metrics does (Java, else its pure-Python copy); off "
+                             "by default because it is slow (the numbers match the evaluation's metrics.md when both "
                              "were scored the same way)")
     parser.add_argument("--weights", type=_weight_values_argument, default=DEFAULT_WEIGHT_VALUES,
                         metavar="W1,W2,...",

@@ -79,7 +79,7 @@ class CaptionEvaluator:
         batch_size: clips per `generate` call.
         generation_kwargs: `generate` arguments (`num_beams`, `max_new_tokens`, ...).
         metrics: caption metric names (`eval.caption_metrics.METRIC_TITLES`), e.g. cider_d, bleu_4, spider.
-        tokenize: PTB-tokenise captions before scoring (needs Java; aac-metrics' published setting).
+        tokenize: PTB-tokenise captions before scoring (Java, else the pure-Python copy; aac-metrics' published setting).
         predictions_dir: where each evaluation's captions are written as `step-<N>.json` (main process).
         num_examples_logged: captions printed to the log at each evaluation.
     """

@@ -170,7 +170,7 @@ class StageArguments:
     eval_metrics: str = field(
         default="cider_d,bleu_4,rouge_l,spider", metadata={"help": "caption metrics (skipped when their runtime is missing)"}
     )
-    eval_ptb_tokenize: bool = field(default=False, metadata={"help": "PTB-tokenise captions before scoring (Java)"})
+    eval_ptb_tokenize: bool = field(default=False, metadata={"help": "PTB-tokenise captions before scoring (Java, else its pure-Python copy)"})
     eval_mismatched_audio: bool = field(
         default=True, metadata={"help": "also score the validation captions against other clips' audio "
                                 "(eval_mismatched_audio_loss, eval_audio_gain: ~0 until the captioner listens)"}

@@ -60,6 +60,8 @@ def test_default_config_reports_skipped_metrics_without_java(monkeypatch, tmp_pa
     assert "meteor" not in scores and "no Java executable" in scores["skipped"]["meteor"]
     assert "fense" in scores["skipped"] and str(tmp_path / "aac_cache") in scores["skipped"]["spice"]
     assert {"cider_d", "vocab.cands"} <= set(scores)
+    # No Java: the captions went through the pure-Python copy of the PTB tokenizer instead.
+    assert scores["tokenized"] is True and scores["tokenizer"] == "python"
     # Without details, only numbers: what Trainer's compute_metrics expects to log.
     plain = metric.compute(predictions=PREDICTIONS, references=REFERENCES, metrics=["cider_d", "vocab"])
     assert all(isinstance(value, float) for value in plain.values())
