@@ -4,9 +4,7 @@ Java-using tests share one module-scoped `compute_caption_metrics` call (each ME
 60 MB paraphrase table); everything else runs the Java-free metrics only.
 """
 
-import importlib.util
 import math
-import shutil
 
 import pytest
 
@@ -20,11 +18,8 @@ from llm_aac.eval.caption_metrics import (
 )
 from llm_aac.eval.java_tools import detect_java, lifted_java_version_check, prepare_java_tool_cache
 from llm_aac.eval.ptb_tokenizer import ptb_tokenize_python
+from java_marks import requires_java_tools
 
-requires_java_tools = pytest.mark.skipif(
-    shutil.which("java") is None or importlib.util.find_spec("pycocoevalcap") is None,
-    reason="needs a `java` executable and the pycocoevalcap wheel (test extra) for the jars",
-)
 
 # Clip 3's prediction is blank after sanitising; clip 1's has a newline and extra spaces.
 PREDICTIONS = [

@@ -1,6 +1,5 @@
 import importlib.util
 import os
-import shutil
 import stat
 
 import pytest
@@ -12,8 +11,8 @@ from llm_aac.eval.java_tools import (
     lifted_java_version_check,
     prepare_java_tool_cache,
 )
+from java_marks import requires_java
 
-requires_java = pytest.mark.skipif(shutil.which("java") is None, reason="needs a `java` executable")
 requires_pycocoevalcap = pytest.mark.skipif(
     importlib.util.find_spec("pycocoevalcap") is None, reason="needs the pycocoevalcap wheel (test extra)"
 )

@@ -4,9 +4,7 @@ The expected strings in `FIXED` were produced once by `aac_metrics.utils.tokeniz
 with Stanford CoreNLP 3.4.1 on Java 17; the Java test re-checks thousands of captions in one tokenizer run.
 """
 
-import importlib.util
 import random
-import shutil
 
 import pytest
 
@@ -16,11 +14,8 @@ from llm_aac.eval.ptb_tokenizer import (
     ptb_tokenize_python,
     python_tokenizer_problem,
 )
+from java_marks import requires_java_tools
 
-requires_java_tools = pytest.mark.skipif(
-    shutil.which("java") is None or importlib.util.find_spec("pycocoevalcap") is None,
-    reason="needs a `java` executable and the pycocoevalcap wheel (test extra) for the tokenizer jar",
-)
 
 # (caption, what aac-metrics' preprocessing with the Java tokenizer returns), tokenised as one batch.
 FIXED = [
