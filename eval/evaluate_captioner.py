@@ -293,7 +293,8 @@ def caption_batch(model, processor, scorer, clips: list[dict], plan: CaptioningP
                    else None)
         samples_by_temperature = {
             temperature: samples if temperature == options.pseudo_reference_temperature else
-            generate_pseudo_references(model, processor, inputs, replace(options, pseudo_reference_temperature=temperature))
+            generate_pseudo_references(model, processor, inputs,
+                                       replace(options, pseudo_reference_temperature=temperature))
             for temperature in plan.consensus_temperatures
         } if samples is not None else {}
         if plan.reuse_beam is not None:
@@ -574,11 +575,14 @@ def tune_rescoring(records: Sequence[Mapping], weights: Sequence[float], metrics
     if not temperatures:
         return tune_lm_weight(records, weights, metrics, consensus_weights=consensus_weights, tokenize=tokenize)
     temperatures = list(dict.fromkeys(float(t) for t in temperatures))
-    sweeps = [tune_lm_weight(with_consensus_at(records, t), weights, metrics, consensus_weights=consensus_weights,
-                             tokenize=tokenize) for t in temperatures]
-    best = max(range(len(sweeps)), key=lambda i: (max(sweeps[i]["scores"]), -i))
-    return {**sweeps[best], "temperatures": temperatures, "chosen_temperature": temperatures[best],
-            "scores_by_temperature": {temperature_key(t): sweep["scores"] for t, sweep in zip(temperatures, sweeps)}}
+    pairs = _weight_pairs(records, weights, consensus_weights)
+    # Every temperature re-picks among the same captions: they are tokenised once for all of them.
+    metric, as_scored = _sweep_texts(records, metrics, tokenize)
+    sweeps = [_sweep_scores(with_consensus_at(records, t), pairs, metric, as_scored) for t in temperatures]
+    best_temperature = max(range(len(sweeps)), key=lambda i: (max(sweeps[i]), -i))
+    return {**_sweep_result(pairs, sweeps[best_temperature], metric),
+            "temperatures": temperatures, "chosen_temperature": temperatures[best_temperature],
+            "scores_by_temperature": {temperature_key(t): scores for t, scores in zip(temperatures, sweeps)}}
 
 
 def tune_lm_weight(records: Sequence[Mapping], weights: Sequence[float], metrics: Any, *,
@@ -587,6 +591,13 @@ def tune_lm_weight(records: Sequence[Mapping], weights: Sequence[float], metrics
     weight, paired with each consensus weight, and the best pair (ties to the smaller consensus weight, then the
     smaller log-probability weight): `{"weights", "consensus_weights", "pairs", "scores", "metric", "chosen",
     "chosen_consensus_weight"}`."""
+    pairs = _weight_pairs(records, weights, consensus_weights)
+    metric, as_scored = _sweep_texts(records, metrics, tokenize)
+    return _sweep_result(pairs, _sweep_scores(records, pairs, metric, as_scored), metric)
+
+
+def _weight_pairs(records: Sequence[Mapping], weights: Sequence[float],
+                  consensus_weights: Sequence[float]) -> list[tuple[float, float]]:
     weights = sorted({float(w) for w in weights})
     consensus_weights = sorted({float(w) for w in consensus_weights})
     if not weights:
@@ -595,11 +606,14 @@ def tune_lm_weight(records: Sequence[Mapping], weights: Sequence[float], metrics
         raise ValueError("no consensus_weight to try")
     if not records:
         raise ValueError("no records to tune the lm_weight on")
-    from llm_aac.eval.caption_metrics import compute_caption_metrics, ptb_tokenize, resolve_metrics
+    return [(w, c) for c in consensus_weights for w in weights]
 
-    pairs = [(w, c) for c in consensus_weights for w in weights]
-    # Only the ranking metric decides, and every pair re-picks among the same captions: tokenise them once instead
-    # of once per pair (each tokenizer run starts Java), then score the ranking metric alone.
+
+def _sweep_texts(records: Sequence[Mapping], metrics: Any, tokenize: bool | None) -> tuple[str, dict[str, str]]:
+    """The ranking metric, and every candidate and reference as it is scored (PTB-tokenised once, when tokenising:
+    each tokenizer run may start Java)."""
+    from llm_aac.eval.caption_metrics import ptb_tokenize, resolve_metrics
+
     _, _, metric, tokenize_by_default = resolve_metrics(metrics)
     texts = list(dict.fromkeys(text for record in records for text in
                                [*(c["caption"] for c in record["candidates"]), *record["references"]]))
@@ -611,6 +625,14 @@ def tune_lm_weight(records: Sequence[Mapping], weights: Sequence[float], metrics
             if tokenize:
                 raise
             logger.warning("the weight sweep scores untokenised captions: PTB tokenisation cannot run here")
+    return metric, as_scored
+
+
+def _sweep_scores(records: Sequence[Mapping], pairs: Sequence[tuple[float, float]], metric: str,
+                  as_scored: Mapping[str, str]) -> list[float]:
+    """The ranking metric of `records` re-picked with each (log-probability, consensus) weight pair."""
+    from llm_aac.eval.caption_metrics import compute_caption_metrics
+
     scores = []
     for weight, agreement in pairs:
         repicked = repick_with_lm_weight(records, weight, agreement)
@@ -618,9 +640,15 @@ def tune_lm_weight(records: Sequence[Mapping], weights: Sequence[float], metrics
                                          [[as_scored[ref] for ref in r["references"]] for r in repicked],
                                          metrics=[metric], tokenize=False)
         scores.append(float(result.scores[metric]))
+    return scores
+
+
+def _sweep_result(pairs: Sequence[tuple[float, float]], scores: Sequence[float], metric: str) -> dict[str, Any]:
+    """`tune_lm_weight`'s result: the best pair, ties to the smaller consensus weight, then the smaller lm weight."""
     best = max(range(len(pairs)), key=lambda i: (scores[i], -pairs[i][1], -pairs[i][0]))
-    return {"weights": weights, "consensus_weights": consensus_weights, "pairs": [list(p) for p in pairs],
-            "scores": scores, "metric": metric, "chosen": pairs[best][0], "chosen_consensus_weight": pairs[best][1]}
+    return {"weights": sorted({w for w, _ in pairs}), "consensus_weights": sorted({c for _, c in pairs}),
+            "pairs": [list(p) for p in pairs], "scores": list(scores), "metric": metric, "chosen": pairs[best][0],
+            "chosen_consensus_weight": pairs[best][1]}
 
 
 def _tune_on_split(records: Sequence[Mapping], plan: CaptioningPlan, lm_weights: Sequence[float],
@@ -642,7 +670,8 @@ def _tune_on_split(records: Sequence[Mapping], plan: CaptioningPlan, lm_weights:
                                               temperatures=plan.consensus_temperatures)}
     plan.lm_weight, plan.consensus_weight = tuning["chosen"], tuning["chosen_consensus_weight"]
     if "chosen_temperature" in tuning:
-        plan.candidate_options = replace(plan.candidate_options, pseudo_reference_temperature=tuning["chosen_temperature"])
+        plan.candidate_options = replace(plan.candidate_options,
+                                         pseudo_reference_temperature=tuning["chosen_temperature"])
         plan.consensus_temperatures = ()
         logger.info("consensus captions sampled at temperature %s chosen on %s (best %s per temperature: %s)",
                     tuning["chosen_temperature"], split, tuning["metric"],

@@ -269,6 +269,22 @@ def test_the_consensus_temperature_joins_the_tuning_grid():
         with_consensus_at(records, 0.7)
 
 
+def test_the_temperature_sweep_tokenises_the_captions_once(monkeypatch):
+    import llm_aac.eval.caption_metrics as caption_metrics
+    from llm_aac.eval.evaluate_captioner import tune_rescoring
+
+    def with_consensus_per_temperature(record, scene):
+        for entry in record["candidates"]:
+            entry["consensus_by_temperature"] = {"1": 0.5, "0.5": 0.9 if entry["caption"] == scene else 0.1}
+
+    calls = []
+    monkeypatch.setattr(caption_metrics, "ptb_tokenize", lambda texts: calls.append(len(texts)) or
+                        [text.lower().rstrip(".") for text in texts])
+    records = misled_records(-0.5, with_consensus_per_temperature)
+    tuning = tune_rescoring(records, [0.0], "fast", consensus_weights=[1.0], temperatures=[1.0, 0.5], tokenize=True)
+    assert len(calls) == 1 and tuning["chosen_temperature"] == 0.5
+
+
 def test_cli_samples_captions_and_tunes_both_weights(tmp_path, captioner_dir):
     output = tmp_path / "consensus"
     clap = save_tiny_clap(tmp_path / "clap")
