@@ -74,7 +74,6 @@ if __name__ == "__main__" and sys.path and os.path.abspath(sys.path[0] or ".") =
     del sys.path[0]
 
 import argparse
-import json
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -613,11 +612,9 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"consensus-ceiling: error: {error}", file=sys.stderr)
         return 2
-    print(table, end="")
-    if args.output_json:
-        with open(args.output_json, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=1)
-        print(f"written to {args.output_json}")
+    from llm_aac.eval.reranker_analysis import print_report
+
+    print_report(table, result, args.output_json)
     return 0
 
 

@@ -531,17 +531,22 @@ def main(args: argparse.Namespace) -> int:
         print(f"rerank-report: error: {error}", file=sys.stderr)
         return 2
     result = {"predictions": os.fspath(args.predictions), "beam": args.beam, **result}
-    print(format_report(result), end="")
-    if args.output_json:
-        with open(args.output_json, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=1)
-        print(f"written to {args.output_json}")
+    print_report(format_report(result), result, args.output_json)
     return 0
 
 
+def print_report(report: str, result: dict[str, Any], output_json: str | None) -> None:
+    """A CLI's last step: print the markdown report, and write every number to `output_json` when given."""
+    print(report, end="")
+    if output_json:
+        with open(output_json, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=1)
+        print(f"written to {output_json}")
+
+
 __all__ = ["DEFAULT_WEIGHT_VALUES", "SAMPLED_CONSENSUS", "SIGNALS", "analyse_split", "check_rescoring_records",
-           "consensus_scores", "evaluation_files", "format_report", "match_beam_predictions", "read_predictions",
-           "reranker_analysis", "rescoring_signals", "weight_grid", "zscore_within_clips"]
+           "consensus_scores", "evaluation_files", "format_report", "match_beam_predictions", "print_report",
+           "read_predictions", "reranker_analysis", "rescoring_signals", "weight_grid", "zscore_within_clips"]
 
 
 if __name__ == "__main__":
