@@ -18,8 +18,9 @@ Systems (each scored separately, side by side):
 splits are scored: every weight of `--lm-weights` (and, with sampled captions, every pair with a weight of
 `--consensus-weights`) re-picks the rescored captions of SPLIT from the same candidates and scores (nothing is
 decoded or scored twice), the weights with the best ranking metric (CIDEr-D by default; ties to the smaller
-consensus weight, then the smaller log-probability weight) are then used for every evaluation split, and the sweep
-is reported in `metrics.json` / `metrics.md`. Choosing them on a test split itself would overstate the result.
+consensus weight, then the smaller log-probability weight; CIDEr-D where the set's ranking metric, e.g. FENSE,
+cannot run here) are then used for every evaluation split, and the sweep is reported in `metrics.json` /
+`metrics.md`. Choosing them on a test split itself would overstate the result.
 `--pseudo-reference-temperatures 1,0.75,0.5` adds the sampling temperature of the consensus captions to that choice:
 SPLIT is captioned first, with one set of samples per temperature (the candidates and CLAP scores are shared), the
 sweep runs once per temperature, and the other splits are captioned with the best temperature only.
@@ -77,6 +78,8 @@ DEFAULT_LM_WEIGHTS = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 # Weights of the consensus with sampled captions tried alongside them (consensus lies in [0, 1], a CLAP cosine
 # difference between candidates is typically 0.01-0.2).
 DEFAULT_CONSENSUS_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+# What the weight sweep ranks by when the metric set's ranking metric (e.g. FENSE, SPIDEr) cannot run here.
+FALLBACK_SWEEP_METRIC = "cider_d"
 # Plain-decoding options under which its beam search equals one of the SLAM candidates' searches.
 _NEUTRAL_STOPPING = (None, False)
 
@@ -610,9 +613,10 @@ def _weight_pairs(records: Sequence[Mapping], weights: Sequence[float],
 
 
 def _sweep_texts(records: Sequence[Mapping], metrics: Any, tokenize: bool | None) -> tuple[str, dict[str, str]]:
-    """The ranking metric, and every candidate and reference as it is scored (PTB-tokenised once, when tokenising:
-    each tokenizer run may start Java)."""
-    from llm_aac.eval.caption_metrics import ptb_tokenize, resolve_metrics
+    """The metric that ranks the weights (the set's ranking metric, CIDEr-D where that one cannot run here), and
+    every candidate and reference as it is scored (PTB-tokenised once, when tokenising: each tokenizer run may start
+    Java)."""
+    from llm_aac.eval.caption_metrics import compute_caption_metrics, ptb_tokenize, resolve_metrics
 
     _, _, metric, tokenize_by_default = resolve_metrics(metrics)
     texts = list(dict.fromkeys(text for record in records for text in
@@ -625,6 +629,14 @@ def _sweep_texts(records: Sequence[Mapping], metrics: Any, tokenize: bool | None
             if tokenize:
                 raise
             logger.warning("the weight sweep scores untokenised captions: PTB tokenisation cannot run here")
+    if metric != FALLBACK_SWEEP_METRIC:
+        trial = compute_caption_metrics([as_scored[r["prediction"]] for r in records],
+                                        [[as_scored[ref] for ref in r["references"]] for r in records],
+                                        metrics=[metric], tokenize=False)
+        if metric in trial.skipped:
+            logger.warning("the weight sweep ranks by %s: %s cannot run here (%s)", FALLBACK_SWEEP_METRIC, metric,
+                           trial.skipped[metric])
+            metric = FALLBACK_SWEEP_METRIC
     return metric, as_scored
 
 

@@ -219,6 +219,20 @@ def test_tuning_chooses_the_smallest_weight_with_the_best_ranking_metric():
         tune_lm_weight(records, [], "fast")
 
 
+def test_tuning_ranks_by_cider_d_where_the_sets_ranking_metric_cannot_run(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    from llm_aac.eval.evaluate_captioner import tune_lm_weight
+
+    # dcase2024 ranks by FENSE, whose model is not in this (empty) Hub cache and cannot be downloaded offline.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("FENSE_DATA", str(tmp_path / "fense_data"))
+    records = misled_records(-2.0)
+    tuning = tune_lm_weight(records, [0.0, 0.25], "dcase2024", tokenize=False)
+    assert tuning["metric"] == "cider_d" and tuning["chosen"] == 0.25
+    assert tuning["scores"] == tune_lm_weight(records, [0.0, 0.25], "fast")["scores"]
+
+
 def test_consensus_joins_the_repick_and_the_tuning_grid():
     from llm_aac.eval.evaluate_captioner import repick_with_lm_weight, tune_lm_weight
 
