@@ -27,8 +27,8 @@ teacher (whole clips) and the student (16 masked clones per clip) + CNN decoder,
 clipping at 4, fused AdamW, and the EMA teacher update, on random 10.24 s inputs ([B, 1024, 128]).
 Attention runs through SDPA. FLOPs are counted analytically (`eat_pretraining_flops`: about 1.08 TFLOP
 per clip for EAT-base); MFU divides the achieved FLOP/s by the bf16 matmul peak measured first in the
-same process (8192^3 products). Each variant is compared with the baseline (the first variant measured for
-its batch size and decoder, run in the same process), with the eager stand-in measured earlier (182-202
+same process (8192^3 products). Each variant is compared with the baseline (the first variant and decoder
+measured for its batch size, run in the same process), with the eager stand-in measured earlier (182-202
 clips/s, REFERENCE section 7) and with the target (320 clips/s, about 40 % MFU on an H100).
 
 Variants (`--variants`, comma-separated `RUNNER[+LEVER...]`). Runners: `eager`; `compile` (`torch.compile` with
@@ -44,7 +44,8 @@ Levers (model options, off in the baseline):
                  gradient and the rolled tap gradients) in bf16 instead of float32 (expected up to about 1 ms).
 `--levers ln-autocast,...` (or `all`) expands every spec of `--variants` into: itself, itself + each lever, and
 itself + all those levers together. Decoders (`EATPretrainingDecoder.conv_implementation`): `conv2d` (cuDNN
-grouped convolution), `banded_matmul` (the convolutions as banded batched GEMMs), `auto` (the model's default:
+grouped convolution), `banded_matmul` (the convolutions as banded batched GEMMs), `banded_triton` (the same banded
+products as Triton kernels that accumulate the taps in registers and skip the zero band), `auto` (the model's default:
 banded_matmul when compiled, conv2d in eager). `--profile` prints, per variant, the GPU time by kernel category
 (matmul, fused triton, attention, convolution, ...) and the top kernels with their calls per step;
 `--check-decoder` prints one batch's losses with each decoder in fp32 and bf16; `--check-levers` prints one batch's
@@ -288,7 +289,7 @@ def decoder_agreement(EATConfig, EATForPreTraining, *, batch_size, clones, num_f
     model = build_model(EATConfig, EATForPreTraining, clones=clones)
     features, visible = _one_batch(EATConfig, batch_size=batch_size, clones=clones, num_frames=num_frames)
     lines = ["decoder implementations, one forward (frame loss, utterance loss):"]
-    for implementation in ("banded_matmul", "conv2d"):
+    for implementation in ("banded_matmul", "banded_triton", "conv2d"):
         model.decoder.conv_implementation = implementation
         for precision in ("fp32", "bf16"):
             frame, utterance = _losses(model, features, visible, bf16=precision == "bf16")
@@ -327,7 +328,7 @@ def lever_agreement(variants: list[Variant], EATConfig, EATForPreTraining, *, ba
 
 
 def summary_table(results: list[dict]) -> str:
-    lines = ["summary (ratios against the baseline of each batch size and decoder, measured in this process):",
+    lines = ["summary (ratios against the first variant and decoder measured for each batch size, in this process):",
              f"  {'B':>3s} {'decoder':13s} {'variant':34s} {'ms/step':>8s} {'clips/s':>8s} {'MFU':>6s} {'x base':>7s} "
              f"{'peak GiB':>8s} {'1st step s':>10s}"]
     for r in results:
@@ -363,7 +364,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--decoders", default="auto",
         help="decoder convolution implementations to time, comma-separated: auto (default: banded_matmul when "
-        "compiled, conv2d in eager), banded_matmul, conv2d",
+        "compiled, conv2d in eager), banded_matmul, banded_triton, conv2d",
     )
     parser.add_argument("--profile", action="store_true", help="print GPU time by kernel category and the top kernels of every variant")
     parser.add_argument("--profile-rows", type=int, default=45, help="top kernels listed per variant with --profile")
@@ -419,8 +420,8 @@ def main(argv=None) -> int:
                 json.dump(dict(matmul_peak_tflops=round(peak / 1e12, 1), results=results), f, indent=1)
 
     for batch_size in (int(b) for b in args.batch_sizes.split(",")):
+        baseline = None  # (name, clips/s) of the first variant measured for this batch size, decoders included
         for decoder in decoders:
-            baseline = None  # (name, clips/s) of the first variant measured for this batch size and decoder
             for variant in variants:
                 label = f"B={batch_size:3d} x {args.clones} clones  {variant.name:28s} {decoder:13s}"
                 record = dict(device=device_name, variant=variant.name, runner=variant.runner, levers=list(variant.levers),
@@ -455,7 +456,7 @@ def main(argv=None) -> int:
                 flops = eat_pretraining_flops(step.model.config, batch_size, args.num_frames)["total"]
                 mfu = flops / seconds / peak
                 if baseline is None:
-                    baseline = (variant.name, clips_per_s)
+                    baseline = (f"{variant.name}/{decoder}", clips_per_s)
                 result = dict(
                     record, compile_mode=variant.compile_mode(args.compile_mode) if variant.compiled else None,
                     step_ms=round(seconds * 1000, 2), clips_per_s=round(clips_per_s, 1),

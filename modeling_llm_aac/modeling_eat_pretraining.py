@@ -39,6 +39,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_eat import EATConfig
 from .modeling_eat import EATLayerNorm, EATModel, EATPreTrainedModel, active_autocast_dtype
+from .triton_banded_conv import banded_rows_conv
 
 # The reference decoder and target builder use torch's default LayerNorm / instance-norm epsilon.
 _DECODER_LAYER_NORM_EPS = 1e-5
@@ -250,13 +251,33 @@ class EATDecoderConvBlock(nn.Module):
         banded = weight[..., tap.clamp(0, k - 1)] * inside  # [G, o, i, dt, f_in, f_out]
         return banded.permute(0, 3, 4, 2, 5, 1).reshape(groups, k, num_freq * in_per_group, num_freq * out_per_group)
 
-    def forward_group_major(self, hidden: torch.Tensor, *, bias_in_product_dtype: bool = False) -> torch.Tensor:
+    def forward_group_major(
+        self, hidden: torch.Tensor, *, bias_in_product_dtype: bool = False, triton_kernels: bool = False
+    ) -> torch.Tensor:
         """Block on the decoder's group-major layout (see [`EATPretrainingDecoder`]), before the residual.
 
         `hidden` `[G, R, F, C_in/G]`: rows of clips, each clip's time rows framed by `k // 2` zero rows.
         Returns `[G, R, F, C_out/G]` in float32; rows framing the clips hold values to be discarded.
-        `bias_in_product_dtype`: see [`EATPretrainingDecoder`].
+        `bias_in_product_dtype`: see [`EATPretrainingDecoder`]. `triton_kernels`: convolve with the banded Triton
+        kernels (`triton_banded_conv.banded_rows_conv`) instead of one cuBLAS product per group and a tap sum.
         """
+        if triton_kernels:
+            out = self._convolve_rows_triton(hidden)
+        else:
+            out = self._convolve_rows_cublas(hidden, bias_in_product_dtype)
+        # LayerNorm over all channels = over (group, channel-in-group) at each (row, frequency).
+        variance, mean = torch.var_mean(out, dim=(0, 3), unbiased=False, keepdim=True)
+        return self.activation((out - mean) * torch.rsqrt(variance + self.norm.eps))
+
+    def _convolve_rows_triton(self, hidden: torch.Tensor) -> torch.Tensor:
+        groups, num_rows, num_freq, _ = hidden.shape
+        # One bias per output column (f_out, o). It is added in float32 before the output is rounded to the product
+        # dtype: the default path's rounding.
+        bias = self.conv.bias.view(groups, 1, -1).expand(groups, num_freq, -1).reshape(groups, -1)
+        out = banded_rows_conv(hidden.flatten(2), self.banded_weight(num_freq), bias, num_freq, self.kernel_size // 2)
+        return out.view(groups, num_rows, num_freq, -1).float()
+
+    def _convolve_rows_cublas(self, hidden: torch.Tensor, bias_in_product_dtype: bool) -> torch.Tensor:
         groups, num_rows, num_freq, _ = hidden.shape
         k, pad = self.kernel_size, self.kernel_size // 2
         # One product per group computes every time tap of every row: columns (tap, f_out, o).
@@ -278,9 +299,7 @@ class EATDecoderConvBlock(nn.Module):
             # Rounded to the product dtype like a convolution's output (bf16 under autocast), then normalised in
             # float32 as autocast runs LayerNorm: the same precision path as `forward`.
             out = (out + bias.float()).to(per_tap.dtype).float()
-        # LayerNorm over all channels = over (group, channel-in-group) at each (row, frequency).
-        variance, mean = torch.var_mean(out, dim=(0, 3), unbiased=False, keepdim=True)
-        return self.activation((out - mean) * torch.rsqrt(variance + self.norm.eps))
+        return out
 
 
 class EATPretrainingDecoder(nn.Module):
@@ -316,7 +335,7 @@ class EATPretrainingDecoder(nn.Module):
     dtype throughout with `EATConfig.layer_norm_in_autocast_dtype`.
     """
 
-    conv_implementations = ("auto", "banded_matmul", "conv2d")
+    conv_implementations = ("auto", "banded_matmul", "banded_triton", "conv2d")
 
     def __init__(self, config: EATConfig):
         super().__init__()
@@ -350,7 +369,7 @@ class EATPretrainingDecoder(nn.Module):
         if implementation == "conv2d":
             hidden = self._blocks_conv2d(grid, grid_mask)
         else:
-            hidden = self._blocks_banded_matmul(grid, grid_mask)
+            hidden = self._blocks_banded(grid, grid_mask, triton_kernels=implementation == "banded_triton")
         return self.proj(hidden)
 
     def _blocks_conv2d(self, grid: torch.Tensor, grid_mask: torch.Tensor | None) -> torch.Tensor:
@@ -363,7 +382,7 @@ class EATPretrainingDecoder(nn.Module):
             hidden = out if keep is None else out * keep.to(out.dtype)
         return hidden
 
-    def _blocks_banded_matmul(self, grid: torch.Tensor, grid_mask: torch.Tensor | None) -> torch.Tensor:
+    def _blocks_banded(self, grid: torch.Tensor, grid_mask: torch.Tensor | None, triton_kernels: bool) -> torch.Tensor:
         num_views, num_time, num_freq, channels = grid.shape
         groups, pad = self.groups, self.kernel_size // 2
         framed_time = num_time + 2 * pad
@@ -381,12 +400,15 @@ class EATPretrainingDecoder(nn.Module):
             hidden = hidden * keep
         hidden = hidden.to(state_dtype)
         for block in self.blocks:
-            out = block.forward_group_major(hidden, bias_in_product_dtype=self.bias_in_product_dtype)  # float32
+            out = block.forward_group_major(  # float32
+                hidden, bias_in_product_dtype=self.bias_in_product_dtype, triton_kernels=triton_kernels
+            )
             if out.shape[-1] == hidden.shape[-1]:
                 out = out + hidden.float()
             hidden = (out * keep).to(state_dtype)
         hidden = hidden.view(groups, num_views, framed_time, num_freq, -1)[:, :, pad : pad + num_time]
         return hidden.permute(1, 2, 3, 0, 4).reshape(num_views, num_time, num_freq, -1)
+
 
 @dataclass
 class EATForPreTrainingOutput(ModelOutput):

@@ -11,6 +11,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+# Without a GPU the decoder's Triton kernels run in Triton's interpreter (numpy); it has to be chosen before
+# `modeling_llm_aac` defines them.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 # Tiny test models: one thread avoids oversubscription stalls on small CI machines.
 torch.set_num_threads(1)
 

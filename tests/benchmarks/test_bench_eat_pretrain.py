@@ -99,7 +99,8 @@ def run_main_with_fake_gpu(monkeypatch, argv, *, compile_seconds):
         calls.append((variant.name, variant.compile_mode(compile_mode), decoder))
         clock.now += compile_seconds[variant.runner]
         step = types.SimpleNamespace(model=types.SimpleNamespace(config=EATConfig.base(num_mask_clones=16)))
-        return step, 0.050 if variant.levers else 0.055, compile_seconds[variant.runner], 30.0
+        seconds = 0.050 if variant.levers else 0.055
+        return step, seconds * (0.8 if decoder == "banded_triton" else 1.0), compile_seconds[variant.runner], 30.0
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *args: "Fake GPU")
@@ -133,7 +134,7 @@ def test_main_loop_ratios_time_budget_and_json(monkeypatch, tmp_path, capsys):
     results = json.loads(output.read_text())["results"]
     assert [r["variant"] for r in results] == ["compile", "compile+ln-autocast", "autotune", "autotune+ln-autocast"]
     assert [r.get("vs_baseline") for r in results[:3]] == [1.0, 1.1, 1.0]
-    assert {r.get("baseline") for r in results[:3]} == {"compile"}
+    assert {r.get("baseline") for r in results[:3]} == {"compile/auto"}
     assert results[1]["levers"] == ["ln-autocast"] and results[1]["clips_per_s"] == 240.0
     assert "skipped" in results[3] and "450" in results[3]["skipped"]
     out = capsys.readouterr().out
@@ -141,6 +142,17 @@ def test_main_loop_ratios_time_budget_and_json(monkeypatch, tmp_path, capsys):
     assert "x1.100 vs compile" in out
     summary = out[out.index("summary"):]
     assert "compile+ln-autocast" in summary and "skipped: time budget" in summary
+
+
+def test_decoders_compare_against_the_first_decoder_of_the_batch_size(monkeypatch, tmp_path):
+    output = tmp_path / "decoders.json"
+    status, calls = run_main_with_fake_gpu(
+        monkeypatch, ["--batch-sizes", "12,24", "--variants", "compile", "--decoders", "banded_matmul,banded_triton",
+                      "--output-json", str(output)], compile_seconds={"compile": 60.0})
+    assert status == 0 and [decoder for _, _, decoder in calls] == ["banded_matmul", "banded_triton"] * 2
+    results = json.loads(output.read_text())["results"]
+    assert [r["vs_baseline"] for r in results] == [1.0, 1.25, 1.0, 1.25]
+    assert {r["baseline"] for r in results} == {"compile/banded_matmul"}
 
 
 def documented_commands(tmp_path):
@@ -191,7 +203,11 @@ def test_lever_check_decoder_check_and_training_step_on_cpu(monkeypatch):
         assert bf16.endswith("output bfloat16" if "ln-autocast" in levers else "output float32")
 
     text = bench.decoder_agreement(TinyPresets, EATForPreTraining, batch_size=2, clones=2, num_frames=64)
-    assert len(text.splitlines()) == 5
+    rows = [line.split() for line in text.splitlines()[1:]]
+    assert [row[:2] for row in rows] == [[name, precision] for name in ("banded_matmul", "banded_triton", "conv2d")
+                                         for precision in ("fp32", "bf16")]
+    fp32_losses = {row[0]: float(row[2]) for row in rows if row[1] == "fp32"}
+    assert max(fp32_losses.values()) - min(fp32_losses.values()) < 1e-4 * max(fp32_losses.values())
 
     model = bench.build_model(TinyPresets, EATForPreTraining, clones=2, levers=("ln-autocast", "bias-bf16"))
     assert model.config.layer_norm_in_autocast_dtype and model.config._attn_implementation == "sdpa"
