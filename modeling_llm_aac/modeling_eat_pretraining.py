@@ -39,7 +39,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_eat import EATConfig
 from .modeling_eat import EATLayerNorm, EATModel, EATPreTrainedModel, active_autocast_dtype
-from .triton_banded_conv import banded_rows_conv
+from .triton_banded_conv import banded_grouped_conv
 
 # The reference decoder and target builder use torch's default LayerNorm / instance-norm epsilon.
 _DECODER_LAYER_NORM_EPS = 1e-5
@@ -207,9 +207,9 @@ def build_pretraining_targets(
 class EATDecoderConvBlock(nn.Module):
     """Grouped Conv2d -> LayerNorm over channels (no affine) -> GELU.
 
-    `forward` runs it with `F.conv2d` on a channels-last grid `[N, T, F, C]`. The decoder's default path
-    uses `banded_weight` + `forward_group_major` instead: the same arithmetic as batched matrix products
-    (see [`EATPretrainingDecoder`]). `keep_autocast_dtype` is [`EATLayerNorm`]'s (used by `forward`).
+    `forward` runs it with `F.conv2d` on a channels-last grid `[N, T, F, C]`. The decoder's compiled paths
+    use `banded_weight` with `forward_group_major` (cuBLAS) or `forward_triton` instead: the same arithmetic as
+    banded matrix products (see [`EATPretrainingDecoder`]). `keep_autocast_dtype` is [`EATLayerNorm`]'s (used by `forward`).
     """
 
     def __init__(
@@ -251,33 +251,24 @@ class EATDecoderConvBlock(nn.Module):
         banded = weight[..., tap.clamp(0, k - 1)] * inside  # [G, o, i, dt, f_in, f_out]
         return banded.permute(0, 3, 4, 2, 5, 1).reshape(groups, k, num_freq * in_per_group, num_freq * out_per_group)
 
-    def forward_group_major(
-        self, hidden: torch.Tensor, *, bias_in_product_dtype: bool = False, triton_kernels: bool = False
-    ) -> torch.Tensor:
+    def forward_triton(self, grid: torch.Tensor) -> torch.Tensor:
+        """Block on the channels-last grid `[N, T, F, C_in]` with the banded Triton kernels, before the residual.
+
+        The convolution runs in `grid`'s dtype (the decoder passes the autocast dtype) and is rounded to it with
+        the bias added in float32 (like a convolution's output); LayerNorm and GELU run in float32, as under
+        autocast. Returns `[N, T, F, C_out]` in float32.
+        """
+        out = banded_grouped_conv(grid, self.banded_weight(grid.shape[2]), self.conv.bias, self.kernel_size // 2)
+        out = out.float()
+        return self.activation(F.layer_norm(out, out.shape[-1:], eps=self.norm.eps))
+
+    def forward_group_major(self, hidden: torch.Tensor, *, bias_in_product_dtype: bool = False) -> torch.Tensor:
         """Block on the decoder's group-major layout (see [`EATPretrainingDecoder`]), before the residual.
 
         `hidden` `[G, R, F, C_in/G]`: rows of clips, each clip's time rows framed by `k // 2` zero rows.
         Returns `[G, R, F, C_out/G]` in float32; rows framing the clips hold values to be discarded.
-        `bias_in_product_dtype`: see [`EATPretrainingDecoder`]. `triton_kernels`: convolve with the banded Triton
-        kernels (`triton_banded_conv.banded_rows_conv`) instead of one cuBLAS product per group and a tap sum.
+        `bias_in_product_dtype`: see [`EATPretrainingDecoder`].
         """
-        if triton_kernels:
-            out = self._convolve_rows_triton(hidden)
-        else:
-            out = self._convolve_rows_cublas(hidden, bias_in_product_dtype)
-        # LayerNorm over all channels = over (group, channel-in-group) at each (row, frequency).
-        variance, mean = torch.var_mean(out, dim=(0, 3), unbiased=False, keepdim=True)
-        return self.activation((out - mean) * torch.rsqrt(variance + self.norm.eps))
-
-    def _convolve_rows_triton(self, hidden: torch.Tensor) -> torch.Tensor:
-        groups, num_rows, num_freq, _ = hidden.shape
-        # One bias per output column (f_out, o). It is added in float32 before the output is rounded to the product
-        # dtype: the default path's rounding.
-        bias = self.conv.bias.view(groups, 1, -1).expand(groups, num_freq, -1).reshape(groups, -1)
-        out = banded_rows_conv(hidden.flatten(2), self.banded_weight(num_freq), bias, num_freq, self.kernel_size // 2)
-        return out.view(groups, num_rows, num_freq, -1).float()
-
-    def _convolve_rows_cublas(self, hidden: torch.Tensor, bias_in_product_dtype: bool) -> torch.Tensor:
         groups, num_rows, num_freq, _ = hidden.shape
         k, pad = self.kernel_size, self.kernel_size // 2
         # One product per group computes every time tap of every row: columns (tap, f_out, o).
@@ -299,7 +290,9 @@ class EATDecoderConvBlock(nn.Module):
             # Rounded to the product dtype like a convolution's output (bf16 under autocast), then normalised in
             # float32 as autocast runs LayerNorm: the same precision path as `forward`.
             out = (out + bias.float()).to(per_tap.dtype).float()
-        return out
+        # LayerNorm over all channels = over (group, channel-in-group) at each (row, frequency).
+        variance, mean = torch.var_mean(out, dim=(0, 3), unbiased=False, keepdim=True)
+        return self.activation((out - mean) * torch.rsqrt(variance + self.norm.eps))
 
 
 class EATPretrainingDecoder(nn.Module):
@@ -368,8 +361,10 @@ class EATPretrainingDecoder(nn.Module):
             implementation = "banded_matmul" if torch.compiler.is_compiling() else "conv2d"
         if implementation == "conv2d":
             hidden = self._blocks_conv2d(grid, grid_mask)
+        elif implementation == "banded_triton":
+            hidden = self._blocks_triton(grid, grid_mask)
         else:
-            hidden = self._blocks_banded(grid, grid_mask, triton_kernels=implementation == "banded_triton")
+            hidden = self._blocks_banded_matmul(grid, grid_mask)
         return self.proj(hidden)
 
     def _blocks_conv2d(self, grid: torch.Tensor, grid_mask: torch.Tensor | None) -> torch.Tensor:
@@ -382,7 +377,19 @@ class EATPretrainingDecoder(nn.Module):
             hidden = out if keep is None else out * keep.to(out.dtype)
         return hidden
 
-    def _blocks_banded(self, grid: torch.Tensor, grid_mask: torch.Tensor | None, triton_kernels: bool) -> torch.Tensor:
+    def _blocks_triton(self, grid: torch.Tensor, grid_mask: torch.Tensor | None) -> torch.Tensor:
+        # The same precision path as `_blocks_banded_matmul`: the grid between blocks in the autocast dtype.
+        state_dtype = active_autocast_dtype(grid.device.type) or grid.dtype
+        keep = None if grid_mask is None else grid_mask[..., None].to(grid.dtype)
+        hidden = (grid if keep is None else grid * keep).to(state_dtype)
+        for block in self.blocks:
+            out = block.forward_triton(hidden)  # float32
+            if out.shape[-1] == hidden.shape[-1]:
+                out = out + hidden.float()
+            hidden = (out if keep is None else out * keep).to(state_dtype)
+        return hidden
+
+    def _blocks_banded_matmul(self, grid: torch.Tensor, grid_mask: torch.Tensor | None) -> torch.Tensor:
         num_views, num_time, num_freq, channels = grid.shape
         groups, pad = self.groups, self.kernel_size // 2
         framed_time = num_time + 2 * pad
@@ -400,9 +407,7 @@ class EATPretrainingDecoder(nn.Module):
             hidden = hidden * keep
         hidden = hidden.to(state_dtype)
         for block in self.blocks:
-            out = block.forward_group_major(  # float32
-                hidden, bias_in_product_dtype=self.bias_in_product_dtype, triton_kernels=triton_kernels
-            )
+            out = block.forward_group_major(hidden, bias_in_product_dtype=self.bias_in_product_dtype)  # float32
             if out.shape[-1] == hidden.shape[-1]:
                 out = out + hidden.float()
             hidden = (out * keep).to(state_dtype)

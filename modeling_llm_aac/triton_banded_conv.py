@@ -1,22 +1,24 @@
-"""The EAT pretraining decoder's grouped convolution as Triton implicit GEMMs that skip the zero band.
+"""The EAT pretraining decoder's grouped convolution as Triton implicit GEMMs on its channels-last grid.
 
-The decoder keeps its grid group-major, `[G, R, F * C]`: `R` rows (each clip's time rows framed by zero
-rows), and per row the `F` frequency patches' channels of one group. A grouped `k x k` convolution is then,
-for every group, `k` banded matrices (one per time tap, `[F * C_in, F * C_out]`, built by
-`EATDecoderConvBlock.banded_weight`) applied to row-shifted copies of the grid:
+The decoder's grid is `[N, T, F, C]` (clips, time patches, frequency patches, channels in `G` groups). For one
+group, one time row of the grid is an `F * C/G` vector, and a grouped `k x k` convolution (zero padding, output
+row `t` reading input rows `t + tap - k // 2`) is a sum over time taps of that row vector times a matrix banded
+along frequency (`EATDecoderConvBlock.banded_weight`, `[G, k, F * C_in/G, F * C_out/G]`):
 
-    out[g, r] = bias[g] + sum_t x[g, r + t - row_offset] @ weight[g, t]
+    out[n, t, :, group g] = bias[g] + sum_tap grid[n, t + tap - row_offset, :, group g] @ weight[g, tap]
 
-cuBLAS can only run this as one GEMM over all taps and all frequencies (2.7x the convolution's work for
-EAT's 8 frequency patches) followed by a sum of row-shifted tap outputs, which makes the grid travel
-through memory three more times per block. The kernels here accumulate the taps in registers (the row
-shift is an address offset) and, for each output column tile, loop only over the input columns inside the
-band (the frequencies a `k`-wide kernel reaches), about 1.5x the convolution's work with 64-column tiles.
+with rows outside the clip reading as zeros. cuBLAS runs this only as one GEMM over all taps and all frequencies
+(2.7x the convolution's work for EAT's 8 frequency patches) on a group-major copy of the grid, then sums
+row-shifted tap outputs: the grid travels through memory three more times per block, and the LayerNorm over all
+channels becomes a strided reduction across groups. These kernels read and write the channels-last grid in place
+(a group's channels are an address offset), accumulate the taps in registers, and for each output column tile
+loop only over the input columns inside the band (about 1.5x the convolution's work with 64-column tiles), so
+the LayerNorm / GELU / residual between blocks stay plain contiguous elementwise work.
 
-Three kernels make the differentiable op `banded_rows_conv` (a `torch.library` custom op, so
-`torch.compile` keeps it as one call in its graph): the forward, the input gradient (the forward kernel on
-the transposed, tap-reversed weights) and the weight (+ bias) gradient. They run on CUDA; on CPU only
-under Triton's interpreter (`TRITON_INTERPRET=1`, float32 / float16), which is how the tests check them.
+Three kernels make the differentiable op `banded_grouped_conv` (a `torch.library` custom op, so `torch.compile`
+keeps it as one call in its graph): the forward, the input gradient (the forward kernel on the transposed,
+tap-reversed weights) and the weight + bias gradient. They run on CUDA; on CPU only under Triton's interpreter
+(`TRITON_INTERPRET=1`, float32 / float16), which is how the tests check them.
 """
 
 import os
@@ -41,94 +43,109 @@ def _interpreting() -> bool:
 if triton is not None:
 
     @triton.jit
-    def _band_columns(n_start, N_DIM: tl.constexpr, IN_PER_FREQ: tl.constexpr, OUT_PER_FREQ: tl.constexpr,
+    def _band_columns(n_start, N_DIM: tl.constexpr, IN_PER_GROUP: tl.constexpr, OUT_PER_GROUP: tl.constexpr,
                       NUM_FREQ: tl.constexpr, BAND_BELOW: tl.constexpr, BAND_ABOVE: tl.constexpr,
                       BLOCK_N: tl.constexpr):
-        # Output columns [n_start, n_start + BLOCK_N) hold frequencies [first_out, last_out]; the kernel
-        # reaches input frequencies [first_out - BAND_BELOW, last_out + BAND_ABOVE].
-        first_out = n_start // OUT_PER_FREQ
-        last_out = (tl.minimum(n_start + BLOCK_N, N_DIM) - 1) // OUT_PER_FREQ
+        # Output columns [n_start, n_start + BLOCK_N) hold frequencies [first_out, last_out]; the kernel reaches
+        # input frequencies [first_out - BAND_BELOW, last_out + BAND_ABOVE]. Returns that input column range.
+        first_out = n_start // OUT_PER_GROUP
+        last_out = (tl.minimum(n_start + BLOCK_N, N_DIM) - 1) // OUT_PER_GROUP
         first_in = tl.maximum(first_out - BAND_BELOW, 0)
         last_in = tl.minimum(last_out + BAND_ABOVE, NUM_FREQ - 1)
-        return first_in * IN_PER_FREQ, (last_in + 1) * IN_PER_FREQ
+        return first_in * IN_PER_GROUP, (last_in + 1) * IN_PER_GROUP
 
     @triton.jit
-    def _banded_rows_conv_kernel(
-        x_ptr, w_ptr, bias_ptr, out_ptr, num_rows,
-        K_DIM: tl.constexpr, N_DIM: tl.constexpr, IN_PER_FREQ: tl.constexpr, OUT_PER_FREQ: tl.constexpr,
-        NUM_FREQ: tl.constexpr, TAPS: tl.constexpr, ROW_OFFSET: tl.constexpr, BAND_BELOW: tl.constexpr,
-        BAND_ABOVE: tl.constexpr, HAS_BIAS: tl.constexpr, IEEE: tl.constexpr,
+    def _grid_offsets(rows, columns, group, NUM_FREQ: tl.constexpr, GROUPS: tl.constexpr, PER_GROUP: tl.constexpr):
+        # Element (row, column = f * PER_GROUP + c) of `group` on a channels-last [rows, F, GROUPS * PER_GROUP] grid.
+        freq = columns // PER_GROUP
+        channel = columns - freq * PER_GROUP
+        return (rows.to(tl.int64) * (NUM_FREQ * GROUPS * PER_GROUP))[:, None] + (
+            freq * (GROUPS * PER_GROUP) + group * PER_GROUP + channel
+        )[None, :]
+
+    @triton.jit
+    def _banded_grouped_conv_kernel(
+        x_ptr, w_ptr, bias_ptr, out_ptr, num_rows, rows_per_clip,
+        NUM_FREQ: tl.constexpr, GROUPS: tl.constexpr, IN_PER_GROUP: tl.constexpr, OUT_PER_GROUP: tl.constexpr,
+        TAPS: tl.constexpr, ROW_OFFSET: tl.constexpr, BAND_BELOW: tl.constexpr, BAND_ABOVE: tl.constexpr,
+        HAS_BIAS: tl.constexpr, IEEE: tl.constexpr,
         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     ):
+        K_DIM: tl.constexpr = NUM_FREQ * IN_PER_GROUP
+        N_DIM: tl.constexpr = NUM_FREQ * OUT_PER_GROUP
         pid_m = tl.program_id(0)
         pid_n = tl.program_id(1)
-        group = tl.program_id(2).to(tl.int64)
+        group = tl.program_id(2)
         rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
         cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        row_ok = rows < num_rows
         col_ok = cols < N_DIM
-        k_begin, k_end = _band_columns(pid_n * BLOCK_N, N_DIM, IN_PER_FREQ, OUT_PER_FREQ, NUM_FREQ,
+        time = rows % rows_per_clip
+        k_begin, k_end = _band_columns(pid_n * BLOCK_N, N_DIM, IN_PER_GROUP, OUT_PER_GROUP, NUM_FREQ,
                                        BAND_BELOW, BAND_ABOVE, BLOCK_N)
         k_begin = k_begin // BLOCK_K * BLOCK_K
-        x_group = x_ptr + group * num_rows * K_DIM
-        w_group = w_ptr + group * TAPS * K_DIM * N_DIM
         k_steps = tl.cdiv(k_end - k_begin, BLOCK_K)
+        w_group = w_ptr + group.to(tl.int64) * (TAPS * K_DIM * N_DIM)
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         # One loop over (tap, column block) pairs: a few column blocks per tap are too short a loop to pipeline.
         for step in range(0, TAPS * k_steps):
             tap = step // k_steps
             ks = k_begin + (step - tap * k_steps) * BLOCK_K + tl.arange(0, BLOCK_K)
             k_ok = ks < K_DIM
+            # Rows outside the clip are the convolution's zero padding.
+            source_time = time + (tap - ROW_OFFSET)
+            source_ok = row_ok & (source_time >= 0) & (source_time < rows_per_clip)
             source = rows + (tap - ROW_OFFSET)
-            source_ok = (source >= 0) & (source < num_rows)
-            a = tl.load(x_group + source[:, None] * K_DIM + ks[None, :], mask=source_ok[:, None] & k_ok[None, :],
-                        other=0.0)
-            b = tl.load(w_group + tap * K_DIM * N_DIM + ks[:, None] * N_DIM + cols[None, :],
+            a = tl.load(x_ptr + _grid_offsets(source, ks, group, NUM_FREQ, GROUPS, IN_PER_GROUP),
+                        mask=source_ok[:, None] & k_ok[None, :], other=0.0)
+            b = tl.load(w_group + tap * (K_DIM * N_DIM) + ks[:, None] * N_DIM + cols[None, :],
                         mask=k_ok[:, None] & col_ok[None, :], other=0.0)
             if IEEE:
                 acc = tl.dot(a, b, acc, input_precision="ieee")
             else:
                 acc = tl.dot(a, b, acc)
         if HAS_BIAS:
-            acc += tl.load(bias_ptr + group * N_DIM + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
-        out = out_ptr + group * num_rows * N_DIM + rows[:, None] * N_DIM + cols[None, :]
-        tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=(rows < num_rows)[:, None] & col_ok[None, :])
+            channels = group * OUT_PER_GROUP + cols % OUT_PER_GROUP
+            acc += tl.load(bias_ptr + channels, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+        out = out_ptr + _grid_offsets(rows, cols, group, NUM_FREQ, GROUPS, OUT_PER_GROUP)
+        tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
 
     @triton.jit
-    def _banded_rows_conv_weight_grad_kernel(
-        x_ptr, grad_ptr, grad_w_ptr, grad_bias_ptr, num_rows,
-        K_DIM: tl.constexpr, N_DIM: tl.constexpr, IN_PER_FREQ: tl.constexpr, OUT_PER_FREQ: tl.constexpr,
-        NUM_FREQ: tl.constexpr, TAPS: tl.constexpr, ROW_OFFSET: tl.constexpr, BAND_BELOW: tl.constexpr,
-        BAND_ABOVE: tl.constexpr, HAS_BIAS: tl.constexpr, IEEE: tl.constexpr,
+    def _banded_grouped_conv_weight_grad_kernel(
+        x_ptr, grad_ptr, grad_w_ptr, grad_bias_ptr, num_rows, rows_per_clip,
+        NUM_FREQ: tl.constexpr, GROUPS: tl.constexpr, IN_PER_GROUP: tl.constexpr, OUT_PER_GROUP: tl.constexpr,
+        TAPS: tl.constexpr, ROW_OFFSET: tl.constexpr, BAND_BELOW: tl.constexpr, BAND_ABOVE: tl.constexpr,
+        HAS_BIAS: tl.constexpr, IEEE: tl.constexpr,
         BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
     ):
+        K_DIM: tl.constexpr = NUM_FREQ * IN_PER_GROUP
+        N_DIM: tl.constexpr = NUM_FREQ * OUT_PER_GROUP
         pid_k = tl.program_id(0)
         pid_n = tl.program_id(1)
-        group = (tl.program_id(2) // TAPS).to(tl.int64)
+        group = tl.program_id(2) // TAPS
         tap = tl.program_id(2) % TAPS
         ks = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
         cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
         k_ok = ks < K_DIM
         col_ok = cols < N_DIM
-        k_begin, k_end = _band_columns(pid_n * BLOCK_N, N_DIM, IN_PER_FREQ, OUT_PER_FREQ, NUM_FREQ,
+        k_begin, k_end = _band_columns(pid_n * BLOCK_N, N_DIM, IN_PER_GROUP, OUT_PER_GROUP, NUM_FREQ,
                                        BAND_BELOW, BAND_ABOVE, BLOCK_N)
         # Tiles outside the band are gradients of weights that are zero by construction: written as zeros.
         in_band = (pid_k * BLOCK_K < k_end) & (pid_k * BLOCK_K + BLOCK_K > k_begin)
-        # The bias gradient (a column sum) is taken once per column tile: by its first in-band tile of the centre tap.
+        # The bias gradient (column sums) is taken once per column tile: by its first in-band tile of the centre tap.
         sums_bias = (tap == ROW_OFFSET) & (pid_k == k_begin // BLOCK_K)
         row_end = tl.where(in_band, num_rows, 0)
-        x_group = x_ptr + group * num_rows * K_DIM
-        grad_group = grad_ptr + group * num_rows * N_DIM
         acc = tl.zeros((BLOCK_K, BLOCK_N), dtype=tl.float32)
         bias_acc = tl.zeros((BLOCK_N,), dtype=tl.float32)
         for r0 in range(0, row_end, BLOCK_R):
             rows = r0 + tl.arange(0, BLOCK_R)
             row_ok = rows < num_rows
-            source = rows + (tap - ROW_OFFSET)
-            source_ok = row_ok & (source >= 0) & (source < num_rows)
-            a = tl.load(x_group + source[:, None] * K_DIM + ks[None, :], mask=source_ok[:, None] & k_ok[None, :],
-                        other=0.0)
-            b = tl.load(grad_group + rows[:, None] * N_DIM + cols[None, :], mask=row_ok[:, None] & col_ok[None, :],
-                        other=0.0)
+            source_time = rows % rows_per_clip + (tap - ROW_OFFSET)
+            source_ok = row_ok & (source_time >= 0) & (source_time < rows_per_clip)
+            a = tl.load(x_ptr + _grid_offsets(rows + (tap - ROW_OFFSET), ks, group, NUM_FREQ, GROUPS, IN_PER_GROUP),
+                        mask=source_ok[:, None] & k_ok[None, :], other=0.0)
+            b = tl.load(grad_ptr + _grid_offsets(rows, cols, group, NUM_FREQ, GROUPS, OUT_PER_GROUP),
+                        mask=row_ok[:, None] & col_ok[None, :], other=0.0)
             if IEEE:
                 acc = tl.dot(tl.trans(a), b, acc, input_precision="ieee")
             else:
@@ -136,27 +153,28 @@ if triton is not None:
             if HAS_BIAS:
                 if sums_bias:
                     bias_acc += tl.sum(b.to(tl.float32), axis=0)
-        out = grad_w_ptr + (group * TAPS + tap) * K_DIM * N_DIM + ks[:, None] * N_DIM + cols[None, :]
+        out = grad_w_ptr + (group * TAPS + tap).to(tl.int64) * (K_DIM * N_DIM) + ks[:, None] * N_DIM + cols[None, :]
         tl.store(out, acc, mask=k_ok[:, None] & col_ok[None, :])
         if HAS_BIAS:
             tl.store(grad_bias_ptr + group * N_DIM + cols, bias_acc, mask=col_ok & sums_bias)
 
 
-# Tile shapes: (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages). 64-column tiles keep the band waste near 1.5x.
+# Tile shapes: (BLOCK_M or BLOCK_K, BLOCK_N, BLOCK_K or BLOCK_R, warps, stages). 64-column tiles keep the band waste
+# near 1.5x.
 _FORWARD_CONFIGS = ((128, 64, 64, 4, 4), (128, 64, 64, 8, 3), (256, 64, 64, 8, 3), (64, 64, 64, 4, 4),
-                    (128, 128, 64, 8, 3))
-_WEIGHT_GRAD_CONFIGS = ((64, 64, 64, 4, 4), (64, 64, 128, 4, 3), (128, 64, 64, 8, 3))
+                    (128, 128, 64, 8, 3), (128, 64, 32, 4, 4))
+_WEIGHT_GRAD_CONFIGS = ((64, 64, 64, 4, 4), (64, 64, 128, 4, 3), (128, 64, 64, 8, 3), (64, 64, 256, 8, 3))
 _INTERPRETER_BLOCKS = (16, 16, 16)
-_autotuned: dict[str, object] = {}
+_autotuned: dict = {}
 
 
-def _tuned_kernel(name: str, kernel, configs, block_names: tuple[str, str, str]):
+def _tuned_kernel(name: str, kernel, configs, block_names: tuple):
     """The kernel wrapped in `triton.autotune` over `configs` (built on first use, CUDA only)."""
     if name not in _autotuned:
         _autotuned[name] = triton.autotune(
             [triton.Config(dict(zip(block_names, config[:3])), num_warps=config[3], num_stages=config[4])
              for config in configs],
-            key=["num_rows", "K_DIM", "N_DIM", "TAPS"],
+            key=["num_rows", "NUM_FREQ", "GROUPS", "IN_PER_GROUP", "OUT_PER_GROUP", "TAPS"],
         )(kernel)
     return _autotuned[name]
 
@@ -176,149 +194,162 @@ def _check_runnable(*tensors: torch.Tensor) -> None:
         )
 
 
-def _geometry(num_freq: int, taps: int, k_dim: int, n_dim: int) -> dict[str, int]:
-    if k_dim % num_freq or n_dim % num_freq:
-        raise ValueError(f"row widths {k_dim} (input) and {n_dim} (output) must be multiples of num_freq={num_freq}")
-    return {"K_DIM": k_dim, "N_DIM": n_dim, "IN_PER_FREQ": k_dim // num_freq, "OUT_PER_FREQ": n_dim // num_freq,
-            "NUM_FREQ": num_freq, "TAPS": taps}
+def _geometry(grid: torch.Tensor, weight: torch.Tensor, row_offset: int, band: tuple, with_bias: bool) -> dict:
+    """Kernel constants of a `[N, T, F, G * C_in]` grid convolved by a `[G, k, F * C_in/G, F * C_out/G]` weight."""
+    num_freq = grid.shape[2]
+    groups, taps, k_dim, n_dim = weight.shape
+    if grid.dim() != 4 or k_dim % num_freq or n_dim % num_freq or grid.shape[3] != groups * (k_dim // num_freq):
+        raise ValueError(
+            f"grid {tuple(grid.shape)} must be [N, T, F, G * C_in] and weight {tuple(weight.shape)} "
+            f"[G, k, F * C_in/G, F * C_out/G] with the same F and G"
+        )
+    return dict(NUM_FREQ=num_freq, GROUPS=groups, IN_PER_GROUP=k_dim // num_freq, OUT_PER_GROUP=n_dim // num_freq,
+                TAPS=taps, ROW_OFFSET=row_offset, BAND_BELOW=band[0], BAND_ABOVE=band[1], HAS_BIAS=with_bias,
+                IEEE=grid.dtype == torch.float32)
 
 
-def _launch_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, num_freq: int,
-                    row_offset: int, band_below: int, band_above: int) -> torch.Tensor:
-    groups, num_rows, k_dim = x.shape
-    taps, n_dim = weight.shape[1], weight.shape[3]
-    out = x.new_empty(groups, num_rows, n_dim)
-    meta = dict(_geometry(num_freq, taps, k_dim, n_dim), ROW_OFFSET=row_offset, BAND_BELOW=band_below,
-                BAND_ABOVE=band_above, HAS_BIAS=bias is not None, IEEE=x.dtype == torch.float32)
+def _launch_forward(grid: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, row_offset: int,
+                    band: tuple) -> torch.Tensor:
+    meta = _geometry(grid, weight, row_offset, band, bias is not None)
+    num_clips, num_time, num_freq, _ = grid.shape
+    groups, n_dim = weight.shape[0], weight.shape[3]
+    num_rows = num_clips * num_time
+    out = grid.new_empty(num_clips, num_time, num_freq, groups * (n_dim // num_freq))
     bias_arg = bias if bias is not None else out
-    if x.is_cuda:
-        kernel = _tuned_kernel("forward", _banded_rows_conv_kernel, _FORWARD_CONFIGS, ("BLOCK_M", "BLOCK_N", "BLOCK_K"))
+    if grid.is_cuda:
+        kernel = _tuned_kernel("forward", _banded_grouped_conv_kernel, _FORWARD_CONFIGS,
+                               ("BLOCK_M", "BLOCK_N", "BLOCK_K"))
 
-        def grid(blocks):
+        def launch_grid(blocks):
             return triton.cdiv(num_rows, blocks["BLOCK_M"]), triton.cdiv(n_dim, blocks["BLOCK_N"]), groups
 
-        kernel[grid](x, weight, bias_arg, out, num_rows, **meta)
+        kernel[launch_grid](grid, weight, bias_arg, out, num_rows, num_time, **meta)
     else:
         block_m, block_n, block_k = _INTERPRETER_BLOCKS
-        grid = (triton.cdiv(num_rows, block_m), triton.cdiv(n_dim, block_n), groups)
-        _banded_rows_conv_kernel[grid](x, weight, bias_arg, out, num_rows, **meta, BLOCK_M=block_m, BLOCK_N=block_n,
-                                       BLOCK_K=block_k)
+        launch_grid = (triton.cdiv(num_rows, block_m), triton.cdiv(n_dim, block_n), groups)
+        _banded_grouped_conv_kernel[launch_grid](grid, weight, bias_arg, out, num_rows, num_time, **meta,
+                                                 BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k)
     return out
 
 
-def _launch_weight_grad(x: torch.Tensor, grad_out: torch.Tensor, num_freq: int, taps: int, row_offset: int,
-                        band_below: int, band_above: int, with_bias: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    groups, num_rows, k_dim = x.shape
-    n_dim = grad_out.shape[2]
-    grad_weight = torch.empty(groups, taps, k_dim, n_dim, device=x.device, dtype=torch.float32)
-    grad_bias = torch.empty(groups, n_dim, device=x.device, dtype=torch.float32) if with_bias else None
-    meta = dict(_geometry(num_freq, taps, k_dim, n_dim), ROW_OFFSET=row_offset, BAND_BELOW=band_below,
-                BAND_ABOVE=band_above, HAS_BIAS=with_bias, IEEE=x.dtype == torch.float32)
+def _launch_weight_grad(grid: torch.Tensor, grad_out: torch.Tensor, weight_shape: list, row_offset: int, band: tuple,
+                        with_bias: bool) -> tuple:
+    groups, taps, k_dim, n_dim = weight_shape
+    grad_weight = torch.empty(groups, taps, k_dim, n_dim, device=grid.device, dtype=torch.float32)
+    meta = _geometry(grid, grad_weight, row_offset, band, with_bias)
+    num_rows, num_time = grid.shape[0] * grid.shape[1], grid.shape[1]
+    # Per output column (frequency, channel); the caller sums over frequency.
+    grad_bias = torch.empty(groups, n_dim, device=grid.device, dtype=torch.float32) if with_bias else None
     bias_arg = grad_bias if with_bias else grad_weight
-    if x.is_cuda:
-        kernel = _tuned_kernel("weight_grad", _banded_rows_conv_weight_grad_kernel, _WEIGHT_GRAD_CONFIGS,
+    if grid.is_cuda:
+        kernel = _tuned_kernel("weight_grad", _banded_grouped_conv_weight_grad_kernel, _WEIGHT_GRAD_CONFIGS,
                                ("BLOCK_K", "BLOCK_N", "BLOCK_R"))
 
-        def grid(blocks):
+        def launch_grid(blocks):
             return triton.cdiv(k_dim, blocks["BLOCK_K"]), triton.cdiv(n_dim, blocks["BLOCK_N"]), groups * taps
 
-        kernel[grid](x, grad_out, grad_weight, bias_arg, num_rows, **meta)
+        kernel[launch_grid](grid, grad_out, grad_weight, bias_arg, num_rows, num_time, **meta)
     else:
         block_k, block_n, block_r = _INTERPRETER_BLOCKS
-        grid = (triton.cdiv(k_dim, block_k), triton.cdiv(n_dim, block_n), groups * taps)
-        _banded_rows_conv_weight_grad_kernel[grid](x, grad_out, grad_weight, bias_arg, num_rows, **meta,
-                                                   BLOCK_K=block_k, BLOCK_N=block_n, BLOCK_R=block_r)
+        launch_grid = (triton.cdiv(k_dim, block_k), triton.cdiv(n_dim, block_n), groups * taps)
+        _banded_grouped_conv_weight_grad_kernel[launch_grid](grid, grad_out, grad_weight, bias_arg, num_rows, num_time,
+                                                             **meta, BLOCK_K=block_k, BLOCK_N=block_n, BLOCK_R=block_r)
     return grad_weight, grad_bias
 
 
 def _register_ops():
     """Defines the custom ops, or returns those of an earlier import: Hub remote code can import a second copy
     of this file under another module name, and an op name can be registered only once per process."""
-    if hasattr(torch.ops.llm_aac, "banded_rows_conv"):
-        return torch.ops.llm_aac.banded_rows_conv
+    if hasattr(torch.ops.llm_aac, "banded_grouped_conv"):
+        return torch.ops.llm_aac.banded_grouped_conv
 
-    @torch.library.custom_op("llm_aac::banded_rows_conv", mutates_args=())
-    def banded_rows_conv(
-        x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, num_freq: int, row_offset: int
+    @torch.library.custom_op("llm_aac::banded_grouped_conv", mutates_args=())
+    def banded_grouped_conv(
+        grid: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, row_offset: int
     ) -> torch.Tensor:
-        """`out[g, r] = bias[g] + sum_t x[g, r + t - row_offset] @ weight[g, t]`, rows outside `x` read as zeros.
+        """Grouped `k x k` convolution of a channels-last grid with zero padding, through its banded weight.
 
         Args:
-            x: `[G, R, F * C_in]`, contiguous; its dtype is the computation's (float32 accumulation).
-            weight: `[G, k, F * C_in, F * C_out]`, banded along frequency as `EATDecoderConvBlock.banded_weight`
-                builds it (entries outside the band are never read); cast to `x`'s dtype.
-            bias: `[G, F * C_out]` or None, added in float32 before the output is rounded to `x`'s dtype.
-            num_freq: `F`, the frequency patches per row.
-            row_offset: the tap that reads the same row (`k // 2` for a convolution padded by `k // 2`).
+            grid: `[N, T, F, C_in]`; its dtype is the computation's (float32 accumulation). Made contiguous.
+            weight: `[G, k, F * C_in/G, F * C_out/G]`, banded along frequency as `EATDecoderConvBlock.banded_weight`
+                builds it (entries outside the band are never read); cast to `grid`'s dtype.
+            bias: `[C_out]` or None, added in float32 before the output is rounded to `grid`'s dtype.
+            row_offset: the tap that reads the same time row (`k // 2`); output row `t` reads input rows
+                `t + tap - row_offset` of the same clip.
 
         Returns:
-            `[G, R, F * C_out]` in `x`'s dtype.
+            `[N, T, F, C_out]` in `grid`'s dtype.
         """
-        _check_runnable(x, weight)
+        _check_runnable(grid, weight)
         taps = weight.shape[1]
-        return _launch_forward(x.contiguous(), weight.to(x.dtype).contiguous(), bias, num_freq, row_offset,
-                               row_offset, taps - 1 - row_offset)
+        return _launch_forward(grid.contiguous(), weight.to(grid.dtype).contiguous(), bias, row_offset,
+                               (row_offset, taps - 1 - row_offset))
 
-    @banded_rows_conv.register_fake
-    def _(x, weight, bias, num_freq, row_offset):
-        return x.new_empty(x.shape[0], x.shape[1], weight.shape[3])
+    @banded_grouped_conv.register_fake
+    def _(grid, weight, bias, row_offset):
+        groups, _, _, n_dim = weight.shape
+        return grid.new_empty(*grid.shape[:3], groups * (n_dim // grid.shape[2]))
 
-    @torch.library.custom_op("llm_aac::banded_rows_conv_input_grad", mutates_args=())
-    def banded_rows_conv_input_grad(
-        grad_out: torch.Tensor, weight: torch.Tensor, num_freq: int, row_offset: int
-    ) -> torch.Tensor:
-        """Gradient of `banded_rows_conv` with respect to `x`: the same kernel on the transposed, tap-reversed weight."""
+    @torch.library.custom_op("llm_aac::banded_grouped_conv_input_grad", mutates_args=())
+    def banded_grouped_conv_input_grad(grad_out: torch.Tensor, weight: torch.Tensor, row_offset: int) -> torch.Tensor:
+        """Gradient of `banded_grouped_conv` with respect to the grid: the same kernel on the transposed,
+        tap-reversed weight."""
         _check_runnable(grad_out, weight)
         taps = weight.shape[1]
         transposed = weight.to(grad_out.dtype).flip(1).transpose(2, 3).contiguous()
-        return _launch_forward(grad_out.contiguous(), transposed, None, num_freq, taps - 1 - row_offset,
-                               taps - 1 - row_offset, row_offset)
+        return _launch_forward(grad_out.contiguous(), transposed, None, taps - 1 - row_offset,
+                               (taps - 1 - row_offset, row_offset))
 
-    @banded_rows_conv_input_grad.register_fake
-    def _(grad_out, weight, num_freq, row_offset):
-        return grad_out.new_empty(grad_out.shape[0], grad_out.shape[1], weight.shape[2])
+    @banded_grouped_conv_input_grad.register_fake
+    def _(grad_out, weight, row_offset):
+        groups, _, k_dim, _ = weight.shape
+        return grad_out.new_empty(*grad_out.shape[:3], groups * (k_dim // grad_out.shape[2]))
 
-    @torch.library.custom_op("llm_aac::banded_rows_conv_weight_grad", mutates_args=())
-    def banded_rows_conv_weight_grad(
-        x: torch.Tensor, grad_out: torch.Tensor, taps: int, num_freq: int, row_offset: int, with_bias: bool
+    @torch.library.custom_op("llm_aac::banded_grouped_conv_weight_grad", mutates_args=())
+    def banded_grouped_conv_weight_grad(
+        grid: torch.Tensor, grad_out: torch.Tensor, weight_shape: list[int], row_offset: int, with_bias: bool
     ) -> list[torch.Tensor]:
-        """Gradients of `banded_rows_conv` with respect to the weight (inside the band; zero tiles elsewhere) and the
-        bias (empty when `with_bias` is False), both float32."""
-        _check_runnable(x, grad_out)
-        grad_weight, grad_bias = _launch_weight_grad(x.contiguous(), grad_out.to(x.dtype).contiguous(), num_freq, taps,
-                                                     row_offset, row_offset, taps - 1 - row_offset, with_bias)
-        return [grad_weight, grad_bias if grad_bias is not None else grad_weight.new_empty(0)]
+        """Gradients of `banded_grouped_conv` with respect to the banded weight (float32; inside the band, zero
+        tiles elsewhere) and the bias (float32 `[C_out]`; empty when `with_bias` is False)."""
+        _check_runnable(grid, grad_out)
+        taps = weight_shape[1]
+        grad_weight, grad_bias = _launch_weight_grad(grid.contiguous(), grad_out.to(grid.dtype).contiguous(),
+                                                     weight_shape, row_offset, (row_offset, taps - 1 - row_offset),
+                                                     with_bias)
+        if grad_bias is None:
+            return [grad_weight, grad_weight.new_empty(0)]
+        groups, n_dim = grad_bias.shape
+        num_freq = grid.shape[2]
+        return [grad_weight, grad_bias.view(groups, num_freq, n_dim // num_freq).sum(1).flatten()]
 
-    @banded_rows_conv_weight_grad.register_fake
-    def _(x, grad_out, taps, num_freq, row_offset, with_bias):
-        groups, _, k_dim = x.shape
-        n_dim = grad_out.shape[2]
-        grad_bias = x.new_empty(groups, n_dim, dtype=torch.float32) if with_bias else x.new_empty(0, dtype=torch.float32)
-        return [x.new_empty(groups, taps, k_dim, n_dim, dtype=torch.float32), grad_bias]
+    @banded_grouped_conv_weight_grad.register_fake
+    def _(grid, grad_out, weight_shape, row_offset, with_bias):
+        grad_bias = grid.new_empty(grad_out.shape[3] if with_bias else 0, dtype=torch.float32)
+        return [grid.new_empty(weight_shape, dtype=torch.float32), grad_bias]
 
-    def _setup_context(ctx, inputs, output):
-        x, weight, bias, num_freq, row_offset = inputs
-        ctx.save_for_backward(x, weight)
-        ctx.num_freq, ctx.row_offset = num_freq, row_offset
+    def setup_context(ctx, inputs, output):
+        grid, weight, bias, row_offset = inputs
+        ctx.save_for_backward(grid, weight)
+        ctx.row_offset = row_offset
         ctx.bias_dtype = None if bias is None else bias.dtype
 
-    def _backward(ctx, grad_out):
-        x, weight = ctx.saved_tensors
-        grad_out = grad_out.to(x.dtype)
-        grad_x = grad_weight = grad_bias = None
+    def backward(ctx, grad_out):
+        grid, weight = ctx.saved_tensors
+        grad_out = grad_out.to(grid.dtype)
+        grad_grid = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_x = banded_rows_conv_input_grad(grad_out, weight, ctx.num_freq, ctx.row_offset)
-        if ctx.needs_input_grad[1] or (ctx.bias_dtype is not None and ctx.needs_input_grad[2]):
-            with_bias = ctx.bias_dtype is not None and ctx.needs_input_grad[2]
-            grad_weight, grad_bias = banded_rows_conv_weight_grad(
-                x, grad_out, weight.shape[1], ctx.num_freq, ctx.row_offset, with_bias
+            grad_grid = banded_grouped_conv_input_grad(grad_out, weight, ctx.row_offset)
+        with_bias = ctx.bias_dtype is not None and ctx.needs_input_grad[2]
+        if ctx.needs_input_grad[1] or with_bias:
+            grad_weight, grad_bias = banded_grouped_conv_weight_grad(
+                grid, grad_out, list(weight.shape), ctx.row_offset, with_bias
             )
             grad_weight = grad_weight.to(weight.dtype) if ctx.needs_input_grad[1] else None
             grad_bias = grad_bias.to(ctx.bias_dtype) if with_bias else None
-        return grad_x, grad_weight, grad_bias, None, None
+        return grad_grid, grad_weight, grad_bias, None
 
-    banded_rows_conv.register_autograd(_backward, setup_context=_setup_context)
-    return banded_rows_conv
+    banded_grouped_conv.register_autograd(backward, setup_context=setup_context)
+    return banded_grouped_conv
 
 
-banded_rows_conv = _register_ops()
+banded_grouped_conv = _register_ops()
