@@ -21,6 +21,7 @@ tap-reversed weights) and the weight + bias gradient. They run on CUDA; on CPU o
 (`TRITON_INTERPRET=1`, float32 / float16), which is how the tests check them.
 """
 
+import math
 import os
 
 import torch
@@ -55,24 +56,29 @@ if triton is not None:
         return first_in * IN_PER_GROUP, (last_in + 1) * IN_PER_GROUP
 
     @triton.jit
-    def _grid_offsets(rows, columns, group, NUM_FREQ: tl.constexpr, GROUPS: tl.constexpr, PER_GROUP: tl.constexpr):
+    def _grid_offsets(rows, columns, group, NUM_FREQ: tl.constexpr, GROUPS: tl.constexpr, PER_GROUP: tl.constexpr,
+                      RUN: tl.constexpr):
         # Element (row, column = f * PER_GROUP + c) of `group` on a channels-last [rows, F, GROUPS * PER_GROUP] grid.
         freq = columns // PER_GROUP
         channel = columns - freq * PER_GROUP
-        return (rows.to(tl.int64) * (NUM_FREQ * GROUPS * PER_GROUP))[:, None] + (
-            freq * (GROUPS * PER_GROUP) + group * PER_GROUP + channel
-        )[None, :]
+        within_row = freq * (GROUPS * PER_GROUP) + group * PER_GROUP + channel
+        # `columns` start at multiples of RUN, a power of two dividing PER_GROUP: the addresses then come in
+        # contiguous, aligned runs of RUN, which the compiler cannot see through the division. Told so, it emits
+        # vector loads (and asynchronous copies feeding the tensor cores) instead of one load per element.
+        within_row = tl.max_contiguous(tl.multiple_of(within_row, RUN), RUN)
+        return (rows.to(tl.int64) * (NUM_FREQ * GROUPS * PER_GROUP))[:, None] + within_row[None, :]
 
     @triton.jit
     def _banded_grouped_conv_kernel(
         x_ptr, w_ptr, bias_ptr, out_ptr, num_rows, rows_per_clip,
         NUM_FREQ: tl.constexpr, GROUPS: tl.constexpr, IN_PER_GROUP: tl.constexpr, OUT_PER_GROUP: tl.constexpr,
         TAPS: tl.constexpr, ROW_OFFSET: tl.constexpr, BAND_BELOW: tl.constexpr, BAND_ABOVE: tl.constexpr,
-        HAS_BIAS: tl.constexpr, IEEE: tl.constexpr,
+        HAS_BIAS: tl.constexpr, IEEE: tl.constexpr, IN_RUN: tl.constexpr, OUT_RUN: tl.constexpr,
         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     ):
         K_DIM: tl.constexpr = NUM_FREQ * IN_PER_GROUP
         N_DIM: tl.constexpr = NUM_FREQ * OUT_PER_GROUP
+        EVEN_TILES: tl.constexpr = (K_DIM % BLOCK_K == 0) and (N_DIM % BLOCK_N == 0)
         pid_m = tl.program_id(0)
         pid_n = tl.program_id(1)
         group = tl.program_id(2)
@@ -90,16 +96,19 @@ if triton is not None:
         # One loop over (tap, column block) pairs: a few column blocks per tap are too short a loop to pipeline.
         for step in range(0, TAPS * k_steps):
             tap = step // k_steps
-            ks = k_begin + (step - tap * k_steps) * BLOCK_K + tl.arange(0, BLOCK_K)
-            k_ok = ks < K_DIM
+            ks = tl.multiple_of(k_begin + (step - tap * k_steps) * BLOCK_K, BLOCK_K) + tl.arange(0, BLOCK_K)
             # Rows outside the clip are the convolution's zero padding.
             source_time = time + (tap - ROW_OFFSET)
             source_ok = row_ok & (source_time >= 0) & (source_time < rows_per_clip)
             source = rows + (tap - ROW_OFFSET)
-            a = tl.load(x_ptr + _grid_offsets(source, ks, group, NUM_FREQ, GROUPS, IN_PER_GROUP),
-                        mask=source_ok[:, None] & k_ok[None, :], other=0.0)
-            b = tl.load(w_group + tap * (K_DIM * N_DIM) + ks[:, None] * N_DIM + cols[None, :],
-                        mask=k_ok[:, None] & col_ok[None, :], other=0.0)
+            a_tile = x_ptr + _grid_offsets(source, ks, group, NUM_FREQ, GROUPS, IN_PER_GROUP, IN_RUN)
+            w_tile = w_group + tap * (K_DIM * N_DIM) + ks[:, None] * N_DIM + cols[None, :]
+            if EVEN_TILES:  # masks constant along the contiguous axis keep the loads vectorised
+                a = tl.load(a_tile, mask=source_ok[:, None], other=0.0)
+                b = tl.load(w_tile)
+            else:
+                a = tl.load(a_tile, mask=source_ok[:, None] & (ks < K_DIM)[None, :], other=0.0)
+                b = tl.load(w_tile, mask=(ks < K_DIM)[:, None] & col_ok[None, :], other=0.0)
             if IEEE:
                 acc = tl.dot(a, b, acc, input_precision="ieee")
             else:
@@ -107,23 +116,27 @@ if triton is not None:
         if HAS_BIAS:
             channels = group * OUT_PER_GROUP + cols % OUT_PER_GROUP
             acc += tl.load(bias_ptr + channels, mask=col_ok, other=0.0).to(tl.float32)[None, :]
-        out = out_ptr + _grid_offsets(rows, cols, group, NUM_FREQ, GROUPS, OUT_PER_GROUP)
+        out = out_ptr + _grid_offsets(rows, cols, group, NUM_FREQ, GROUPS, OUT_PER_GROUP, OUT_RUN)
         tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
 
     @triton.jit
     def _banded_grouped_conv_weight_grad_kernel(
-        x_ptr, grad_ptr, grad_w_ptr, grad_bias_ptr, num_rows, rows_per_clip,
+        x_ptr, grad_ptr, grad_w_ptr, num_rows, rows_per_clip, rows_per_split,
         NUM_FREQ: tl.constexpr, GROUPS: tl.constexpr, IN_PER_GROUP: tl.constexpr, OUT_PER_GROUP: tl.constexpr,
         TAPS: tl.constexpr, ROW_OFFSET: tl.constexpr, BAND_BELOW: tl.constexpr, BAND_ABOVE: tl.constexpr,
-        HAS_BIAS: tl.constexpr, IEEE: tl.constexpr,
+        IEEE: tl.constexpr, IN_RUN: tl.constexpr, OUT_RUN: tl.constexpr,
         BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
     ):
+        # Program (k tile, n tile, (group, tap, row split)) writes the partial sum of its rows to
+        # grad_w[split, group, tap]; the caller sums the splits (deterministic, unlike atomics).
         K_DIM: tl.constexpr = NUM_FREQ * IN_PER_GROUP
         N_DIM: tl.constexpr = NUM_FREQ * OUT_PER_GROUP
         pid_k = tl.program_id(0)
         pid_n = tl.program_id(1)
-        group = tl.program_id(2) // TAPS
-        tap = tl.program_id(2) % TAPS
+        num_splits = tl.cdiv(num_rows, rows_per_split)
+        split = tl.program_id(2) % num_splits
+        group = tl.program_id(2) // num_splits // TAPS
+        tap = tl.program_id(2) // num_splits % TAPS
         ks = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
         cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
         k_ok = ks < K_DIM
@@ -132,31 +145,26 @@ if triton is not None:
                                        BAND_BELOW, BAND_ABOVE, BLOCK_N)
         # Tiles outside the band are gradients of weights that are zero by construction: written as zeros.
         in_band = (pid_k * BLOCK_K < k_end) & (pid_k * BLOCK_K + BLOCK_K > k_begin)
-        # The bias gradient (column sums) is taken once per column tile: by its first in-band tile of the centre tap.
-        sums_bias = (tap == ROW_OFFSET) & (pid_k == k_begin // BLOCK_K)
-        row_end = tl.where(in_band, num_rows, 0)
+        row_begin = split * rows_per_split
+        split_end = tl.minimum(row_begin + rows_per_split, num_rows)
+        row_end = tl.where(in_band, split_end, row_begin)
         acc = tl.zeros((BLOCK_K, BLOCK_N), dtype=tl.float32)
-        bias_acc = tl.zeros((BLOCK_N,), dtype=tl.float32)
-        for r0 in range(0, row_end, BLOCK_R):
+        for r0 in range(row_begin, row_end, BLOCK_R):
             rows = r0 + tl.arange(0, BLOCK_R)
-            row_ok = rows < num_rows
+            row_ok = rows < split_end
             source_time = rows % rows_per_clip + (tap - ROW_OFFSET)
             source_ok = row_ok & (source_time >= 0) & (source_time < rows_per_clip)
-            a = tl.load(x_ptr + _grid_offsets(rows + (tap - ROW_OFFSET), ks, group, NUM_FREQ, GROUPS, IN_PER_GROUP),
-                        mask=source_ok[:, None] & k_ok[None, :], other=0.0)
-            b = tl.load(grad_ptr + _grid_offsets(rows, cols, group, NUM_FREQ, GROUPS, OUT_PER_GROUP),
+            a = tl.load(x_ptr + _grid_offsets(rows + (tap - ROW_OFFSET), ks, group, NUM_FREQ, GROUPS, IN_PER_GROUP,
+                                              IN_RUN), mask=source_ok[:, None] & k_ok[None, :], other=0.0)
+            b = tl.load(grad_ptr + _grid_offsets(rows, cols, group, NUM_FREQ, GROUPS, OUT_PER_GROUP, OUT_RUN),
                         mask=row_ok[:, None] & col_ok[None, :], other=0.0)
             if IEEE:
                 acc = tl.dot(tl.trans(a), b, acc, input_precision="ieee")
             else:
                 acc = tl.dot(tl.trans(a), b, acc)
-            if HAS_BIAS:
-                if sums_bias:
-                    bias_acc += tl.sum(b.to(tl.float32), axis=0)
-        out = grad_w_ptr + (group * TAPS + tap).to(tl.int64) * (K_DIM * N_DIM) + ks[:, None] * N_DIM + cols[None, :]
+        slot = (split * GROUPS + group) * TAPS + tap
+        out = grad_w_ptr + slot.to(tl.int64) * (K_DIM * N_DIM) + ks[:, None] * N_DIM + cols[None, :]
         tl.store(out, acc, mask=k_ok[:, None] & col_ok[None, :])
-        if HAS_BIAS:
-            tl.store(grad_bias_ptr + group * N_DIM + cols, bias_acc, mask=col_ok & sums_bias)
 
 
 # Tile shapes: (BLOCK_M or BLOCK_K, BLOCK_N, BLOCK_K or BLOCK_R, warps, stages). 64-column tiles keep the band waste
@@ -194,23 +202,30 @@ def _check_runnable(*tensors: torch.Tensor) -> None:
         )
 
 
-def _geometry(grid: torch.Tensor, weight: torch.Tensor, row_offset: int, band: tuple, with_bias: bool) -> dict:
+def _aligned_run(per_group: int) -> int:
+    """The largest power of two (at most 16, the smallest tile) dividing a group's channel count."""
+    return math.gcd(per_group, 16)
+
+
+def _geometry(grid: torch.Tensor, weight_shape, row_offset: int, band: tuple) -> dict:
     """Kernel constants of a `[N, T, F, G * C_in]` grid convolved by a `[G, k, F * C_in/G, F * C_out/G]` weight."""
     num_freq = grid.shape[2]
-    groups, taps, k_dim, n_dim = weight.shape
+    groups, taps, k_dim, n_dim = weight_shape
     if grid.dim() != 4 or k_dim % num_freq or n_dim % num_freq or grid.shape[3] != groups * (k_dim // num_freq):
         raise ValueError(
-            f"grid {tuple(grid.shape)} must be [N, T, F, G * C_in] and weight {tuple(weight.shape)} "
+            f"grid {tuple(grid.shape)} must be [N, T, F, G * C_in] and weight {tuple(weight_shape)} "
             f"[G, k, F * C_in/G, F * C_out/G] with the same F and G"
         )
-    return dict(NUM_FREQ=num_freq, GROUPS=groups, IN_PER_GROUP=k_dim // num_freq, OUT_PER_GROUP=n_dim // num_freq,
-                TAPS=taps, ROW_OFFSET=row_offset, BAND_BELOW=band[0], BAND_ABOVE=band[1], HAS_BIAS=with_bias,
-                IEEE=grid.dtype == torch.float32)
+    in_per_group, out_per_group = k_dim // num_freq, n_dim // num_freq
+    return dict(NUM_FREQ=num_freq, GROUPS=groups, IN_PER_GROUP=in_per_group, OUT_PER_GROUP=out_per_group,
+                TAPS=taps, ROW_OFFSET=row_offset, BAND_BELOW=band[0], BAND_ABOVE=band[1],
+                IEEE=grid.dtype == torch.float32, IN_RUN=_aligned_run(in_per_group),
+                OUT_RUN=_aligned_run(out_per_group))
 
 
 def _launch_forward(grid: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, row_offset: int,
                     band: tuple) -> torch.Tensor:
-    meta = _geometry(grid, weight, row_offset, band, bias is not None)
+    meta = dict(_geometry(grid, weight.shape, row_offset, band), HAS_BIAS=bias is not None)
     num_clips, num_time, num_freq, _ = grid.shape
     groups, n_dim = weight.shape[0], weight.shape[3]
     num_rows = num_clips * num_time
@@ -232,29 +247,34 @@ def _launch_forward(grid: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     return out
 
 
-def _launch_weight_grad(grid: torch.Tensor, grad_out: torch.Tensor, weight_shape: list, row_offset: int, band: tuple,
-                        with_bias: bool) -> tuple:
+# Rows per program of the weight gradient: enough programs to fill the GPU at large batches, partial sums kept small.
+_ROWS_PER_SPLIT = 16384
+
+
+def _launch_weight_grad(grid: torch.Tensor, grad_out: torch.Tensor, weight_shape: list, row_offset: int,
+                        band: tuple) -> torch.Tensor:
     groups, taps, k_dim, n_dim = weight_shape
-    grad_weight = torch.empty(groups, taps, k_dim, n_dim, device=grid.device, dtype=torch.float32)
-    meta = _geometry(grid, grad_weight, row_offset, band, with_bias)
+    meta = _geometry(grid, weight_shape, row_offset, band)
     num_rows, num_time = grid.shape[0] * grid.shape[1], grid.shape[1]
-    # Per output column (frequency, channel); the caller sums over frequency.
-    grad_bias = torch.empty(groups, n_dim, device=grid.device, dtype=torch.float32) if with_bias else None
-    bias_arg = grad_bias if with_bias else grad_weight
+    rows_per_split = _ROWS_PER_SPLIT if grid.is_cuda else 8  # several splits in the interpreter's tests
+    num_splits = triton.cdiv(num_rows, rows_per_split)
+    partial = torch.empty(num_splits, groups, taps, k_dim, n_dim, device=grid.device, dtype=torch.float32)
     if grid.is_cuda:
         kernel = _tuned_kernel("weight_grad", _banded_grouped_conv_weight_grad_kernel, _WEIGHT_GRAD_CONFIGS,
                                ("BLOCK_K", "BLOCK_N", "BLOCK_R"))
 
         def launch_grid(blocks):
-            return triton.cdiv(k_dim, blocks["BLOCK_K"]), triton.cdiv(n_dim, blocks["BLOCK_N"]), groups * taps
+            return (triton.cdiv(k_dim, blocks["BLOCK_K"]), triton.cdiv(n_dim, blocks["BLOCK_N"]),
+                    groups * taps * num_splits)
 
-        kernel[launch_grid](grid, grad_out, grad_weight, bias_arg, num_rows, num_time, **meta)
+        kernel[launch_grid](grid, grad_out, partial, num_rows, num_time, rows_per_split, **meta)
     else:
         block_k, block_n, block_r = _INTERPRETER_BLOCKS
-        launch_grid = (triton.cdiv(k_dim, block_k), triton.cdiv(n_dim, block_n), groups * taps)
-        _banded_grouped_conv_weight_grad_kernel[launch_grid](grid, grad_out, grad_weight, bias_arg, num_rows, num_time,
-                                                             **meta, BLOCK_K=block_k, BLOCK_N=block_n, BLOCK_R=block_r)
-    return grad_weight, grad_bias
+        launch_grid = (triton.cdiv(k_dim, block_k), triton.cdiv(n_dim, block_n), groups * taps * num_splits)
+        _banded_grouped_conv_weight_grad_kernel[launch_grid](grid, grad_out, partial, num_rows, num_time,
+                                                             rows_per_split, **meta, BLOCK_K=block_k,
+                                                             BLOCK_N=block_n, BLOCK_R=block_r)
+    return partial.sum(0) if num_splits > 1 else partial[0]
 
 
 def _register_ops():
@@ -313,14 +333,11 @@ def _register_ops():
         tiles elsewhere) and the bias (float32 `[C_out]`; empty when `with_bias` is False)."""
         _check_runnable(grid, grad_out)
         taps = weight_shape[1]
-        grad_weight, grad_bias = _launch_weight_grad(grid.contiguous(), grad_out.to(grid.dtype).contiguous(),
-                                                     weight_shape, row_offset, (row_offset, taps - 1 - row_offset),
-                                                     with_bias)
-        if grad_bias is None:
-            return [grad_weight, grad_weight.new_empty(0)]
-        groups, n_dim = grad_bias.shape
-        num_freq = grid.shape[2]
-        return [grad_weight, grad_bias.view(groups, num_freq, n_dim // num_freq).sum(1).flatten()]
+        grad_out = grad_out.to(grid.dtype).contiguous()
+        grad_weight = _launch_weight_grad(grid.contiguous(), grad_out, weight_shape, row_offset,
+                                          (row_offset, taps - 1 - row_offset))
+        grad_bias = grad_out.sum(dim=(0, 1, 2), dtype=torch.float32) if with_bias else grad_weight.new_empty(0)
+        return [grad_weight, grad_bias]
 
     @banded_grouped_conv_weight_grad.register_fake
     def _(grid, grad_out, weight_shape, row_offset, with_bias):
