@@ -39,7 +39,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_eat import EATConfig
 from .modeling_eat import EATLayerNorm, EATModel, EATPreTrainedModel, active_autocast_dtype
-from .triton_banded_conv import banded_grouped_conv
+from .triton_banded_conv import banded_grouped_conv, triton_available
 
 # The reference decoder and target builder use torch's default LayerNorm / instance-norm epsilon.
 _DECODER_LAYER_NORM_EPS = 1e-5
@@ -301,8 +301,17 @@ class EATPretrainingDecoder(nn.Module):
     A block's input is added to its output whenever their widths match (every block when
     `decoder_hidden_size == hidden_size`, as in EAT).
 
-    Two implementations of the same arithmetic (`conv_implementation`; the default `"auto"` takes
-    `"banded_matmul"` inside `torch.compile` and `"conv2d"` otherwise):
+    Three implementations of the same arithmetic (`conv_implementation`; the default `"auto"` takes
+    `"banded_triton"` inside `torch.compile` on CUDA when Triton is installed, `"banded_matmul"` inside
+    `torch.compile` otherwise, and `"conv2d"` in eager mode):
+
+    * `"banded_triton"`: the banded products of `"banded_matmul"` as Triton kernels
+      ([`triton_banded_conv.banded_grouped_conv`]) that work on the channels-last grid in place, accumulate the
+      time taps in registers and skip the zero band (about 1.5x the convolution's work instead of 2.7x), so no
+      group-major copy, no tap outputs and no row sums go through memory, and LayerNorm / GELU / residual between
+      blocks are contiguous elementwise work. EAT-base step, 96 clips x 16 clones, bf16, compiled, one H100:
+      339.9 ms instead of 348.9 ms, 1.6 GiB less peak memory. It needs CUDA (or Triton's CPU interpreter, as in
+      the tests); `bias_in_product_dtype` does not apply (the kernels add the bias in float32 before rounding).
 
     * `"banded_matmul"`: the grid is kept group-major, `[G, N * (T + 2p), F, C/G]` with `p =
       k // 2` zero rows framing each clip's `T` time rows, so that one clip's frequency row of one group
@@ -315,7 +324,7 @@ class EATPretrainingDecoder(nn.Module):
       over half of the step. Eager, its many unfused elementwise passes make it slower (121 vs 92 ms).
     * `"conv2d"`: `F.conv2d` on a channels-last grid (the reference formulation).
 
-    `bias_in_product_dtype` (banded path, default False) adds each convolution's bias after rounding the summed
+    `bias_in_product_dtype` (`"banded_matmul"` only, default False) adds each convolution's bias after rounding the summed
     taps to the product dtype (bf16 under autocast), in that dtype, instead of in float32 before that rounding. It
     costs one more bf16 rounding (of the tap sum). In exchange, the gradient the backward needs in two kernels per
     block (the bias gradient, a reduction over rows, and the rolled tap gradients, which read neighbouring rows) is
@@ -358,7 +367,12 @@ class EATPretrainingDecoder(nn.Module):
             )
         implementation = self.conv_implementation
         if implementation == "auto":
-            implementation = "banded_matmul" if torch.compiler.is_compiling() else "conv2d"
+            if not torch.compiler.is_compiling():
+                implementation = "conv2d"
+            elif grid.is_cuda and triton_available():
+                implementation = "banded_triton"
+            else:
+                implementation = "banded_matmul"
         if implementation == "conv2d":
             hidden = self._blocks_conv2d(grid, grid_mask)
         elif implementation == "banded_triton":
