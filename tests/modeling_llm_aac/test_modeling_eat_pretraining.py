@@ -125,6 +125,24 @@ def test_decoder_structure_matches_reference():
     assert len(large.blocks) == 3 and large.blocks[0].conv.kernel_size == (5, 5)
 
 
+def assert_decoder_implementations_agree(decoder, implementations, grid, grid_mask, upstream):
+    """Outputs, grid gradients and every parameter gradient of each implementation equal the first's (fp32)."""
+    results = []
+    for implementation in implementations:
+        decoder.conv_implementation = implementation
+        decoder.zero_grad()
+        out = decoder(grid, grid_mask)
+        (grid_grad,) = torch.autograd.grad((out * upstream).sum(), grid, retain_graph=True)
+        (out * upstream).sum().backward()
+        results.append((out, grid_grad, [p.grad.clone() for p in decoder.parameters()]))
+    (ref_out, ref_grid_grad, ref_grads), *others = results
+    for out, grid_grad, grads in others:
+        torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(grid_grad, ref_grid_grad, atol=1e-5, rtol=1e-5)
+        for grad, ref_grad in zip(grads, ref_grads):
+            torch.testing.assert_close(grad, ref_grad, atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize(
     "kernel_size, decoder_hidden_size, groups",
     [(3, None, 4), (4, None, 4), (5, 48, 4), (1, None, 2)],  # EAT-base, even (SamePad2d trim), EAT-large, 1x1
@@ -141,20 +159,7 @@ def test_banded_matmul_decoder_equals_grouped_conv2d(kernel_size, decoder_hidden
     grid_mask[2, 6:] = 0
     upstream = torch.randn(3, 7, 5, config.hidden_size)
     for mask in (None, grid_mask):
-        results = []
-        for implementation in ("conv2d", "banded_matmul"):
-            decoder.conv_implementation = implementation
-            decoder.zero_grad()
-            out = decoder(grid, mask)
-            (grid_grad,) = torch.autograd.grad((out * upstream).sum(), grid, retain_graph=True)
-            (out * upstream).sum().backward()
-            results.append((out, grid_grad, [p.grad.clone() for p in decoder.parameters()]))
-        (ref_out, ref_grid_grad, ref_grads), *others = results
-        for out, grid_grad, grads in others:
-            torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-5)
-            torch.testing.assert_close(grid_grad, ref_grid_grad, atol=1e-5, rtol=1e-5)
-            for grad, ref_grad in zip(grads, ref_grads):
-                torch.testing.assert_close(grad, ref_grad, atol=1e-4, rtol=1e-4)
+        assert_decoder_implementations_agree(decoder, ("conv2d", "banded_matmul"), grid, mask, upstream)
     decoder.conv_implementation = "cudnn"
     with pytest.raises(ValueError, match="conv_implementation"):
         decoder(grid)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from modeling_llm_aac.modeling_eat_pretraining import EATDecoderConvBlock, EATPretrainingDecoder
 from modeling_llm_aac.triton_banded_conv import banded_grouped_conv, triton_available
 
-from test_modeling_eat_pretraining import tiny_config
+from test_modeling_eat_pretraining import assert_decoder_implementations_agree, tiny_config
 
 pytestmark = pytest.mark.skipif(not triton_available(), reason="Triton is not installed")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -81,7 +81,7 @@ def test_half_precision_output_rounds_a_float32_accumulation():
 
 
 def test_decoder_with_triton_kernels_equals_grouped_conv2d():
-    """The whole decoder (masks, framing rows, residuals, LayerNorm, GELU): outputs and every gradient."""
+    """The whole decoder (padding mask, clip edges, residuals, LayerNorm, GELU): outputs and every gradient."""
     torch.manual_seed(0)
     config = tiny_config(decoder_num_layers=2, decoder_groups=4)
     decoder = EATPretrainingDecoder(config).to(DEVICE)
@@ -89,19 +89,7 @@ def test_decoder_with_triton_kernels_equals_grouped_conv2d():
     grid_mask = torch.ones(3, 6, 4, device=DEVICE)
     grid_mask[1, 4:] = 0
     upstream = torch.randn(3, 6, 4, config.hidden_size, device=DEVICE)
-    results = []
-    for implementation in ("conv2d", "banded_triton"):
-        decoder.conv_implementation = implementation
-        decoder.zero_grad()
-        out = decoder(grid, grid_mask)
-        (grid_grad,) = torch.autograd.grad((out * upstream).sum(), grid, retain_graph=True)
-        (out * upstream).sum().backward()
-        results.append((out, grid_grad, [p.grad.clone() for p in decoder.parameters()]))
-    (ref_out, ref_grid_grad, ref_grads), (out, grid_grad, grads) = results
-    torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(grid_grad, ref_grid_grad, atol=1e-5, rtol=1e-5)
-    for grad, ref_grad in zip(grads, ref_grads):
-        torch.testing.assert_close(grad, ref_grad, atol=1e-4, rtol=1e-4)
+    assert_decoder_implementations_agree(decoder, ("conv2d", "banded_triton"), grid, grid_mask, upstream)
 
 
 def test_op_stays_one_call_in_a_compiled_graph():
