@@ -373,34 +373,29 @@ class EATPretrainingDecoder(nn.Module):
                 implementation = "banded_triton"
             else:
                 implementation = "banded_matmul"
-        if implementation == "conv2d":
-            hidden = self._blocks_conv2d(grid, grid_mask)
-        elif implementation == "banded_triton":
-            hidden = self._blocks_triton(grid, grid_mask)
-        else:
+        if implementation == "banded_matmul":
             hidden = self._blocks_banded_matmul(grid, grid_mask)
+        else:
+            hidden = self._blocks_channels_last(grid, grid_mask, triton_kernels=implementation == "banded_triton")
         return self.proj(hidden)
 
-    def _blocks_conv2d(self, grid: torch.Tensor, grid_mask: torch.Tensor | None) -> torch.Tensor:
+    def _blocks_channels_last(
+        self, grid: torch.Tensor, grid_mask: torch.Tensor | None, triton_kernels: bool
+    ) -> torch.Tensor:
+        # The Triton path keeps the grid between blocks in the autocast dtype, the precision path of
+        # `_blocks_banded_matmul`; the conv2d path follows autocast (the reference formulation).
+        state_dtype = (active_autocast_dtype(grid.device.type) or grid.dtype) if triton_kernels else None
         keep = None if grid_mask is None else grid_mask[..., None].to(grid.dtype)
         hidden = grid if keep is None else grid * keep
+        if state_dtype is not None:
+            hidden = hidden.to(state_dtype)
         for block in self.blocks:
-            out = block(hidden)
+            out = block.forward_triton(hidden) if triton_kernels else block(hidden)
             if out.shape[-1] == hidden.shape[-1]:
                 out = out + hidden
             hidden = out if keep is None else out * keep.to(out.dtype)
-        return hidden
-
-    def _blocks_triton(self, grid: torch.Tensor, grid_mask: torch.Tensor | None) -> torch.Tensor:
-        # The same precision path as `_blocks_banded_matmul`: the grid between blocks in the autocast dtype.
-        state_dtype = active_autocast_dtype(grid.device.type) or grid.dtype
-        keep = None if grid_mask is None else grid_mask[..., None].to(grid.dtype)
-        hidden = (grid if keep is None else grid * keep).to(state_dtype)
-        for block in self.blocks:
-            out = block.forward_triton(hidden)  # float32
-            if out.shape[-1] == hidden.shape[-1]:
-                out = out + hidden.float()
-            hidden = (out if keep is None else out * keep).to(state_dtype)
+            if state_dtype is not None:
+                hidden = hidden.to(state_dtype)
         return hidden
 
     def _blocks_banded_matmul(self, grid: torch.Tensor, grid_mask: torch.Tensor | None) -> torch.Tensor:

@@ -180,15 +180,20 @@ _INTERPRETER_BLOCKS = (16, 16, 16)
 _autotuned: dict = {}
 
 
-def _tuned_kernel(name: str, kernel, configs, block_names: tuple):
-    """The kernel wrapped in `triton.autotune` over `configs` (built on first use, CUDA only)."""
+def _launch(name: str, kernel, configs, block_names: tuple, launch_grid, args: tuple, meta: dict, on_cuda: bool):
+    """Runs `kernel` on `args`: on CUDA wrapped in `triton.autotune` over `configs` (built on first use), in the
+    interpreter with `_INTERPRETER_BLOCKS`. `launch_grid(*blocks)` gives the program grid for the block sizes
+    named by `block_names`."""
+    if not on_cuda:
+        kernel[launch_grid(*_INTERPRETER_BLOCKS)](*args, **meta, **dict(zip(block_names, _INTERPRETER_BLOCKS)))
+        return
     if name not in _autotuned:
         _autotuned[name] = triton.autotune(
             [triton.Config(dict(zip(block_names, config[:3])), num_warps=config[3], num_stages=config[4])
              for config in configs],
             key=["num_rows", "NUM_FREQ", "GROUPS", "IN_PER_GROUP", "OUT_PER_GROUP", "TAPS"],
         )(kernel)
-    return _autotuned[name]
+    _autotuned[name][lambda blocks: launch_grid(*(blocks[block] for block in block_names))](*args, **meta)
 
 
 def _check_runnable(*tensors: torch.Tensor) -> None:
@@ -235,19 +240,9 @@ def _launch_forward(grid: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     num_rows = num_clips * num_time
     out = grid.new_empty(num_clips, num_time, num_freq, groups * (n_dim // num_freq))
     bias_arg = bias if bias is not None else out
-    if grid.is_cuda:
-        kernel = _tuned_kernel("forward", _banded_grouped_conv_kernel, _FORWARD_CONFIGS,
-                               ("BLOCK_M", "BLOCK_N", "BLOCK_K"))
-
-        def launch_grid(blocks):
-            return triton.cdiv(num_rows, blocks["BLOCK_M"]), triton.cdiv(n_dim, blocks["BLOCK_N"]), groups
-
-        kernel[launch_grid](grid, weight, bias_arg, out, num_rows, num_time, **meta)
-    else:
-        block_m, block_n, block_k = _INTERPRETER_BLOCKS
-        launch_grid = (triton.cdiv(num_rows, block_m), triton.cdiv(n_dim, block_n), groups)
-        _banded_grouped_conv_kernel[launch_grid](grid, weight, bias_arg, out, num_rows, num_time, **meta,
-                                                 BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k)
+    _launch("forward", _banded_grouped_conv_kernel, _FORWARD_CONFIGS, ("BLOCK_M", "BLOCK_N", "BLOCK_K"),
+            lambda block_m, block_n, _: (triton.cdiv(num_rows, block_m), triton.cdiv(n_dim, block_n), groups),
+            (grid, weight, bias_arg, out, num_rows, num_time), meta, grid.is_cuda)
     return out
 
 
@@ -263,21 +258,11 @@ def _launch_weight_grad(grid: torch.Tensor, grad_out: torch.Tensor, weight_shape
     rows_per_split = _ROWS_PER_SPLIT if grid.is_cuda else 8  # several splits in the interpreter's tests
     num_splits = triton.cdiv(num_rows, rows_per_split)
     partial = torch.empty(num_splits, groups, taps, k_dim, n_dim, device=grid.device, dtype=torch.float32)
-    if grid.is_cuda:
-        kernel = _tuned_kernel("weight_grad", _banded_grouped_conv_weight_grad_kernel, _WEIGHT_GRAD_CONFIGS,
-                               ("BLOCK_K", "BLOCK_N", "BLOCK_R"))
-
-        def launch_grid(blocks):
-            return (triton.cdiv(k_dim, blocks["BLOCK_K"]), triton.cdiv(n_dim, blocks["BLOCK_N"]),
-                    groups * taps * num_splits)
-
-        kernel[launch_grid](grid, grad_out, partial, num_rows, num_time, rows_per_split, **meta)
-    else:
-        block_k, block_n, block_r = _INTERPRETER_BLOCKS
-        launch_grid = (triton.cdiv(k_dim, block_k), triton.cdiv(n_dim, block_n), groups * taps * num_splits)
-        _banded_grouped_conv_weight_grad_kernel[launch_grid](grid, grad_out, partial, num_rows, num_time,
-                                                             rows_per_split, **meta, BLOCK_K=block_k,
-                                                             BLOCK_N=block_n, BLOCK_R=block_r)
+    _launch("weight_grad", _banded_grouped_conv_weight_grad_kernel, _WEIGHT_GRAD_CONFIGS,
+            ("BLOCK_K", "BLOCK_N", "BLOCK_R"),
+            lambda block_k, block_n, _: (triton.cdiv(k_dim, block_k), triton.cdiv(n_dim, block_n),
+                                         groups * taps * num_splits),
+            (grid, grad_out, partial, num_rows, num_time, rows_per_split), meta, grid.is_cuda)
     return partial.sum(0) if num_splits > 1 else partial[0]
 
 
