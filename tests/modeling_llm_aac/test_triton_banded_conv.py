@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from modeling_llm_aac.modeling_eat_pretraining import EATDecoderConvBlock, EATPretrainingDecoder
+from modeling_llm_aac import triton_banded_conv as tbc
 from modeling_llm_aac.triton_banded_conv import banded_grouped_conv, triton_available
 
 from test_modeling_eat_pretraining import assert_decoder_implementations_agree, tiny_config
@@ -122,3 +123,39 @@ def test_grid_and_weight_shapes_must_agree():
     weight = conv_block(2, 2, 2, 3).banded_weight(4).detach()
     with pytest.raises(ValueError, match=r"grid \(1, 5, 3, 4\) must be \[N, T, F, G \* C_in\]"):
         banded_grouped_conv(torch.randn(1, 5, 3, 4, device=DEVICE), weight, None, 1)
+
+
+@pytest.mark.skipif(DEVICE == "cuda", reason="the GPU runs the real autotuner")
+@pytest.mark.parametrize("config_index", range(max(len(tbc._FORWARD_CONFIGS), len(tbc._WEIGHT_GRAD_CONFIGS))))
+def test_every_autotuned_tile_shape_computes_the_convolution(monkeypatch, config_index):
+    """The CUDA launch path (autotuner, grid from the chosen blocks) with each tile shape it may choose, run in the
+    interpreter: EAT's 48 channels per group make tiles cross frequencies at different places for each shape."""
+
+    def autotune_choosing(configs, key):
+        chosen = configs[config_index % len(configs)].kwargs
+
+        def wrap(kernel):
+            class Tuned:
+                def __getitem__(self, launch_grid):
+                    return lambda *args, **meta: kernel[launch_grid(chosen)](*args, **meta, **chosen)
+
+            return Tuned()
+
+        return wrap
+
+    launch = tbc._launch
+    monkeypatch.setattr(tbc.triton, "autotune", autotune_choosing)
+    monkeypatch.setattr(tbc, "_autotuned", {})
+    monkeypatch.setattr(tbc, "_launch", lambda *args: launch(*args[:-1], True))
+    monkeypatch.setattr(tbc, "_ROWS_PER_SPLIT", 4)
+    torch.manual_seed(0)
+    block = conv_block(2, 48, 48, 3)
+    grid = torch.randn(2, 3, 8, 96, requires_grad=True)
+    out = banded_grouped_conv(grid, block.banded_weight(8), block.conv.bias, 1)
+    expected = grouped_conv2d(grid, block.conv.weight, block.conv.bias, 2)
+    torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-5)
+    upstream = torch.randn_like(out)
+    grads = torch.autograd.grad(out, [grid, block.conv.weight, block.conv.bias], upstream)
+    expected_grads = torch.autograd.grad(expected, [grid, block.conv.weight, block.conv.bias], upstream)
+    for grad, expected_grad in zip(grads, expected_grads):
+        torch.testing.assert_close(grad, expected_grad, atol=1e-3, rtol=1e-4)
