@@ -57,9 +57,11 @@ if triton is not None:
         return first_in * IN_PER_GROUP, (last_in + 1) * IN_PER_GROUP
 
     @triton.jit
-    def _grid_offsets(rows, columns, group, NUM_FREQ: tl.constexpr, GROUPS: tl.constexpr, PER_GROUP: tl.constexpr,
-                      RUN: tl.constexpr):
-        # Element (row, column = f * PER_GROUP + c) of `group` on a channels-last [rows, F, GROUPS * PER_GROUP] grid.
+    def _grid_offsets(local_rows, columns, group, NUM_FREQ: tl.constexpr, GROUPS: tl.constexpr,
+                      PER_GROUP: tl.constexpr, RUN: tl.constexpr):
+        # Offsets of elements (row, column = f * PER_GROUP + c) of `group` on a channels-last
+        # [rows, F, GROUPS * PER_GROUP] grid, from a tile's first row: 32-bit (the row base is a 64-bit pointer),
+        # half the integer work of 64-bit offsets in the loops.
         freq = columns // PER_GROUP
         channel = columns - freq * PER_GROUP
         within_row = freq * (GROUPS * PER_GROUP) + group * PER_GROUP + channel
@@ -67,7 +69,15 @@ if triton is not None:
         # contiguous, aligned runs of RUN, which the compiler cannot see through the division. Told so, it emits
         # vector loads (and asynchronous copies feeding the tensor cores) instead of one load per element.
         within_row = tl.max_contiguous(tl.multiple_of(within_row, RUN), RUN)
-        return (rows.to(tl.int64) * (NUM_FREQ * GROUPS * PER_GROUP))[:, None] + within_row[None, :]
+        return (local_rows * (NUM_FREQ * GROUPS * PER_GROUP))[:, None] + within_row[None, :]
+
+    @triton.jit
+    def _forward_tile_of_program(pid, num_m, NUM_N: tl.constexpr):
+        # The column tiles of one row tile and group run next to each other, so the band columns they share come
+        # from L2 instead of memory, once per column tile (1.7x faster than column-tile-major at EAT-base's shape).
+        pid_n = pid % NUM_N
+        rest = pid // NUM_N
+        return rest % num_m, pid_n, rest // num_m
 
     @triton.jit
     def _banded_grouped_conv_kernel(
@@ -80,29 +90,39 @@ if triton is not None:
         K_DIM: tl.constexpr = NUM_FREQ * IN_PER_GROUP
         N_DIM: tl.constexpr = NUM_FREQ * OUT_PER_GROUP
         EVEN_TILES: tl.constexpr = (K_DIM % BLOCK_K == 0) and (N_DIM % BLOCK_N == 0)
-        pid_m = tl.program_id(0)
-        pid_n = tl.program_id(1)
-        group = tl.program_id(2)
-        rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        pid_m, pid_n, group = _forward_tile_of_program(
+            tl.program_id(0), tl.cdiv(num_rows, BLOCK_M), (N_DIM + BLOCK_N - 1) // BLOCK_N
+        )
+        row_start = pid_m * BLOCK_M
+        local_rows = tl.arange(0, BLOCK_M)
+        rows = row_start + local_rows
         cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
         row_ok = rows < num_rows
         col_ok = cols < N_DIM
         time = rows % rows_per_clip
         k_begin, k_end = _band_columns(pid_n * BLOCK_N, N_DIM, IN_PER_GROUP, OUT_PER_GROUP, NUM_FREQ,
                                        BAND_BELOW, BAND_ABOVE, BLOCK_N)
-        k_begin = k_begin // BLOCK_K * BLOCK_K
         k_steps = tl.cdiv(k_end - k_begin, BLOCK_K)
+        if EVEN_TILES:
+            # The weight is zero outside the band, so the column blocks may start on any run boundary: moved left
+            # to end inside the matrix, they cover the band with the fewest blocks and need no column mask.
+            k_begin = tl.maximum(tl.minimum(k_begin, K_DIM - k_steps * BLOCK_K), 0)
+        else:
+            k_begin = k_begin // BLOCK_K * BLOCK_K
+            k_steps = tl.cdiv(k_end - k_begin, BLOCK_K)
+        k_begin = tl.multiple_of(k_begin, IN_RUN)
+        x_tile = x_ptr + row_start.to(tl.int64) * (NUM_FREQ * GROUPS * IN_PER_GROUP)
         w_group = w_ptr + group.to(tl.int64) * (TAPS * K_DIM * N_DIM)
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         # One loop over (tap, column block) pairs: a few column blocks per tap are too short a loop to pipeline.
         for step in range(0, TAPS * k_steps):
             tap = step // k_steps
-            ks = tl.multiple_of(k_begin + (step - tap * k_steps) * BLOCK_K, BLOCK_K) + tl.arange(0, BLOCK_K)
+            ks = k_begin + (step - tap * k_steps) * BLOCK_K + tl.arange(0, BLOCK_K)
             # Rows outside the clip are the convolution's zero padding.
             source_time = time + (tap - ROW_OFFSET)
             source_ok = row_ok & (source_time >= 0) & (source_time < rows_per_clip)
-            source = rows + (tap - ROW_OFFSET)
-            a_tile = x_ptr + _grid_offsets(source, ks, group, NUM_FREQ, GROUPS, IN_PER_GROUP, IN_RUN)
+            a_tile = x_tile + _grid_offsets(local_rows + (tap - ROW_OFFSET), ks, group, NUM_FREQ, GROUPS,
+                                            IN_PER_GROUP, IN_RUN)
             w_tile = w_group + tap * (K_DIM * N_DIM) + ks[:, None] * N_DIM + cols[None, :]
             if EVEN_TILES:  # masks constant along the contiguous axis keep the loads vectorised
                 a = tl.load(a_tile, mask=source_ok[:, None], other=0.0)
@@ -117,8 +137,26 @@ if triton is not None:
         if HAS_BIAS:
             channels = group * OUT_PER_GROUP + cols % OUT_PER_GROUP
             acc += tl.load(bias_ptr + channels, mask=col_ok, other=0.0).to(tl.float32)[None, :]
-        out = out_ptr + _grid_offsets(rows, cols, group, NUM_FREQ, GROUPS, OUT_PER_GROUP, OUT_RUN)
+        out = out_ptr + row_start.to(tl.int64) * (NUM_FREQ * GROUPS * OUT_PER_GROUP)
+        out += _grid_offsets(local_rows, cols, group, NUM_FREQ, GROUPS, OUT_PER_GROUP, OUT_RUN)
         tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
+
+    @triton.jit
+    def _tap_rows(x_tile, local_rows, time, row_ok, tap, TAPS: tl.constexpr, ROW_OFFSET: tl.constexpr,
+                  rows_per_clip, ks, k_ok, group, NUM_FREQ: tl.constexpr, GROUPS: tl.constexpr,
+                  PER_GROUP: tl.constexpr, RUN: tl.constexpr):
+        # The input rows that time tap `tap` reads for a tile of output rows: zeros outside the clip (the
+        # convolution's padding) and for taps past the kernel.
+        source_time = time + (tap - ROW_OFFSET)
+        source_ok = row_ok & (source_time >= 0) & (source_time < rows_per_clip) & (tap < TAPS)
+        offsets = _grid_offsets(local_rows + (tap - ROW_OFFSET), ks, group, NUM_FREQ, GROUPS, PER_GROUP, RUN)
+        return tl.load(x_tile + offsets, mask=source_ok[:, None] & k_ok[None, :], other=0.0)
+
+    @triton.jit
+    def _store_tap_grad(grad_w_ptr, acc, slot, tap, TAPS: tl.constexpr, ks, cols, store_ok, K_DIM: tl.constexpr,
+                        N_DIM: tl.constexpr):
+        out = grad_w_ptr + (slot + tap).to(tl.int64) * (K_DIM * N_DIM) + ks[:, None] * N_DIM + cols[None, :]
+        tl.store(out, acc, mask=store_ok & (tap < TAPS))
 
     @triton.jit
     def _banded_grouped_conv_weight_grad_kernel(
@@ -128,16 +166,19 @@ if triton is not None:
         IEEE: tl.constexpr, IN_RUN: tl.constexpr, OUT_RUN: tl.constexpr,
         BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
     ):
-        # Program (k tile, n tile, (group, tap, row split)) writes the partial sum of its rows to
-        # grad_w[split, group, tap]; the caller sums the splits (deterministic, unlike atomics).
+        # Program (k tile, n tile, (group, tap triple, row split)) writes the partial sums of its rows for three
+        # taps to grad_w[split, group, tap]; the caller sums the splits (deterministic, unlike atomics). Each tile
+        # of the output gradient is read once for the three taps (2.8x faster than one tap per program at
+        # EAT-base's shape); taps past the kernel read and store nothing.
         K_DIM: tl.constexpr = NUM_FREQ * IN_PER_GROUP
         N_DIM: tl.constexpr = NUM_FREQ * OUT_PER_GROUP
         pid_k = tl.program_id(0)
         pid_n = tl.program_id(1)
         num_splits = tl.cdiv(num_rows, rows_per_split)
         split = tl.program_id(2) % num_splits
-        group = tl.program_id(2) // num_splits // TAPS
-        tap = tl.program_id(2) // num_splits % TAPS
+        triple = tl.program_id(2) // num_splits % ((TAPS + 2) // 3)
+        group = tl.program_id(2) // num_splits // ((TAPS + 2) // 3)
+        tap0 = triple * 3
         ks = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
         cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
         k_ok = ks < K_DIM
@@ -149,33 +190,48 @@ if triton is not None:
         row_begin = split * rows_per_split
         split_end = tl.minimum(row_begin + rows_per_split, num_rows)
         row_end = tl.where(in_band, split_end, row_begin)
-        acc = tl.zeros((BLOCK_K, BLOCK_N), dtype=tl.float32)
+        # 32-bit offsets from the split's first row (rows_per_split * row stride stays far below 2**31).
+        x_split = x_ptr + row_begin.to(tl.int64) * (NUM_FREQ * GROUPS * IN_PER_GROUP)
+        grad_split = grad_ptr + row_begin.to(tl.int64) * (NUM_FREQ * GROUPS * OUT_PER_GROUP)
+        acc0 = tl.zeros((BLOCK_K, BLOCK_N), dtype=tl.float32)
+        acc1 = tl.zeros((BLOCK_K, BLOCK_N), dtype=tl.float32)
+        acc2 = tl.zeros((BLOCK_K, BLOCK_N), dtype=tl.float32)
         for r0 in range(row_begin, row_end, BLOCK_R):
-            rows = r0 + tl.arange(0, BLOCK_R)
+            local_rows = r0 - row_begin + tl.arange(0, BLOCK_R)
+            rows = row_begin + local_rows
             row_ok = rows < split_end
-            source_time = rows % rows_per_clip + (tap - ROW_OFFSET)
-            source_ok = row_ok & (source_time >= 0) & (source_time < rows_per_clip)
-            a = tl.load(x_ptr + _grid_offsets(rows + (tap - ROW_OFFSET), ks, group, NUM_FREQ, GROUPS, IN_PER_GROUP,
-                                              IN_RUN), mask=source_ok[:, None] & k_ok[None, :], other=0.0)
-            b = tl.load(grad_ptr + _grid_offsets(rows, cols, group, NUM_FREQ, GROUPS, OUT_PER_GROUP, OUT_RUN),
+            time = rows % rows_per_clip
+            b = tl.load(grad_split + _grid_offsets(local_rows, cols, group, NUM_FREQ, GROUPS, OUT_PER_GROUP, OUT_RUN),
                         mask=row_ok[:, None] & col_ok[None, :], other=0.0)
+            a0 = _tap_rows(x_split, local_rows, time, row_ok, tap0, TAPS, ROW_OFFSET, rows_per_clip, ks, k_ok,
+                           group, NUM_FREQ, GROUPS, IN_PER_GROUP, IN_RUN)
+            a1 = _tap_rows(x_split, local_rows, time, row_ok, tap0 + 1, TAPS, ROW_OFFSET, rows_per_clip, ks, k_ok,
+                           group, NUM_FREQ, GROUPS, IN_PER_GROUP, IN_RUN)
+            a2 = _tap_rows(x_split, local_rows, time, row_ok, tap0 + 2, TAPS, ROW_OFFSET, rows_per_clip, ks, k_ok,
+                           group, NUM_FREQ, GROUPS, IN_PER_GROUP, IN_RUN)
             if IEEE:
-                acc = tl.dot(tl.trans(a), b, acc, input_precision="ieee")
+                acc0 = tl.dot(tl.trans(a0), b, acc0, input_precision="ieee")
+                acc1 = tl.dot(tl.trans(a1), b, acc1, input_precision="ieee")
+                acc2 = tl.dot(tl.trans(a2), b, acc2, input_precision="ieee")
             else:
-                acc = tl.dot(tl.trans(a), b, acc)
-        slot = (split * GROUPS + group) * TAPS + tap
-        out = grad_w_ptr + slot.to(tl.int64) * (K_DIM * N_DIM) + ks[:, None] * N_DIM + cols[None, :]
-        tl.store(out, acc, mask=k_ok[:, None] & col_ok[None, :])
+                acc0 = tl.dot(tl.trans(a0), b, acc0)
+                acc1 = tl.dot(tl.trans(a1), b, acc1)
+                acc2 = tl.dot(tl.trans(a2), b, acc2)
+        slot = (split * GROUPS + group) * TAPS
+        store_ok = k_ok[:, None] & col_ok[None, :]
+        _store_tap_grad(grad_w_ptr, acc0, slot, tap0, TAPS, ks, cols, store_ok, K_DIM, N_DIM)
+        _store_tap_grad(grad_w_ptr, acc1, slot, tap0 + 1, TAPS, ks, cols, store_ok, K_DIM, N_DIM)
+        _store_tap_grad(grad_w_ptr, acc2, slot, tap0 + 2, TAPS, ks, cols, store_ok, K_DIM, N_DIM)
 
 
 # Tile shapes: (BLOCK_M or BLOCK_K, BLOCK_N, BLOCK_K or BLOCK_R, warps, stages). 64-column tiles keep the band waste
-# near 1.5x, 128-column ones feed the tensor cores better; on an H100 at 96 clips the autotuner picked (128, 128, 64,
-# 8, 3) for the forward and (128, 64, 128, 8, 3) for the weight gradient.
+# near 1.5x, 128-column ones feed the tensor cores better. The weight gradient's three accumulators and three input
+# tiles per stage rule out its 128 x 128 tiles (registers) and long row blocks (shared memory).
 _FORWARD_CONFIGS = ((128, 64, 64, 4, 4), (128, 64, 64, 8, 3), (256, 64, 64, 8, 3), (64, 64, 64, 4, 4),
                     (128, 128, 64, 8, 3), (128, 128, 64, 4, 3), (256, 128, 64, 8, 3), (128, 64, 32, 4, 4),
                     (128, 128, 32, 4, 4))
-_WEIGHT_GRAD_CONFIGS = ((64, 64, 64, 4, 4), (64, 64, 128, 4, 3), (128, 64, 64, 8, 3), (64, 64, 256, 8, 3),
-                        (128, 128, 64, 8, 3), (64, 128, 64, 4, 3), (128, 128, 32, 8, 4), (128, 64, 128, 8, 3))
+_WEIGHT_GRAD_CONFIGS = ((64, 64, 64, 4, 4), (64, 64, 128, 4, 3), (128, 64, 64, 8, 3), (64, 128, 64, 8, 3),
+                        (128, 64, 32, 8, 4))
 _INTERPRETER_BLOCKS = (16, 16, 16)
 _autotuned: dict = {}
 
@@ -241,7 +297,7 @@ def _launch_forward(grid: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     out = grid.new_empty(num_clips, num_time, num_freq, groups * (n_dim // num_freq))
     bias_arg = bias if bias is not None else out
     _launch("forward", _banded_grouped_conv_kernel, _FORWARD_CONFIGS, ("BLOCK_M", "BLOCK_N", "BLOCK_K"),
-            lambda block_m, block_n, _: (triton.cdiv(num_rows, block_m), triton.cdiv(n_dim, block_n), groups),
+            lambda block_m, block_n, _: (triton.cdiv(num_rows, block_m) * triton.cdiv(n_dim, block_n) * groups,),
             (grid, weight, bias_arg, out, num_rows, num_time), meta, grid.is_cuda)
     return out
 
@@ -261,7 +317,7 @@ def _launch_weight_grad(grid: torch.Tensor, grad_out: torch.Tensor, weight_shape
     _launch("weight_grad", _banded_grouped_conv_weight_grad_kernel, _WEIGHT_GRAD_CONFIGS,
             ("BLOCK_K", "BLOCK_N", "BLOCK_R"),
             lambda block_k, block_n, _: (triton.cdiv(k_dim, block_k), triton.cdiv(n_dim, block_n),
-                                         groups * taps * num_splits),
+                                         groups * triton.cdiv(taps, 3) * num_splits),
             (grid, grad_out, partial, num_rows, num_time, rows_per_split), meta, grid.is_cuda)
     return partial.sum(0) if num_splits > 1 else partial[0]
 
@@ -281,7 +337,8 @@ def _register_ops():
         Args:
             grid: `[N, T, F, C_in]`; its dtype is the computation's (float32 accumulation). Made contiguous.
             weight: `[G, k, F * C_in/G, F * C_out/G]`, banded along frequency as `EATDecoderConvBlock.banded_weight`
-                builds it (entries outside the band are never read); cast to `grid`'s dtype.
+                builds it, zero outside the band (the kernel reads only the band, widened to whole column blocks);
+                cast to `grid`'s dtype.
             bias: `[C_out]` or None, added in float32 before the output is rounded to `grid`'s dtype.
             row_offset: the tap that reads the same time row (`k // 2`); output row `t` reads input rows
                 `t + tap - row_offset` of the same clip.
