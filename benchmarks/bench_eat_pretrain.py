@@ -33,7 +33,9 @@ clips/s, REFERENCE section 7) and with the target (320 clips/s, about 40 % MFU o
 
 Variants (`--variants`, comma-separated `RUNNER[+LEVER...]`). Runners: `eager`; `compile` (`torch.compile` with
 `--compile-mode`, inductor's default mode when unset); `cudagraphs` (mode "reduce-overhead"); `autotune` (mode
-"max-autotune-no-cudagraphs": autotuned Triton GEMM templates whose epilogues can absorb bias / GELU / casts).
+"max-autotune-no-cudagraphs": autotuned Triton GEMM templates whose epilogues can absorb bias / GELU / casts);
+`cdtune` (the default mode with inductor's `coordinate_descent_tuning`: each generated elementwise / reduction kernel's
+block sizes and warps tuned by benchmarking, as `TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1` does for training).
 Levers (model options, off in the baseline):
   `ln-autocast`  `EATConfig(layer_norm_in_autocast_dtype=True)`: LayerNorms return bf16 under autocast instead of
                  autocast's float32, so EAT's post-LN residual stream, the tensors saved for backward around it and the
@@ -77,6 +79,7 @@ import types
 from dataclasses import dataclass
 
 import torch
+import torch._inductor.config  # noqa: F401  (patched while a runner compiles)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gpu_profile import profile_step  # noqa: E402
@@ -88,7 +91,10 @@ TARGET_CLIPS_PER_S = 320.0
 DEVICE = "cuda"
 
 # Runner -> torch.compile mode; None: eager. "compile" takes --compile-mode.
-RUNNERS = {"eager": None, "compile": "default", "cudagraphs": "reduce-overhead", "autotune": "max-autotune-no-cudagraphs"}
+RUNNERS = {"eager": None, "compile": "default", "cudagraphs": "reduce-overhead", "autotune": "max-autotune-no-cudagraphs",
+           "cdtune": "default"}
+# Runner -> inductor settings in force while it compiles (the first step).
+RUNNER_INDUCTOR_CONFIG = {"cdtune": {"coordinate_descent_tuning": True}}
 # Lever -> EATConfig overrides ("config") and EATPretrainingDecoder attributes ("decoder"); the baseline keeps the defaults.
 LEVERS = {
     "ln-autocast": {"config": {"layer_norm_in_autocast_dtype": True}},
@@ -255,7 +261,8 @@ def run_variant(variant: Variant, EATConfig, EATForPreTraining, *, batch_size, c
         torch._dynamo.reset()
     step = PretrainingStep(model, features, compile_model=variant.compiled, compile_mode=variant.compile_mode(compile_mode))
     compile_start = time.perf_counter()
-    step()
+    with torch._inductor.config.patch(RUNNER_INDUCTOR_CONFIG.get(variant.runner, {})):
+        step()
     torch.cuda.synchronize()
     first_step_s = time.perf_counter() - compile_start
     torch.cuda.reset_peak_memory_stats()
@@ -353,7 +360,8 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--variants", default="eager,compile",
         help="comma-separated RUNNER[+LEVER...]; runners: eager, compile (torch.compile, --compile-mode), cudagraphs "
-        "(reduce-overhead), autotune (max-autotune-no-cudagraphs); levers: " + ", ".join(LEVERS),
+        "(reduce-overhead), autotune (max-autotune-no-cudagraphs), cdtune (default mode + coordinate-descent tuning); "
+        "levers: " + ", ".join(LEVERS),
     )
     parser.add_argument(
         "--levers", default="",

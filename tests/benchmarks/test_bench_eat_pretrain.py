@@ -73,6 +73,7 @@ def test_runner_compile_modes():
     assert autotune.compile_mode(None) == autotune.compile_mode("default") == "max-autotune-no-cudagraphs"
     assert cudagraphs.compile_mode(None) == "reduce-overhead"
     assert not eager.compiled and compile_.compiled and autotune.compiled
+    assert bench.parse_variants("cdtune")[0].compile_mode("max-autotune") == "default"
     lever = bench.parse_variants("compile+ln-autocast+bias-bf16")[0]
     assert lever.settings("config") == {"layer_norm_in_autocast_dtype": True} and compile_.settings("config") == {}
     assert lever.settings("decoder") == {"bias_in_product_dtype": True} and compile_.settings("decoder") == {}
@@ -220,3 +221,27 @@ def test_lever_check_decoder_check_and_training_step_on_cpu(monkeypatch):
     assert step.updates == 2
     assert not torch.equal(model.eat.encoder.layers[0].mlp.fc1.weight, student_before)
     assert not torch.equal(model.teacher.encoder.layers[0].mlp.fc1.weight, teacher_before)
+
+
+def test_cdtune_compiles_its_first_step_with_coordinate_descent_tuning(monkeypatch):
+    seen = []
+
+    class RecordingStep:
+        def __init__(self, model, features, *, compile_model, compile_mode):
+            self.mode = compile_mode
+
+        def __call__(self):
+            seen.append((self.mode, torch._inductor.config.coordinate_descent_tuning))
+
+    monkeypatch.setattr(bench, "DEVICE", "cpu")
+    monkeypatch.setattr(bench, "PretrainingStep", RecordingStep)
+    monkeypatch.setattr(bench, "cuda_time", lambda step, warmup, iters: (step(), 0.1)[1])
+    for name in ("synchronize", "reset_peak_memory_stats"):
+        monkeypatch.setattr(torch.cuda, name, lambda: None)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda: 0)
+    for runner in ("cdtune", "compile"):
+        bench.run_variant(bench.parse_variants(runner)[0], TinyPresets, EATForPreTraining, batch_size=1, clones=2,
+                          num_frames=64, steps=1, warmup=0, compile_mode=None, decoder="auto")
+    # cdtune: tuned while compiling (the first step), inductor's setting restored for the timed steps and after.
+    assert seen == [("default", True), ("default", False), (None, False), (None, False)]
+    assert not torch._inductor.config.coordinate_descent_tuning
