@@ -246,9 +246,13 @@ class EATDecoderConvBlock(nn.Module):
         out_per_group, in_per_group = conv.out_channels // groups, conv.in_channels // groups
         weight = conv.weight.view(groups, out_per_group, in_per_group, k, k)  # [G, o, i, dt, df]
         freq = torch.arange(num_freq, device=weight.device)
-        tap = freq[:, None] - freq[None, :] + k // 2  # [f_in, f_out] -> df
-        inside = ((tap >= 0) & (tap < k)).to(weight.dtype)
-        banded = weight[..., tap.clamp(0, k - 1)] * inside  # [G, o, i, dt, f_in, f_out]
+        taps = torch.arange(k, device=weight.device)
+        # A sum of products with a one-hot [f_in, f_out, df] rather than indexing: the indexing's backward
+        # (index_put) followed by this permute is miscompiled by inductor's CPU code generation into heap
+        # corruption (torch 2.13). Elementwise, so it stays in float32 under autocast, and exact: one term is the
+        # weight, the others zeros.
+        selector = (freq[:, None, None] - freq[None, :, None] + k // 2 == taps).to(weight.dtype)
+        banded = (weight[:, :, :, :, None, None, :] * selector).sum(-1)  # [G, o, i, dt, f_in, f_out]
         return banded.permute(0, 3, 4, 2, 5, 1).reshape(groups, k, num_freq * in_per_group, num_freq * out_per_group)
 
     def forward_triton(self, grid: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,9 @@
 import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,13 +130,14 @@ def test_decoder_structure_matches_reference():
     assert len(large.blocks) == 3 and large.blocks[0].conv.kernel_size == (5, 5)
 
 
-def assert_decoder_implementations_agree(decoder, implementations, grid, grid_mask, upstream):
-    """Outputs, grid gradients and every parameter gradient of each implementation equal the first's (fp32)."""
+def assert_decoder_implementations_agree(decoder, implementations, grid, grid_mask, upstream, run=None):
+    """Outputs, grid gradients and every parameter gradient of each implementation equal the first's (fp32).
+    `run(implementation, grid, grid_mask)` calls the decoder (default: `decoder` itself, e.g. a compiled one)."""
     results = []
     for implementation in implementations:
         decoder.conv_implementation = implementation
         decoder.zero_grad()
-        out = decoder(grid, grid_mask)
+        out = run(implementation, grid, grid_mask) if run is not None else decoder(grid, grid_mask)
         (grid_grad,) = torch.autograd.grad((out * upstream).sum(), grid, retain_graph=True)
         (out * upstream).sum().backward()
         results.append((out, grid_grad, [p.grad.clone() for p in decoder.parameters()]))
@@ -178,6 +184,34 @@ def test_auto_decoder_uses_banded_matmul_only_when_compiled():
     compiled = torch.compile(decoder, backend=recording_backend, fullgraph=True)
     torch.testing.assert_close(compiled(grid), decoder(grid), atol=1e-5, rtol=1e-5)
     assert any("bmm" in call for call in traced_calls) and not any("conv2d" in call for call in traced_calls)
+
+
+INDUCTOR_DECODER_SCRIPT = """
+import torch
+from modeling_llm_aac.modeling_eat_pretraining import EATPretrainingDecoder
+from test_modeling_eat_pretraining import assert_decoder_implementations_agree, tiny_config
+
+torch.manual_seed(0)
+decoder = EATPretrainingDecoder(tiny_config(decoder_num_layers=2))
+grid = torch.randn(2, 5, 4, decoder.proj.out_features, requires_grad=True)
+upstream = torch.randn(2, 5, 4, decoder.proj.out_features)
+compiled = torch.compile(decoder)  # inductor; "auto" takes the banded GEMMs when compiled on CPU
+assert_decoder_implementations_agree(
+    decoder, ("conv2d", "auto"), grid, None, upstream, run=lambda implementation, *args: (
+        compiled if implementation == "auto" else decoder)(*args))
+print("agree")
+"""
+
+
+@pytest.mark.skipif(shutil.which("c++") is None, reason="inductor's CPU backend needs a C++ compiler")
+def test_decoder_compiled_by_inductor_on_cpu_equals_grouped_conv2d():
+    """Inductor's code for the banded decoder, forward and backward, on CPU: the indexing that once built the banded
+    weight had a backward that inductor's CPU code generation turned into heap corruption (a crash of the whole
+    process, hence the subprocess)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", INDUCTOR_DECODER_SCRIPT], capture_output=True, text=True, env=env,
+                            timeout=600)
+    assert result.returncode == 0 and result.stdout.strip().endswith("agree"), result.stderr[-3000:]
 
 
 def test_decoder_implementations_give_the_same_losses_under_bf16_autocast():
