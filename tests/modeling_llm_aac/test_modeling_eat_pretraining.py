@@ -191,11 +191,14 @@ import torch
 from modeling_llm_aac.modeling_eat_pretraining import EATPretrainingDecoder
 from test_modeling_eat_pretraining import assert_decoder_implementations_agree, tiny_config
 
+torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # float32 references
+device = "cuda" if torch.cuda.is_available() else "cpu"
 torch.manual_seed(0)
-decoder = EATPretrainingDecoder(tiny_config(decoder_num_layers=2))
-grid = torch.randn(2, 5, 4, decoder.proj.out_features, requires_grad=True)
-upstream = torch.randn(2, 5, 4, decoder.proj.out_features)
-compiled = torch.compile(decoder)  # inductor; "auto" takes the banded GEMMs when compiled on CPU
+decoder = EATPretrainingDecoder(tiny_config(decoder_num_layers=2)).to(device)
+grid = torch.randn(2, 5, 4, decoder.proj.out_features, device=device, requires_grad=True)
+upstream = torch.randn(2, 5, 4, decoder.proj.out_features, device=device)
+# inductor; "auto" takes the banded GEMMs when compiled on CPU, the Triton kernels on CUDA
+compiled = torch.compile(decoder)
 assert_decoder_implementations_agree(
     decoder, ("conv2d", "auto"), grid, None, upstream, run=lambda implementation, *args: (
         compiled if implementation == "auto" else decoder)(*args))
@@ -204,10 +207,11 @@ print("agree")
 
 
 @pytest.mark.skipif(shutil.which("c++") is None, reason="inductor's CPU backend needs a C++ compiler")
-def test_decoder_compiled_by_inductor_on_cpu_equals_grouped_conv2d():
-    """Inductor's code for the banded decoder, forward and backward, on CPU: the indexing that once built the banded
-    weight had a backward that inductor's CPU code generation turned into heap corruption (a crash of the whole
-    process, hence the subprocess)."""
+def test_decoder_compiled_by_inductor_equals_grouped_conv2d():
+    """Inductor's code for the decoder, forward and backward (every parameter's gradient), against eager conv2d: on
+    CPU the banded GEMMs, where the indexing that once built the banded weight had a backward that inductor's CPU
+    code generation turned into heap corruption (a crash of the whole process, hence the subprocess); on CUDA the
+    Triton kernels inside inductor's graph."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run([sys.executable, "-c", INDUCTOR_DECODER_SCRIPT], capture_output=True, text=True, env=env,
                             timeout=600)

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from llm_aac.train import pretrain_eat
 from llm_aac.train.pretrain_eat import (
     BF16_NUMERICS_LEVERS,
+    apply_compile_tuning,
     apply_numerics_levers,
     build_config,
     main,
@@ -196,6 +197,8 @@ def test_argument_errors(tmp_path):
         parse_overrides("ema_decay")
     assert parse_overrides("ema_decay=0.999, target_top_k_layers=null,utterance_loss_reduction=mean") == {
         "ema_decay": 0.999, "target_top_k_layers": None, "utterance_loss_reduction": "mean"}
+    with pytest.raises(ValueError, match="add --torch_compile"):
+        main(["--preset", "tiny", "--synthetic_clips", "2", "--coordinate_descent_tuning", "--output_dir", str(tmp_path)])
     small = build_config("small", 64)
     assert (small.hidden_size, small.num_hidden_layers, small.num_mel_bins) == (384, 12, 64)
     assert build_config("large", 128).decoder_kernel_size == 5
@@ -389,3 +392,18 @@ def test_demo_eat_stage_gets_the_levers_on_a_gpu_only(monkeypatch, tmp_path, dev
     (argv,) = calls
     args, training_args = parse_arguments(argv + ["--use_cpu", "true"])  # this CPU machine stands in for the GPU
     assert training_numerics_levers(training_args, enabled=args.bf16_numerics_levers) == expected
+
+
+def test_coordinate_descent_tuning_sets_inductor_for_the_compiled_run(monkeypatch, tmp_path):
+    import torch._inductor.config
+
+    monkeypatch.setattr(torch._inductor.config, "coordinate_descent_tuning", False)
+    args, training_args = parse_arguments(["--preset", "tiny", "--synthetic_clips", "2", "--torch_compile",
+                                           "--coordinate_descent_tuning", "--output_dir", str(tmp_path)])
+    apply_compile_tuning(args, training_args)
+    assert torch._inductor.config.coordinate_descent_tuning
+    monkeypatch.setattr(torch._inductor.config, "coordinate_descent_tuning", False)
+    args, training_args = parse_arguments(["--preset", "tiny", "--synthetic_clips", "2", "--torch_compile",
+                                           "--output_dir", str(tmp_path)])
+    apply_compile_tuning(args, training_args)
+    assert not torch._inductor.config.coordinate_descent_tuning
