@@ -5,6 +5,7 @@ on the same channels-last grid (the baseline, run in the same process) and again
 
     python benchmarks/bench_banded_conv.py                        # 96 clips x 16 clones, bf16
     python benchmarks/bench_banded_conv.py --views 384 --iters 20
+    python benchmarks/bench_banded_conv.py --tile-sweep          # also each tile shape of the autotuner's lists alone
 
 The grid is `[views, 64, 8, 768]` (10.24-s clips: 64 time x 8 frequency patches; 16 groups of 48 channels, 3 x 3
 kernel), `views` = clips x clones. "Nominal" TFLOP/s counts the convolution's own multiply-adds (0.52 TFLOP per
@@ -104,12 +105,47 @@ def check_triton_against_cudnn(block, grid, grad_out, banded, bias) -> str:
     )
 
 
+def tile_sweep(grid, grad_out, banded, bias, *, timer) -> list[str]:
+    """Each tile shape the autotuner may pick, timed alone (`timer(fn)` -> seconds) for the forward and the weight
+    gradient kernels, fastest first, with its largest difference from the autotuned op's result (all shapes must
+    compute the same sums, up to the order of the float32 accumulation; weight-gradient entries outside the band
+    depend on the tile shape and are never used, so only the band is compared)."""
+    from modeling_llm_aac import triton_banded_conv as tbc
+
+    in_band = (banded != 0).float()
+
+    passes = {
+        "forward": (tbc._FORWARD_CONFIGS, lambda config: tbc._launch_forward(grid, banded, bias, 1, (1, 1), config),
+                    torch.ops.llm_aac.banded_grouped_conv(grid, banded, bias, 1)),
+        "weight grad": (tbc._WEIGHT_GRAD_CONFIGS,
+                        lambda config: tbc._launch_weight_grad(grid, grad_out, list(banded.shape), 1, (1, 1), config),
+                        torch.ops.llm_aac.banded_grouped_conv_weight_grad(grid, grad_out, list(banded.shape), 1,
+                                                                          False)[0]),
+    }
+    lines = []
+    for name, (configs, launch, expected) in passes.items():
+        timed = []
+        for config in configs:
+            try:
+                difference = (launch(config).float() - expected.float()).abs()
+                difference = (difference * in_band if name == "weight grad" else difference).max().item()
+                timed.append((timer(lambda: launch(config)), config, difference))
+            except Exception as error:  # a shape the card cannot hold (shared memory, registers)
+                lines.append(f"{name:12s} {config}: not run ({type(error).__name__}: {str(error)[:80]})")
+        for seconds, config, difference in sorted(timed):
+            lines.append(f"{name:12s} {config}: {seconds * 1e3:8.3f} ms  (max difference from the autotuned op "
+                         f"{difference:.1e})")
+    return lines
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--views", type=int, default=1536, help="clips x clones in the grid (96 x 16 by default)")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16"])
     parser.add_argument("--iters", type=int, default=10, help="timed calls per pass")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls per pass (the first autotunes)")
+    parser.add_argument("--tile-sweep", action="store_true",
+                        help="also time each tile shape (block sizes, warps, stages) of the autotuner's lists alone")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         parser.error("needs a CUDA GPU")
@@ -130,6 +166,11 @@ def main(argv=None) -> int:
                 executed = f"  ({setup['banded_executed_tflop'] / seconds:6.1f} executed)"
             print(f"{implementation:14s} {name:12s} {seconds * 1e3:8.3f} ms  {nominal / seconds:6.1f} nominal "
                   f"TFLOP/s  x{baseline[name] / seconds:5.2f} vs cuDNN{executed}", flush=True)
+    if args.tile_sweep:
+        block, grid, grad_out, banded, bias = setup["check"]
+        timer = lambda fn: cuda_time(fn, warmup=1, iters=args.iters)  # noqa: E731
+        print("\n".join(["tile shapes (BLOCK_M | BLOCK_K, BLOCK_N, BLOCK_K | BLOCK_R, warps, stages), each alone:"]
+                        + tile_sweep(grid, grad_out, banded, bias, timer=timer)))
     return 0
 
 

@@ -61,8 +61,8 @@ Measured (torch 2.11.0+cu130, 12 clips x 16 clones unless stated):
   H100: eager/conv2d 100.2 ms (120 clips/s, 17 %); compile/conv2d 72.4 ms (166 clips/s, 23 %);
         compile/banded_matmul (first version, taps as 3 chained GEMMs) 55.9 ms (215 clips/s, 30 %);
         compile/banded_matmul (final) 51.5 ms (233 clips/s, 32 %).
-  H100, 96 clips, both levers: compile/banded_matmul 348.9 ms (275 clips/s, 37.6 %); compile/banded_triton 339.9 ms
-        (282 clips/s, 38.6 %).
+  H100, 96 clips, both levers: compile/banded_matmul 348.8 ms (275 clips/s, 37.8 %); compile/banded_triton 302.8 ms
+        (317 clips/s, 43.6 %); cdtune/banded_triton 299.9 ms (320 clips/s, 44.2 %; first step 397 s).
 
 Needs only torch and transformers (no datasets / soundfile), so it runs on a bare GPU image.
 """

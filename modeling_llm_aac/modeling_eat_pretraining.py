@@ -314,7 +314,7 @@ class EATPretrainingDecoder(nn.Module):
       time taps in registers and skip the zero band (1.5-1.8x the convolution's work, by tile width, instead of
       2.7x), so no group-major copy, no tap outputs and no row sums go through memory, and LayerNorm / GELU /
       residual between blocks are contiguous elementwise work. EAT-base step, 96 clips x 16 clones, bf16, compiled, one H100:
-      339.9 ms instead of 348.9 ms, 1.6 GiB less peak memory. It needs CUDA (or Triton's CPU interpreter, as in
+      302.8 ms instead of 348.8 ms, 1.6 GiB less peak memory. It needs CUDA (or Triton's CPU interpreter, as in
       the tests); `bias_in_product_dtype` does not apply (the kernels add the bias in float32 before rounding).
 
     * `"banded_matmul"`: the grid is kept group-major, `[G, N * (T + 2p), F, C/G]` with `p =

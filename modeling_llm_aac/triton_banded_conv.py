@@ -237,12 +237,16 @@ _INTERPRETER_BLOCKS = (16, 16, 16)
 _autotuned: dict = {}
 
 
-def _launch(name: str, kernel, configs, block_names: tuple, launch_grid, args: tuple, meta: dict, on_cuda: bool):
+def _launch(name: str, kernel, configs, block_names: tuple, launch_grid, args: tuple, meta: dict, on_cuda: bool,
+            config: tuple | None = None):
     """Runs `kernel` on `args`: on CUDA wrapped in `triton.autotune` over `configs` (built on first use), in the
-    interpreter with `_INTERPRETER_BLOCKS`. `launch_grid(*blocks)` gives the program grid for the block sizes
-    named by `block_names`."""
-    if not on_cuda:
-        kernel[launch_grid(*_INTERPRETER_BLOCKS)](*args, **meta, **dict(zip(block_names, _INTERPRETER_BLOCKS)))
+    interpreter with `_INTERPRETER_BLOCKS`, or with one given `config` (a tuple like those of `configs`; for timing
+    each tile shape alone, `benchmarks/bench_banded_conv.py --tile-sweep`). `launch_grid(*blocks)` gives the
+    program grid for the block sizes named by `block_names`."""
+    if config is not None or not on_cuda:
+        blocks = config[:3] if config is not None else _INTERPRETER_BLOCKS
+        options = dict(num_warps=config[3], num_stages=config[4]) if config is not None and on_cuda else {}
+        kernel[launch_grid(*blocks)](*args, **meta, **dict(zip(block_names, blocks)), **options)
         return
     if name not in _autotuned:
         _autotuned[name] = triton.autotune(
@@ -290,7 +294,7 @@ def _geometry(grid: torch.Tensor, weight_shape, row_offset: int, band: tuple) ->
 
 
 def _launch_forward(grid: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, row_offset: int,
-                    band: tuple) -> torch.Tensor:
+                    band: tuple, config: tuple | None = None) -> torch.Tensor:
     meta = dict(_geometry(grid, weight.shape, row_offset, band), HAS_BIAS=bias is not None)
     num_clips, num_time, num_freq, _ = grid.shape
     groups, n_dim = weight.shape[0], weight.shape[3]
@@ -299,7 +303,7 @@ def _launch_forward(grid: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     bias_arg = bias if bias is not None else out
     _launch("forward", _banded_grouped_conv_kernel, _FORWARD_CONFIGS, ("BLOCK_M", "BLOCK_N", "BLOCK_K"),
             lambda block_m, block_n, _: (triton.cdiv(num_rows, block_m) * triton.cdiv(n_dim, block_n) * groups,),
-            (grid, weight, bias_arg, out, num_rows, num_time), meta, grid.is_cuda)
+            (grid, weight, bias_arg, out, num_rows, num_time), meta, grid.is_cuda, config=config)
     return out
 
 
@@ -308,7 +312,7 @@ _ROWS_PER_SPLIT = 16384
 
 
 def _launch_weight_grad(grid: torch.Tensor, grad_out: torch.Tensor, weight_shape: list, row_offset: int,
-                        band: tuple) -> torch.Tensor:
+                        band: tuple, config: tuple | None = None) -> torch.Tensor:
     groups, taps, k_dim, n_dim = weight_shape
     meta = _geometry(grid, weight_shape, row_offset, band)
     num_rows, num_time = grid.shape[0] * grid.shape[1], grid.shape[1]
@@ -319,7 +323,7 @@ def _launch_weight_grad(grid: torch.Tensor, grad_out: torch.Tensor, weight_shape
             ("BLOCK_K", "BLOCK_N", "BLOCK_R"),
             lambda block_k, block_n, _: (triton.cdiv(k_dim, block_k), triton.cdiv(n_dim, block_n),
                                          groups * triton.cdiv(taps, 3) * num_splits),
-            (grid, grad_out, partial, num_rows, num_time, rows_per_split), meta, grid.is_cuda)
+            (grid, grad_out, partial, num_rows, num_time, rows_per_split), meta, grid.is_cuda, config=config)
     return partial.sum(0) if num_splits > 1 else partial[0]
 
 

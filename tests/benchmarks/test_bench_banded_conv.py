@@ -36,6 +36,22 @@ def test_check_reports_small_differences_and_catches_a_wrong_weight():
     assert float(report.split(", ")[0].split(" ")[1]) > 0.1  # a weight that is not the block's shows
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the interpreter runs on CPU tensors")
+def test_tile_sweep_runs_every_tile_shape_and_agrees_with_the_op():
+    from modeling_llm_aac import triton_banded_conv as tbc
+
+    torch.manual_seed(0)
+    block = EATDecoderConvBlock(96, 96, 3, 2)  # 48 channels per group, as in EAT
+    grid = torch.randn(2, 3, 8, 96)
+    grad_out = torch.randn_like(grid)
+    calls = []
+    lines = bench.tile_sweep(grid, grad_out, block.banded_weight(8).detach(), block.conv.bias.detach(),
+                             timer=lambda fn: (calls.append(fn()), 1e-3)[1])
+    assert len(lines) == len(calls) == len(tbc._FORWARD_CONFIGS) + len(tbc._WEIGHT_GRAD_CONFIGS)
+    for line in lines:
+        assert float(line.rsplit("op ", 1)[1].rstrip(")")) < 1e-4, line
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message printed without a GPU")
 def test_main_refuses_without_cuda(capsys):
     with pytest.raises(SystemExit):

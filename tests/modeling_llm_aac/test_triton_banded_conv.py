@@ -146,7 +146,7 @@ def test_every_autotuned_tile_shape_computes_the_convolution(monkeypatch, config
     launch = tbc._launch
     monkeypatch.setattr(tbc.triton, "autotune", autotune_choosing)
     monkeypatch.setattr(tbc, "_autotuned", {})
-    monkeypatch.setattr(tbc, "_launch", lambda *args: launch(*args[:-1], True))
+    monkeypatch.setattr(tbc, "_launch", lambda *args, **kwargs: launch(*args[:-1], True, **kwargs))
     monkeypatch.setattr(tbc, "_ROWS_PER_SPLIT", 4)
     torch.manual_seed(0)
     block = conv_block(2, 48, 48, 3)
