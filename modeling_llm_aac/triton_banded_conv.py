@@ -74,7 +74,8 @@ if triton is not None:
     @triton.jit
     def _forward_tile_of_program(pid, num_m, NUM_N: tl.constexpr):
         # The column tiles of one row tile and group run next to each other, so the band columns they share come
-        # from L2 instead of memory, once per column tile (1.7x faster than column-tile-major at EAT-base's shape).
+        # from L2 instead of memory, once per column tile. (With the band-tight column blocks and 32-bit offsets
+        # below, this took the forward from 3.9 to 2.3 ms at EAT-base's shape on an H100.)
         pid_n = pid % NUM_N
         rest = pid // NUM_N
         return rest % num_m, pid_n, rest // num_m
@@ -168,8 +169,8 @@ if triton is not None:
     ):
         # Program (k tile, n tile, (group, tap triple, row split)) writes the partial sums of its rows for three
         # taps to grad_w[split, group, tap]; the caller sums the splits (deterministic, unlike atomics). Each tile
-        # of the output gradient is read once for the three taps (2.8x faster than one tap per program at
-        # EAT-base's shape); taps past the kernel read and store nothing.
+        # of the output gradient is read once for the three taps (with 32-bit offsets: 6.1 -> 2.2 ms at EAT-base's
+        # shape on an H100, against one tap per program); taps past the kernel read and store nothing.
         K_DIM: tl.constexpr = NUM_FREQ * IN_PER_GROUP
         N_DIM: tl.constexpr = NUM_FREQ * OUT_PER_GROUP
         pid_k = tl.program_id(0)
