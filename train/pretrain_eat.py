@@ -192,7 +192,7 @@ class PretrainEATArguments:
         default=False,
         metadata={"help": "with --torch_compile: tune the block sizes of every kernel inductor generates by "
                   "benchmarking (inductor's coordinate_descent_tuning); the first step compiles minutes longer, "
-                  "EAT-base steps run about 1.8 % faster on an H100"},
+                  "an EAT-base step (96 clips) took 300 instead of 305 ms on an H100"},
     )
 
 
