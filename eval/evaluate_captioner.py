@@ -56,7 +56,7 @@ import math
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -274,8 +274,6 @@ def _candidate_entry(candidate) -> dict:
 def caption_batch(model, processor, scorer, clips: list[dict], plan: CaptioningPlan) -> dict[str, list[dict]]:
     """Captions of a batch of decoded clips for every system of `plan`: system -> one record per clip
     (`prediction`, `candidates`)."""
-    from dataclasses import replace
-
     from modeling_llm_aac.caption_candidates import generate_candidates, generate_captions, generate_pseudo_references
     from modeling_llm_aac.clap_scoring import normalize_caption
     from modeling_llm_aac.consensus_scoring import consensus_scores
@@ -668,8 +666,6 @@ def _tune_on_split(records: Sequence[Mapping], plan: CaptioningPlan, lm_weights:
                    tokenize: bool | None) -> dict[str, Any]:
     """Choose the fusion weights (and the consensus captions' temperature) on one split's CLAP-rescoring records
     and set them in `plan`, so that the splits captioned next use them."""
-    from dataclasses import replace
-
     split = records[0]["split"] if records else None
     if not plan.candidate_options.num_pseudo_references:
         tried_consensus = (0.0,)
@@ -746,8 +742,6 @@ def evaluate_captioner(
     Returns:
         The content of `metrics.json`.
     """
-    from dataclasses import replace
-
     from llm_aac.eval.candidate_headroom import candidate_headroom
     from modeling_llm_aac.caption_candidates import CandidateOptions
 

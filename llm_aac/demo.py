@@ -150,15 +150,21 @@ class DemoSizes:
 
     @property
     def consensus_temperatures(self) -> tuple[float, ...]:
-        """`pseudo_reference_temperatures` as numbers (a recipe's `--set` may give one number instead of text)."""
-        text = str(self.pseudo_reference_temperatures)
-        try:
-            values = tuple(dict.fromkeys(float(part) for part in text.split(",") if part.strip()))
-        except ValueError:
-            values = ()
-        if not values or not all(math.isfinite(t) and t > 0 for t in values):
-            raise ValueError(f"pseudo_reference_temperatures must be comma-separated positive numbers, got {text!r}")
-        return values
+        """`pseudo_reference_temperatures` as numbers (`parse_temperatures`)."""
+        return parse_temperatures(self.pseudo_reference_temperatures)
+
+
+def parse_temperatures(text: str | float) -> tuple[float, ...]:
+    """Comma-separated sampling temperatures as distinct positive numbers, in order (a recipe's `--set` may give one
+    number instead of text)."""
+    text = str(text)
+    try:
+        values = tuple(dict.fromkeys(float(part) for part in text.split(",") if part.strip()))
+    except ValueError:
+        values = ()
+    if not values or not all(math.isfinite(t) and t > 0 for t in values):
+        raise ValueError(f"pseudo_reference_temperatures must be comma-separated positive numbers, got {text!r}")
+    return values
 
 
 # Where the candidates ablation's names meet `CandidateOptions.strategy`.

@@ -311,6 +311,8 @@ def size_values(size: str, budget_scale: float = 1.0, overrides: Mapping[str, An
 
 def stage_minutes(values: Mapping[str, Any], size: str) -> dict[str, float]:
     """Worst-case minutes of each stage: its time limit plus the untimed work (`UNTIMED_MINUTES`)."""
+    from llm_aac.demo import parse_temperatures
+
     untimed = UNTIMED_MINUTES[size]
     corpus_clips = sum(values[k] for k in ("train_clips", "validation_clips", "test_clips", "compositional_clips")
                        if k in values) / 1000
@@ -318,7 +320,7 @@ def stage_minutes(values: Mapping[str, Any], size: str) -> dict[str, float]:
     # the validation clips too: the rescoring's log-probability weight is chosen on them (`LM_WEIGHT_SPLIT`)
     evaluated = (values["test_clips"] + values.get("compositional_clips", 0) + values["validation_clips"]) / 1000
     # each further temperature of the consensus captions samples the validation clips once more
-    temperatures = len([t for t in str(values.get("pseudo_reference_temperatures", "1")).split(",") if t.strip()])
+    temperatures = len(parse_temperatures(values.get("pseudo_reference_temperatures", "1")))
     resampled = (temperatures - 1) * values["validation_clips"] / 1000 if values.get("pseudo_references") else 0.0
     probed = (min(values.get("probe_train_clips", 0), values["train_clips"]) +
               min(values.get("probe_eval_clips", 0), values["validation_clips"])) / 1000
